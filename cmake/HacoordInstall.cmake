@@ -1,0 +1,23 @@
+# Install rules: the library (find_package(hacoord) -> hacoord::hacoord, and pkg-config), the binary.
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+set(HACOORD_LIBS hacoord_core hacoord_election hacoord_nats hacoord_node)
+set_target_properties(hacoord_lib PROPERTIES EXPORT_NAME hacoord)
+install(TARGETS ${HACOORD_LIBS} hacoord_lib EXPORT hacoordTargets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(TARGETS hacoord RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(DIRECTORY include/hacoord DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT hacoordTargets NAMESPACE hacoord:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/hacoord)
+configure_package_config_file(cmake/hacoordConfig.cmake.in
+  ${CMAKE_CURRENT_BINARY_DIR}/hacoordConfig.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/hacoord)
+write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/hacoordConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/hacoordConfig.cmake
+  ${CMAKE_CURRENT_BINARY_DIR}/hacoordConfigVersion.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/hacoord)
+configure_file(cmake/hacoord.pc.in ${CMAKE_CURRENT_BINARY_DIR}/hacoord.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/hacoord.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

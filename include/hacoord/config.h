@@ -1,0 +1,91 @@
+// Config: the daemon's and the library's settings, loaded from one strict JSON file (DESIGN §2).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hacoord/clock.h"
+#include "hacoord/status.h"
+
+namespace hacoord {
+
+struct NatsTlsConfig {
+  std::string ca;    // CA bundle that signs the server's certificate
+  std::string cert;  // client certificate chain (mutual TLS); needs key
+  std::string key;
+  bool enabled() const { return !ca.empty() || !cert.empty(); }
+};
+
+struct NatsConfig {
+  std::vector<std::string> servers;  // required, e.g. "nats://127.0.0.1:4222"; tls:// selects TLS
+  std::string credentials;           // optional .creds file (JWT + seed)
+  NatsTlsConfig tls;
+  milliseconds reconnect_wait{250};   // first reconnect delay; doubles up to reconnect_wait_max
+  milliseconds reconnect_wait_max{2000};
+  milliseconds connect_timeout{2000};
+  milliseconds request_timeout{1000};  // JetStream / KV calls; a timeout means "outcome unknown"
+};
+
+struct ElectionConfig {
+  milliseconds lease_ttl{2000};
+  milliseconds renew_interval{500};  // < lease_ttl / 2
+  milliseconds cooldown{2000};       // default = lease_ttl
+  milliseconds safety_margin{200};   // default = lease_ttl / 10; leader stops this early
+  milliseconds hook_time_limit{5000};
+  int bucket_replicas = 1;           // 3 for a 3-node NATS cluster
+  bool candidate = true;             // campaign from start (false: observe only until `join`)
+};
+
+// Used by the VIP module (next issue); validated now so nothing starts half-configured.
+struct VipConfig {
+  std::string address;    // "" = no VIP
+  int netmask = -1;       // prefix length; default 32 (IPv4) / 128 (IPv6)
+  std::string interface;  // required with an address
+  int garp_count = 5;
+  milliseconds garp_interval{200};
+  milliseconds garp_refresh{60000};
+  bool duplicate_check = false;
+  bool enabled() const { return !address.empty(); }
+};
+
+struct HealthCheckConfig {
+  enum class Type { kCommand, kTcp, kHttp };
+  std::string name;
+  Type type = Type::kCommand;
+  std::string command;  // kCommand: run through /bin/sh -c; exit code 0 = pass
+  std::string address;  // kTcp: "host:port"
+  std::string url;      // kHttp: "http://host:port/path"; 2xx/3xx = pass
+  milliseconds interval{1000};
+  milliseconds timeout{1000};
+  int rise = 2;  // consecutive passes to become healthy
+  int fall = 3;  // consecutive failures to become unhealthy
+};
+
+struct HealthConfig {
+  std::vector<HealthCheckConfig> checks;
+  milliseconds fail_after{3000};  // a leader unhealthy this long hands over
+};
+
+struct Config {
+  std::string cluster_id;  // [A-Za-z0-9_-]+
+  std::string node_id;     // [A-Za-z0-9_-]+
+  NatsConfig nats;
+  ElectionConfig election;
+  VipConfig vip;
+  HealthConfig health;
+  std::string http_listen;  // "" = no HTTP listener; else "host:port" for /healthz /readyz /metrics
+  std::string log_level = "info";  // trace debug info warn error critical off
+
+  std::string bucketName() const { return "HACOORD_" + cluster_id; }
+};
+
+// Parses and validates. Errors are InvalidArgument with "<source>: <json.path>: <reason>".
+Result<Config> parseConfig(std::string_view json_text, std::string_view source = "config");
+Result<Config> loadConfigFile(const std::string& path);
+// Validates the values of an assembled Config (used by parseConfig and by embedders).
+Status validateConfig(const Config& config);
+bool isValidId(std::string_view id);
+
+}  // namespace hacoord

@@ -1,0 +1,40 @@
+// Hooks: what an embedding application is told about leadership, on one serialised thread.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "hacoord/epoch.h"
+#include "hacoord/status.h"
+
+namespace hacoord {
+
+enum class Role { kFollower, kLeader, kStopped };
+std::string_view roleName(Role role);
+
+// Why a node stopped being leader.
+enum class LossReason {
+  kSteppedDown,   // planned handover: stepDown(), promote of another node, stop()
+  kLeaseExpired,  // self-fenced: no renewal was confirmed before the local deadline
+  kSuperseded,    // a compare-and-set showed someone else holds the lease
+  kHookFailed,    // onBecomeLeader returned an error
+  kStopped,       // the node stopped while leading
+};
+std::string_view lossReasonName(LossReason reason);
+
+// Called in the order the events happened, one at a time, on a thread of hacoord's own, each bounded
+// by election.hookTimeLimitMs (an overrun is logged). Overrides must be thread-safe with respect to
+// the application's other threads, not with respect to each other.
+class Hooks {
+ public:
+  virtual ~Hooks() = default;
+  // This node holds the lease under `epoch`. Returning an error makes the node step down at once.
+  virtual Status onBecomeLeader(Epoch epoch) { (void)epoch; return Status::ok(); }
+  // This node must stop acting as leader for `epoch`. On a planned handover the lease is released
+  // only after this returns (within the time limit), so release leader-only resources here.
+  virtual void onLoseLeadership(Epoch epoch, LossReason reason) { (void)epoch; (void)reason; }
+  // The cluster's leader changed: `leader` is "" while the lease is vacant or expired.
+  virtual void onLeaderChange(std::string_view leader, Epoch epoch) { (void)leader; (void)epoch; }
+};
+
+}  // namespace hacoord

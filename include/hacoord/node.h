@@ -1,0 +1,51 @@
+// Node: one member of a hacoord group. Connects to NATS, campaigns for the lease, runs the hooks.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "hacoord/config.h"
+#include "hacoord/epoch.h"
+#include "hacoord/hooks.h"
+#include "hacoord/status.h"
+
+namespace hacoord {
+
+// Thread-safe. Accessors read a snapshot; isLeader() also checks the local lease deadline on the
+// steady clock, so it turns false on time even if hacoord's own threads are stalled.
+class Node {
+ public:
+  Node(Config config, std::shared_ptr<Hooks> hooks = nullptr);
+  ~Node();  // stop()
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Connects to NATS (waits up to nats.connect_timeout for a first server), creates or binds the
+  // bucket and starts the election. Unavailable when NATS cannot be reached; InvalidArgument when
+  // the bucket exists with another configuration.
+  Status start();
+  // Planned handover if leader (hooks first, then the lease is released), then disconnect.
+  // Idempotent; also called by the destructor.
+  void stop();
+
+  Role role() const;
+  bool isLeader() const;
+  std::string leader() const;  // "" when the lease is vacant or unknown
+  Epoch epoch() const;         // epoch of the latest record seen (this node's own while leading)
+  const std::string& nodeId() const;
+  const std::string& incarnation() const;
+
+  // Planned handover. FailedPrecondition when not leader. Returns once the lease is released.
+  Status stepDown();
+  // Asks the live leader (over NATS request/reply) to hand over to this node. Returns when the
+  // leader has accepted; the takeover follows within milliseconds.
+  Status promote();
+  // Enter or leave candidacy without stopping (leaving while leader hands over first).
+  void setCandidate(bool candidate);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hacoord

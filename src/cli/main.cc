@@ -1,0 +1,139 @@
+// hacoord: the command-line entry point (daemon, status, version).
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include <nats/nats.h>
+
+#include "cli/cli.h"
+
+namespace hacoord::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: hacoord <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  daemon --config FILE         run a node: campaign for the lease, hand over on SIGTERM\n"
+    "  status --config FILE [--json] show the lease record (leader, epoch, age); never campaigns\n"
+    "  version                      print the version\n"
+    "\n"
+    "exit codes: 0 ok, 1 operation failed, 2 usage error, 3 config error\n";
+
+}  // namespace
+
+bool Args::has(const std::string& flag) const {
+  for (const auto& f : flags) {
+    if (f == flag) return true;
+  }
+  return false;
+}
+
+bool parseArgs(int argc, char** argv, const std::vector<std::string>& valued, Args& out,
+               std::string& error) {
+  if (argc < 2) {
+    error = "missing command";
+    return false;
+  }
+  out.command = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) {
+      out.positional.push_back(arg);
+      continue;
+    }
+    std::string name = arg.substr(2);
+    std::string value;
+    const auto eq = name.find('=');
+    const bool inline_value = eq != std::string::npos;
+    if (inline_value) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    bool takes_value = false;
+    for (const auto& v : valued) takes_value = takes_value || v == name;
+    if (!takes_value) {
+      if (inline_value) {
+        error = "option --" + name + " takes no value";
+        return false;
+      }
+      out.flags.push_back(name);
+      continue;
+    }
+    if (!inline_value) {
+      if (i + 1 >= argc) {
+        error = "option --" + name + " needs a value";
+        return false;
+      }
+      value = argv[++i];
+    }
+    out.options[name] = value;
+  }
+  return true;
+}
+
+void printError(const std::string& message) { std::fprintf(stderr, "hacoord: %s\n", message.c_str()); }
+
+bool loadConfigOption(const Args& args, Config& config) {
+  auto it = args.options.find("config");
+  if (it == args.options.end()) {
+    printError(args.command + ": --config FILE is required");
+    return false;
+  }
+  auto loaded = loadConfigFile(it->second);
+  if (!loaded.isOk()) {
+    printError(loaded.status().message());
+    return false;
+  }
+  config = std::move(*loaded);
+  return true;
+}
+
+namespace {
+
+int dispatch(int argc, char** argv) {
+  Args args;
+  std::string error;
+  if (!parseArgs(argc, argv, {"config"}, args, error)) {
+    printError(error);
+    std::fputs(kUsage, stderr);
+    return kExitUsage;
+  }
+  const std::vector<std::string> known_flags = {"json", "help"};
+  for (const auto& f : args.flags) {
+    bool known = false;
+    for (const auto& k : known_flags) known = known || f == k;
+    if (!known) {
+      printError("unknown option --" + f);
+      return kExitUsage;
+    }
+  }
+  if (args.command == "help" || args.command == "--help" || args.has("help")) {
+    std::fputs(kUsage, stdout);
+    return kExitOk;
+  }
+  if (args.command == "version") {
+    std::printf("hacoord %s (nats.c %s)\n", HACOORD_VERSION, nats_GetVersion());
+    return kExitOk;
+  }
+  if (args.command == "daemon") return runDaemon(args);
+  if (args.command == "status") return runStatus(args);
+  printError("unknown command '" + args.command + "'");
+  std::fputs(kUsage, stderr);
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace hacoord::cli
+
+int main(int argc, char** argv) {
+  int code;
+  try {
+    code = hacoord::cli::dispatch(argc, argv);
+  } catch (const std::exception& e) {
+    hacoord::cli::printError(std::string("fatal: ") + e.what());
+    code = hacoord::cli::kExitFailure;
+  }
+  nats_CloseAndWait(1000);
+  return code;
+}

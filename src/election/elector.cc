@@ -1,0 +1,579 @@
+// Elector: acquire, renew, self-fence, take over and hand over the lease (DESIGN §3).
+//
+// Safety rests on two clocks never being compared across hosts:
+//  - the leader's deadline is `send time of its last write known committed + TTL - margin`;
+//  - a follower's takeover timer starts when it *observed* a new revision, which is later.
+// Every write is a compare-and-set on the revision last seen, so stale reads only delay takeover.
+#include "election/elector.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/logging.h"
+
+namespace hacoord {
+namespace {
+
+std::shared_ptr<spdlog::logger> log() {
+  static auto logger = moduleLogger("election");
+  return logger;
+}
+
+bool outcomeUnknown(const Status& s) {
+  return s.code() == StatusCode::kDeadlineExceeded || s.code() == StatusCode::kUnavailable;
+}
+
+}  // namespace
+
+Elector::Elector(ElectorConfig config, Clock& clock, Scheduler& scheduler, LeaseStore& store,
+                 ElectorListener& listener)
+    : config_(std::move(config)),
+      clock_(clock),
+      scheduler_(scheduler),
+      store_(store),
+      listener_(listener),
+      candidate_(config_.candidate),
+      alive_(std::make_shared<bool>(true)) {}
+
+Elector::~Elector() {
+  *alive_ = false;
+  cancelAllTimers();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle
+
+void Elector::start() {
+  if (state_ != State::kIdle) return;
+  state_ = State::kFollower;
+  log()->info("node {} starting election (ttl {} ms, renew {} ms, candidate {})", config_.node_id,
+              config_.lease_ttl.count(), config_.renew_interval.count(), candidate_);
+  store_.watch([this, alive = alive_](const LeaseEntry& entry) {
+    if (*alive) onObserved(entry);
+  });
+  poll();
+  publish();
+}
+
+void Elector::stop(std::function<void()> done) {
+  auto finish = [this, done = std::move(done)] {
+    state_ = State::kStopped;
+    cancelAllTimers();
+    publish();
+    if (done) done();
+  };
+  switch (state_) {
+    case State::kLeader:
+      release(LossReason::kStopped, "", [finish](Status) { finish(); });
+      return;
+    case State::kReleasing:
+      after_release_ = finish;
+      return;
+    default:
+      finish();
+  }
+}
+
+void Elector::stepDown(std::string successor, std::function<void(Status)> done,
+                       LossReason reason) {
+  if (state_ != State::kLeader || !isLeader()) {
+    done(failedPrecondition("node " + config_.node_id + " is not the leader"));
+    return;
+  }
+  release(reason, std::move(successor), std::move(done));
+}
+
+void Elector::setCandidate(bool candidate) {
+  if (candidate_ == candidate) return;
+  candidate_ = candidate;
+  log()->info("node {} {} candidacy", config_.node_id, candidate ? "joins" : "leaves");
+  if (!candidate && state_ == State::kLeader) {
+    release(LossReason::kSteppedDown, "", [](Status) {});
+  } else {
+    evaluate();
+  }
+  publish();
+}
+
+ElectorSnapshot Elector::snapshot() const {
+  ElectorSnapshot s;
+  s.role = state_ == State::kLeader    ? Role::kLeader
+           : state_ == State::kStopped ? Role::kStopped
+                                       : Role::kFollower;
+  s.leader = announced_leader_;
+  s.epoch = state_ == State::kLeader ? leader_epoch_ : known_.record.epoch;
+  s.revision = known_.revision;
+  s.valid_until = state_ == State::kLeader ? valid_until_ : TimePoint{};
+  s.candidate = candidate_;
+  return s;
+}
+
+bool Elector::isLeader() const { return state_ == State::kLeader && clock_.now() < valid_until_; }
+
+// ---------------------------------------------------------------------------------------------
+// Observation: watch events and the polling backstop both land here.
+
+void Elector::poll() {
+  cancel(poll_timer_);
+  if (state_ == State::kStopped || read_in_flight_) return;
+  read_in_flight_ = true;
+  store_.read([this, alive = alive_](Result<LeaseEntry> result) {
+    if (!*alive) return;
+    read_in_flight_ = false;
+    if (state_ == State::kStopped) return;
+    if (result.isOk()) {
+      onObserved(*result);
+    } else {
+      log()->debug("node {} poll failed: {}", config_.node_id, result.status().toString());
+    }
+    poll_timer_ = scheduler_.runAfter(config_.renew_interval, [this, alive = alive_] {
+      if (*alive) poll();
+    });
+  });
+}
+
+void Elector::onObserved(const LeaseEntry& entry) {
+  if (state_ == State::kStopped || state_ == State::kIdle) return;
+  const bool fresh = !have_observation_ || entry.revision > known_.revision;
+  if (!fresh) {
+    evaluate();  // same revision: nothing restarts, but a retry may be due
+    return;
+  }
+  known_ = entry;
+  observed_at_ = clock_.now();
+  have_observation_ = true;
+  highest_epoch_ = std::max(highest_epoch_, entry.record.epoch);
+  log()->debug("node {} observed rev {} holder '{}' epoch {}", config_.node_id, entry.revision,
+               entry.record.holder, entry.record.epoch.value());
+
+  if (state_ == State::kLeader && entry.revision > leader_revision_ &&
+      !(isMine(entry.record) && entry.record.epoch == leader_epoch_)) {
+    log()->warn("node {} superseded: rev {} held by '{}' epoch {}", config_.node_id,
+                entry.revision, entry.record.holder, entry.record.epoch.value());
+    loseLeadership(LossReason::kSuperseded);
+  }
+  if (state_ != State::kLeader) announce(entry.exists() ? entry.record.holder : "", entry.record.epoch);
+  evaluate();
+  publish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Follower: decide whether and when to campaign.
+
+void Elector::evaluate() {
+  cancel(evaluate_timer_);
+  if (state_ != State::kFollower || !have_observation_ || write_in_flight_) return;
+  const TimePoint now = clock_.now();
+  const LeaseRecord& rec = known_.record;
+  const Duration lease = rec.lease.count() > 0 ? Duration(rec.lease) : Duration(config_.lease_ttl);
+
+  if (known_.exists() && isMine(rec) && mayAdopt(known_)) {
+    // An acquire whose answer was lost did land: the lease is ours since that write was sent.
+    adopt();
+    return;
+  }
+  if (!candidate_) return;
+
+  TimePoint may_campaign_at = now;
+  if (!known_.exists()) {
+    // First election of this cluster: Create on the absent key.
+  } else if (rec.vacant()) {
+    if (!rec.successor.empty() && rec.successor != config_.node_id) {
+      may_campaign_at = std::max(may_campaign_at, observed_at_ + config_.renew_interval);
+    }
+    if (rec.successor != config_.node_id && now < cooldown_until_) {
+      // In cooldown: wait it out, unless the lease stays vacant for a whole TTL (lone node).
+      may_campaign_at = std::max(may_campaign_at, std::min(cooldown_until_, observed_at_ + lease));
+    }
+  } else {
+    const TimePoint expiry = observed_at_ + lease;
+    if (now < expiry) {
+      scheduleEvaluate(expiry);
+      return;
+    }
+    announce("", rec.epoch);
+    if (now < cooldown_until_) {
+      may_campaign_at = std::max(may_campaign_at, std::min(cooldown_until_, expiry + lease));
+    }
+  }
+  may_campaign_at = std::max(may_campaign_at, retry_not_before_);
+  if (now < may_campaign_at) {
+    scheduleEvaluate(may_campaign_at);
+    return;
+  }
+  campaign();
+}
+
+void Elector::scheduleEvaluate(TimePoint at) {
+  cancel(evaluate_timer_);
+  const Duration delay = std::max(Duration::zero(), at - clock_.now());
+  evaluate_timer_ = scheduler_.runAfter(delay, [this, alive = alive_] {
+    if (!*alive) return;
+    evaluate_timer_ = 0;
+    evaluate();
+  });
+}
+
+void Elector::campaign() {
+  const Epoch epoch = highest_epoch_.next();
+  const LeaseRecord record = recordFor(epoch);
+  const std::uint64_t base = known_.revision;
+  const TimePoint sent_at = clock_.now();
+  write_in_flight_ = true;
+  log()->debug("node {} campaigns for epoch {} on rev {}", config_.node_id, epoch.value(), base);
+  store_.write(record, base, [this, alive = alive_, record, sent_at](Result<std::uint64_t> r) {
+    if (*alive) onAcquireDone(record, sent_at, std::move(r));
+  });
+}
+
+void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at,
+                            Result<std::uint64_t> result) {
+  write_in_flight_ = false;
+  if (state_ != State::kFollower) {
+    // Stopped while campaigning: a lease won now is left to expire (safe, never used).
+    return;
+  }
+  if (result.isOk()) {
+    in_doubt_.clear();
+    becomeLeader(*result, sent, sent_at);
+    return;
+  }
+  const Status& s = result.status();
+  if (outcomeUnknown(s)) {
+    // The write may still land: remember when it was sent, so a later read can adopt it safely.
+    in_doubt_.push_back({sent.epoch, sent_at});
+    retry_not_before_ = clock_.now() + retryBackoff();
+    log()->info("node {} acquire of epoch {} outcome unknown: {}", config_.node_id,
+                sent.epoch.value(), s.toString());
+  } else if (s.code() == StatusCode::kAborted) {
+    log()->debug("node {} lost the race for epoch {}", config_.node_id, sent.epoch.value());
+  } else {
+    retry_not_before_ = clock_.now() + retryBackoff();
+    log()->warn("node {} acquire failed: {}", config_.node_id, s.toString());
+  }
+  poll();  // re-read: never retry a compare-and-set blindly
+}
+
+bool Elector::mayAdopt(const LeaseEntry& entry) const {
+  if (!earliestInDoubt(entry.record.epoch)) return false;
+  return *earliestInDoubt(entry.record.epoch) + config_.lease_ttl - config_.safety_margin >
+         clock_.now();
+}
+
+std::optional<TimePoint> Elector::earliestInDoubt(Epoch epoch) const {
+  std::optional<TimePoint> earliest;
+  for (const auto& w : in_doubt_) {
+    if (w.epoch == epoch && (!earliest || w.sent_at < *earliest)) earliest = w.sent_at;
+  }
+  return earliest;
+}
+
+void Elector::adopt() {
+  const TimePoint sent_at = *earliestInDoubt(known_.record.epoch);
+  log()->info("node {} adopts rev {} epoch {}: its unanswered acquire landed", config_.node_id,
+              known_.revision, known_.record.epoch.value());
+  in_doubt_.clear();
+  becomeLeader(known_.revision, known_.record, sent_at);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leader
+
+void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, TimePoint sent_at) {
+  const TimePoint valid_until = sent_at + config_.lease_ttl - config_.safety_margin;
+  known_ = {revision, record};
+  observed_at_ = clock_.now();
+  have_observation_ = true;
+  highest_epoch_ = std::max(highest_epoch_, record.epoch);
+  if (valid_until <= clock_.now()) {
+    // The write took longer than the lease: it is already invalid here. Let it expire.
+    log()->warn("node {} won epoch {} too late to use it; letting it expire", config_.node_id,
+                record.epoch.value());
+    evaluate();
+    return;
+  }
+  cancel(evaluate_timer_);
+  state_ = State::kLeader;
+  leader_epoch_ = record.epoch;
+  leader_revision_ = revision;
+  valid_until_ = valid_until;
+  armDeadline();
+  scheduleRenew(sent_at + config_.renew_interval);
+  log()->info("node {} became leader: epoch {} rev {}", config_.node_id, record.epoch.value(),
+              revision);
+  listener_.onBecomeLeader(leader_epoch_);
+  announce(config_.node_id, leader_epoch_);
+  publish();
+}
+
+void Elector::scheduleRenew(TimePoint at) {
+  cancel(renew_timer_);
+  const Duration delay = std::max(Duration::zero(), at - clock_.now());
+  renew_timer_ = scheduler_.runAfter(delay, [this, alive = alive_] {
+    if (!*alive) return;
+    renew_timer_ = 0;
+    renew();
+  });
+}
+
+void Elector::renew() {
+  if (state_ != State::kLeader) return;
+  if (write_in_flight_) {
+    scheduleRenew(clock_.now() + retryBackoff());
+    return;
+  }
+  const TimePoint sent_at = clock_.now();
+  write_in_flight_ = true;
+  store_.write(recordFor(leader_epoch_), leader_revision_,
+               [this, alive = alive_, sent_at](Result<std::uint64_t> r) {
+                 if (*alive) onRenewDone(sent_at, std::move(r));
+               });
+}
+
+void Elector::onRenewDone(TimePoint sent_at, Result<std::uint64_t> result) {
+  write_in_flight_ = false;
+  if (result.isOk()) {
+    in_doubt_.clear();
+    if (state_ == State::kLeader || state_ == State::kReleasing) {
+      // Also while releasing: the release must compare-and-set on this newest revision.
+      leader_revision_ = *result;
+      known_ = {*result, recordFor(leader_epoch_)};
+      observed_at_ = clock_.now();
+    }
+    if (state_ == State::kLeader) {
+      valid_until_ = std::max(valid_until_, sent_at + config_.lease_ttl - config_.safety_margin);
+      armDeadline();
+      scheduleRenew(sent_at + config_.renew_interval);
+      publish();
+    }
+    runAfterWrite();
+    return;
+  }
+  const Status& s = result.status();
+  if (state_ == State::kLeader) {
+    if (outcomeUnknown(s)) {
+      in_doubt_.push_back({leader_epoch_, sent_at});
+      log()->warn("node {} renew of epoch {} outcome unknown ({}); retrying until {} ms left",
+                  config_.node_id, leader_epoch_.value(), s.toString(),
+                  toMillis(valid_until_ - clock_.now()));
+      scheduleRenew(clock_.now() + retryBackoff());
+    } else if (s.code() == StatusCode::kAborted) {
+      if (earliestInDoubt(leader_epoch_)) {
+        reconcileAfterConflict();
+      } else {
+        log()->warn("node {} renew lost the compare-and-set: superseded", config_.node_id);
+        loseLeadership(LossReason::kSuperseded);
+        poll();
+      }
+    } else {
+      log()->warn("node {} renew failed: {}", config_.node_id, s.toString());
+      scheduleRenew(clock_.now() + retryBackoff());
+    }
+  }
+  runAfterWrite();
+}
+
+// A renew was refused, but an earlier unanswered renew of ours may be what moved the revision.
+void Elector::reconcileAfterConflict() {
+  write_in_flight_ = true;  // no other write until we know
+  store_.read([this, alive = alive_](Result<LeaseEntry> result) {
+    if (!*alive) return;
+    write_in_flight_ = false;
+    if (state_ != State::kLeader) {
+      runAfterWrite();
+      return;
+    }
+    if (result.isOk() && isMine(result->record) && result->record.epoch == leader_epoch_ &&
+        result->revision > leader_revision_) {
+      // One of our unanswered renewals landed; it was sent no earlier than the earliest of them.
+      const TimePoint sent_at = *earliestInDoubt(leader_epoch_);
+      in_doubt_.clear();
+      leader_revision_ = result->revision;
+      known_ = *result;
+      observed_at_ = clock_.now();
+      valid_until_ = std::max(valid_until_, sent_at + config_.lease_ttl - config_.safety_margin);
+      armDeadline();
+      scheduleRenew(clock_.now());
+      publish();
+    } else if (result.isOk()) {
+      loseLeadership(LossReason::kSuperseded);
+      onObserved(*result);
+    } else {
+      scheduleRenew(clock_.now() + retryBackoff());
+    }
+    runAfterWrite();
+  });
+}
+
+void Elector::armDeadline() {
+  cancel(deadline_timer_);
+  const Duration delay = std::max(Duration::zero(), valid_until_ - clock_.now());
+  deadline_timer_ = scheduler_.runAfter(delay, [this, alive = alive_] {
+    if (!*alive) return;
+    deadline_timer_ = 0;
+    onDeadline();
+  });
+}
+
+void Elector::onDeadline() {
+  if (state_ != State::kLeader) return;
+  if (clock_.now() < valid_until_) {
+    armDeadline();
+    return;
+  }
+  log()->warn("node {} lease deadline passed without a confirmed renewal: self-fencing epoch {}",
+              config_.node_id, leader_epoch_.value());
+  loseLeadership(LossReason::kLeaseExpired);
+}
+
+void Elector::loseLeadership(LossReason reason) {
+  if (state_ != State::kLeader) return;
+  state_ = State::kFollower;
+  cancel(renew_timer_);
+  cancel(deadline_timer_);
+  valid_until_ = TimePoint{};
+  in_doubt_.clear();  // never adopt an old-epoch record after fencing: let it expire instead
+  log()->info("node {} lost leadership of epoch {}: {}", config_.node_id, leader_epoch_.value(),
+              lossReasonName(reason));
+  listener_.onLoseLeadership(leader_epoch_, reason, [](bool) {});
+  announce(known_.exists() && !isMine(known_.record) ? known_.record.holder : "",
+           known_.record.epoch);
+  evaluate();
+  publish();
+}
+
+// Planned handover: stop acting as leader, let the owner drop leader-only resources (the VIP),
+// and only then write the vacant record, compare-and-set on our last revision.
+void Elector::release(LossReason reason, std::string successor, std::function<void(Status)> done) {
+  state_ = State::kReleasing;
+  cancel(renew_timer_);
+  cancel(deadline_timer_);
+  const TimePoint deadline = valid_until_;
+  valid_until_ = TimePoint{};
+  cooldown_until_ = clock_.now() + config_.cooldown;
+  const Epoch epoch = leader_epoch_;
+  log()->info("node {} hands over epoch {}{}{}", config_.node_id, epoch.value(),
+              successor.empty() ? "" : " to ", successor);
+  publish();
+  listener_.onLoseLeadership(
+      epoch, reason,
+      [this, alive = alive_, epoch, deadline, successor = std::move(successor),
+       done = std::move(done)](bool released) mutable {
+        if (!*alive) return;
+        if (!released || clock_.now() >= deadline) {
+          // Leader-only resources may still be live, or our lease already ran out: do not
+          // release; the lease expires on its own, exactly like a crash.
+          finishRelease(done, deadlineExceeded("leadership release was not confirmed in time; "
+                                               "the lease is left to expire"));
+          return;
+        }
+        writeRelease(epoch, std::move(successor), std::move(done));
+      });
+}
+
+void Elector::writeRelease(Epoch epoch, std::string successor, std::function<void(Status)> done) {
+  if (write_in_flight_) {
+    after_write_ = [this, epoch, successor = std::move(successor), done = std::move(done)]() mutable {
+      writeRelease(epoch, std::move(successor), std::move(done));
+    };
+    return;
+  }
+  LeaseRecord vacant;
+  vacant.epoch = epoch;
+  vacant.lease = config_.lease_ttl;
+  vacant.successor = std::move(successor);
+  write_in_flight_ = true;
+  store_.write(vacant, leader_revision_,
+               [this, alive = alive_, vacant, done = std::move(done)](Result<std::uint64_t> r) {
+                 if (!*alive) return;
+                 write_in_flight_ = false;
+                 if (r.isOk()) {
+                   known_ = {*r, vacant};
+                   observed_at_ = clock_.now();
+                   log()->info("node {} released epoch {} at rev {}", config_.node_id,
+                               vacant.epoch.value(), *r);
+                   finishRelease(done, Status::ok());
+                 } else {
+                   log()->warn("node {} release failed ({}); the lease will expire",
+                               config_.node_id, r.status().toString());
+                   finishRelease(done, r.status());
+                 }
+               });
+}
+
+void Elector::finishRelease(const std::function<void(Status)>& done, Status status) {
+  if (state_ == State::kReleasing) state_ = State::kFollower;
+  announce(known_.exists() && !known_.record.vacant() && !isMine(known_.record)
+               ? known_.record.holder
+               : "",
+           known_.record.epoch);
+  publish();
+  if (done) done(std::move(status));
+  if (after_release_) {
+    auto next = std::move(after_release_);
+    after_release_ = nullptr;
+    next();
+    return;
+  }
+  evaluate();
+}
+
+void Elector::runAfterWrite() {
+  if (!after_write_ || write_in_flight_) return;
+  auto next = std::move(after_write_);
+  after_write_ = nullptr;
+  next();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+bool Elector::isMine(const LeaseRecord& record) const {
+  return record.holder == config_.node_id && record.incarnation == config_.incarnation;
+}
+
+LeaseRecord Elector::recordFor(Epoch epoch) const {
+  LeaseRecord r;
+  r.holder = config_.node_id;
+  r.incarnation = config_.incarnation;
+  r.epoch = epoch;
+  r.lease = config_.lease_ttl;
+  return r;
+}
+
+void Elector::announce(const std::string& leader, Epoch epoch) {
+  if (leader == announced_leader_ && epoch == announced_epoch_) return;
+  announced_leader_ = leader;
+  announced_epoch_ = epoch;
+  listener_.onLeaderChange(leader, epoch);
+}
+
+void Elector::publish() {
+  ElectorSnapshot s = snapshot();
+  if (s.role == published_.role && s.leader == published_.leader && s.epoch == published_.epoch &&
+      s.valid_until == published_.valid_until && s.candidate == published_.candidate &&
+      have_published_) {
+    return;
+  }
+  have_published_ = true;
+  published_ = s;
+  listener_.onSnapshot(s);
+}
+
+Duration Elector::retryBackoff() const {
+  return std::max(Duration(milliseconds(10)), Duration(config_.renew_interval) / 4);
+}
+
+void Elector::cancel(Scheduler::TimerId& id) {
+  if (id != 0) scheduler_.cancel(id);
+  id = 0;
+}
+
+void Elector::cancelAllTimers() {
+  cancel(poll_timer_);
+  cancel(evaluate_timer_);
+  cancel(renew_timer_);
+  cancel(deadline_timer_);
+}
+
+}  // namespace hacoord

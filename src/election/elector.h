@@ -1,0 +1,155 @@
+// Elector: the lease state machine of DESIGN §3. Pure logic: no I/O, no threads, no wall clock.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hacoord/clock.h"
+#include "hacoord/epoch.h"
+#include "hacoord/hooks.h"
+#include "hacoord/lease.h"
+#include "hacoord/scheduler.h"
+
+namespace hacoord {
+
+struct ElectorConfig {
+  std::string node_id;
+  std::string incarnation;
+  milliseconds lease_ttl{2000};
+  milliseconds renew_interval{500};
+  milliseconds cooldown{2000};
+  milliseconds safety_margin{200};
+  bool candidate = true;
+};
+
+// A consistent view for accessors and tests.
+struct ElectorSnapshot {
+  Role role = Role::kFollower;
+  std::string leader;            // "" when vacant / unknown
+  Epoch epoch;                   // of the latest record seen
+  std::uint64_t revision = 0;    // of the latest record seen
+  TimePoint valid_until{};       // leader only: local self-fencing deadline
+  bool candidate = true;
+};
+
+// What the elector tells its owner. Called on the scheduler, in event order.
+class ElectorListener {
+ public:
+  virtual ~ElectorListener() = default;
+  virtual void onBecomeLeader(Epoch epoch) = 0;
+  // `released` must be called once leader-only resources are gone (for a planned handover the lease
+  // is released only then; pass false if that could not be confirmed in time: the lease then
+  // expires instead). It may be called later, from the scheduler.
+  virtual void onLoseLeadership(Epoch epoch, LossReason reason,
+                                std::function<void(bool released)> released) = 0;
+  virtual void onLeaderChange(const std::string& leader, Epoch epoch) = 0;
+  // The snapshot changed (role, leader, epoch, deadline, candidacy): for thread-safe accessors.
+  virtual void onSnapshot(const ElectorSnapshot& snapshot) { (void)snapshot; }
+};
+
+
+// Every method must be called on `scheduler`. The store's callbacks arrive there too.
+class Elector {
+ public:
+  Elector(ElectorConfig config, Clock& clock, Scheduler& scheduler, LeaseStore& store,
+          ElectorListener& listener);
+  ~Elector();
+  Elector(const Elector&) = delete;
+  Elector& operator=(const Elector&) = delete;
+
+  // Starts watching and polling the record, and campaigning if a candidate.
+  void start();
+  // Planned handover if leader, then stops every timer. `done` runs when finished.
+  void stop(std::function<void()> done);
+  // Planned handover. `done` gets FailedPrecondition if not leader, OK once the record is released
+  // (or once release was attempted: a failed release leaves the lease to expire, which is safe).
+  // `reason` is what onLoseLeadership is told (kHookFailed when onBecomeLeader failed).
+  void stepDown(std::string successor, std::function<void(Status)> done,
+                LossReason reason = LossReason::kSteppedDown);
+  // Join (true) or leave (false) candidacy. Leaving while leader hands over first.
+  void setCandidate(bool candidate);
+
+  ElectorSnapshot snapshot() const;
+  // Leader and inside the local deadline, checked against the clock now.
+  bool isLeader() const;
+  const ElectorConfig& config() const { return config_; }
+
+ private:
+  enum class State { kIdle, kFollower, kLeader, kReleasing, kStopped };
+  struct InDoubtWrite {  // a write whose outcome is unknown (timeout / unavailable)
+    Epoch epoch;
+    TimePoint sent_at;
+  };
+
+  // Observation
+  void poll();
+  void onObserved(const LeaseEntry& entry);
+  // Follower
+  void evaluate();
+  void scheduleEvaluate(TimePoint at);
+  void campaign();
+  void onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, Result<std::uint64_t> result);
+  bool mayAdopt(const LeaseEntry& entry) const;
+  std::optional<TimePoint> earliestInDoubt(Epoch epoch) const;
+  void adopt();
+  // Leader
+  void becomeLeader(std::uint64_t revision, const LeaseRecord& record, TimePoint sent_at);
+  void scheduleRenew(TimePoint at);
+  void renew();
+  void onRenewDone(TimePoint sent_at, Result<std::uint64_t> result);
+  void reconcileAfterConflict();
+  void armDeadline();
+  void onDeadline();
+  void loseLeadership(LossReason reason);
+  void release(LossReason reason, std::string successor, std::function<void(Status)> done);
+  void writeRelease(Epoch epoch, std::string successor, std::function<void(Status)> done);
+  void finishRelease(const std::function<void(Status)>& done, Status status);
+  void runAfterWrite();
+  // Helpers
+  bool isMine(const LeaseRecord& record) const;
+  LeaseRecord recordFor(Epoch epoch) const;
+  void announce(const std::string& leader, Epoch epoch);
+  void publish();
+  Duration retryBackoff() const;
+  void cancel(Scheduler::TimerId& id);
+  void cancelAllTimers();
+
+  ElectorConfig config_;
+  Clock& clock_;
+  Scheduler& scheduler_;
+  LeaseStore& store_;
+  ElectorListener& listener_;
+
+  State state_ = State::kIdle;
+  bool candidate_;
+  LeaseEntry known_;                 // latest revision observed
+  TimePoint observed_at_{};          // when known_.revision was first observed (local clock)
+  bool have_observation_ = false;
+  Epoch highest_epoch_;              // highest epoch ever seen: a new acquire goes above it
+  std::string announced_leader_;     // last leader passed to onLeaderChange
+  Epoch announced_epoch_;
+  bool read_in_flight_ = false;
+  bool write_in_flight_ = false;     // at most one write at a time
+  std::function<void()> after_write_;    // runs once the write in flight completes
+  std::function<void()> after_release_;  // stop() requested during a handover
+  std::vector<InDoubtWrite> in_doubt_;
+  TimePoint retry_not_before_{};
+  TimePoint cooldown_until_{};
+  // Leader state
+  Epoch leader_epoch_;
+  std::uint64_t leader_revision_ = 0;
+  TimePoint valid_until_{};          // self-fencing deadline
+  ElectorSnapshot published_;
+  bool have_published_ = false;
+  Scheduler::TimerId poll_timer_ = 0;
+  Scheduler::TimerId evaluate_timer_ = 0;
+  Scheduler::TimerId renew_timer_ = 0;
+  Scheduler::TimerId deadline_timer_ = 0;
+  std::shared_ptr<bool> alive_;      // callbacks that outlive the elector see false
+};
+
+}  // namespace hacoord
