@@ -5,6 +5,7 @@
 #include <json/json.h>
 
 #include "cli/cli.h"
+#include "core/logging.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_lease_store.h"
 
@@ -13,6 +14,7 @@ namespace hacoord::cli {
 int runStatus(const Args& args) {
   Config config;
   if (!loadConfigOption(args, config)) return kExitConfig;
+  setLogLevel("warn");  // stdout is the answer; connection chatter would only be noise
   auto connection = NatsConnection::connect(config.nats, "hacoord-status", {});
   if (!connection.isOk()) {
     printError("status: " + connection.status().toString());

@@ -127,7 +127,7 @@ struct Node::Impl final : ElectorListener {
   }
 
   void serveControl() {
-    auto stepdown = NatsResponder::subscribe(
+    auto stepdown_responder = NatsResponder::subscribe(
         *connection, controlSubject(config.cluster_id, config.node_id, "stepdown"),
         [this](std::string body, std::function<void(std::string)> reply) {
           const std::string successor = successorFromRequest(body);
@@ -136,16 +136,20 @@ struct Node::Impl final : ElectorListener {
             elector->stepDown(successor, [reply](Status s) { reply(replyJson(s)); });
           });
         });
-    auto promote = NatsResponder::subscribe(
+    auto promote_responder = NatsResponder::subscribe(
         *connection, controlSubject(config.cluster_id, config.node_id, "promote"),
         [this](std::string, std::function<void(std::string)> reply) {
           // promote() blocks on a request to the leader: not on NATS's delivery thread.
           control_worker.push([this, reply = std::move(reply)] { reply(replyJson(promote())); });
         });
-    if (stepdown.isOk()) responders.push_back(std::move(*stepdown));
-    else log()->error("cannot serve stepdown control: {}", stepdown.status().toString());
-    if (promote.isOk()) responders.push_back(std::move(*promote));
-    else log()->error("cannot serve promote control: {}", promote.status().toString());
+    for (auto* r : {&stepdown_responder, &promote_responder}) {
+      if (r->isOk()) {
+        responders.push_back(std::move(r->value()));
+      } else {
+        log()->error("node {} cannot serve control requests: {}", config.node_id,
+                     r->status().toString());
+      }
+    }
   }
 
   Status promote() {

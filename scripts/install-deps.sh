@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages hacoord builds, tests and demos with (needs root or sudo).
+set -euo pipefail
+PACKAGES=(
+  cmake g++ make pkg-config
+  libnats-dev libjsoncpp-dev libspdlog-dev libfmt-dev libboost-dev libssl-dev
+  libnl-3-dev libnl-route-3-dev
+  libgtest-dev libgmock-dev
+  nats-server openssl iproute2 procps
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
