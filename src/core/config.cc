@@ -30,8 +30,6 @@ constexpr int kMaxNesting = 32;
 constexpr std::size_t kMaxIdLength = 64;
 // Linux IFNAMSIZ is 16 including the terminating NUL.
 constexpr std::size_t kMaxInterfaceLength = 15;
-// DESIGN §4: the VIP's kernel lifetime must end this long before a follower may take over.
-constexpr long long kVipLifetimeSlackMs = 300;
 
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
 
@@ -356,7 +354,7 @@ void validateElection(const ElectionConfig& e) {
   }
 }
 
-void validateVip(const VipConfig& v, const ElectionConfig& e) {
+void validateVip(const VipConfig& v) {
   checkRange("vip.garpCount", v.garp_count, 0, 100);
   checkMillis("vip.garpIntervalMs", v.garp_interval);
   checkMillis("vip.garpRefreshMs", v.garp_refresh);
@@ -375,19 +373,6 @@ void validateVip(const VipConfig& v, const ElectionConfig& e) {
   }
   if (v.interface.empty()) fail("vip.interface", "required when vip.address is set");
   checkInterfaceName("vip.interface", v.interface);
-  // DESIGN §4: the VIP carries a kernel lifetime L in whole seconds with renew < L < TTL - 0.3 s,
-  // so a frozen leader loses the address before any follower may take over. Check that L exists.
-  const long long ttl = e.lease_ttl.count();
-  const long long renew = e.renew_interval.count();
-  const long long longest_seconds = (ttl - kVipLifetimeSlackMs - 1) / 1000;
-  if (longest_seconds < 1 || longest_seconds * 1000 <= renew) {
-    const long long needed_ttl = (renew / 1000 + 1) * 1000 + kVipLifetimeSlackMs + 1;
-    fail("election.leaseTtlMs",
-         "must be at least " + std::to_string(needed_ttl) + " when vip.address is set (renewIntervalMs " +
-             std::to_string(renew) +
-             "), so the VIP's whole-second kernel lifetime fits between the renew interval and "
-             "leaseTtlMs - 300, got " + std::to_string(ttl));
-  }
 }
 
 void validateHealth(const HealthConfig& h) {
@@ -436,7 +421,7 @@ void validate(const Config& c) {
   checkId("nodeId", c.node_id);
   validateNats(c.nats);
   validateElection(c.election);
-  validateVip(c.vip, c.election);
+  validateVip(c.vip);
   validateHealth(c.health);
   if (!c.http_listen.empty()) checkHostPort("http.listen", c.http_listen, /*allow_port_zero=*/true);
   if (std::find(std::begin(kLogLevels), std::end(kLogLevels), c.log_level) == std::end(kLogLevels)) {

@@ -152,7 +152,13 @@ void Elector::onObserved(const LeaseEntry& entry) {
                 entry.revision, entry.record.holder, entry.record.epoch.value());
     loseLeadership(LossReason::kSuperseded);
   }
-  if (state_ != State::kLeader) announce(entry.exists() ? entry.record.holder : "", entry.record.epoch);
+  // Our own acquire, seen by the watch before its answer came: becomeLeader() announces it after
+  // onBecomeLeader, so the hooks never hear "the leader is you" before "you are the leader".
+  const bool own_acquire = isMine(entry.record) &&
+                           (write_in_flight_ || earliestInDoubt(entry.record.epoch).has_value());
+  if (state_ != State::kLeader && !own_acquire) {
+    announce(entry.exists() ? entry.record.holder : "", entry.record.epoch);
+  }
   evaluate();
   publish();
 }
@@ -246,6 +252,8 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at,
     log()->info("node {} acquire of epoch {} outcome unknown: {}", config_.node_id,
                 sent.epoch.value(), s.toString());
   } else if (s.code() == StatusCode::kAborted) {
+    // Someone else wrote: the re-read below shows who. Never loop on a stale revision.
+    retry_not_before_ = clock_.now() + retryBackoff();
     log()->debug("node {} lost the race for epoch {}", config_.node_id, sent.epoch.value());
   } else {
     retry_not_before_ = clock_.now() + retryBackoff();
@@ -428,6 +436,11 @@ void Elector::onDeadline() {
 
 void Elector::loseLeadership(LossReason reason) {
   if (state_ != State::kLeader) return;
+  // A lease that ran out by our own clock expired, whatever we learn next: after a freeze
+  // (SIGSTOP, a stalled VM) the successor's record may be processed before our deadline timer.
+  if (reason == LossReason::kSuperseded && clock_.now() >= valid_until_) {
+    reason = LossReason::kLeaseExpired;
+  }
   state_ = State::kFollower;
   cancel(renew_timer_);
   cancel(deadline_timer_);
@@ -488,8 +501,11 @@ void Elector::writeRelease(Epoch epoch, std::string successor, std::function<voi
                  if (!*alive) return;
                  write_in_flight_ = false;
                  if (r.isOk()) {
-                   known_ = {*r, vacant};
-                   observed_at_ = clock_.now();
+                   // The watch may already have shown a successor's newer record: keep that one.
+                   if (*r > known_.revision) {
+                     known_ = {*r, vacant};
+                     observed_at_ = clock_.now();
+                   }
                    log()->info("node {} released epoch {} at rev {}", config_.node_id,
                                vacant.epoch.value(), *r);
                    finishRelease(done, Status::ok());
