@@ -24,7 +24,8 @@ struct LeaseRecord {
   bool operator==(const LeaseRecord&) const = default;
 };
 
-// One observed version of the record. revision 0 means the key does not exist yet.
+// One observed version of the record. revision 0 means the key does not exist yet. A key deleted
+// by hand (hacoord never deletes it) is reported as a vacant record at the marker's revision.
 struct LeaseEntry {
   std::uint64_t revision = 0;
   LeaseRecord record;

@@ -94,9 +94,14 @@ namespace {
 int dispatch(int argc, char** argv) {
   Args args;
   std::string error;
-  if (!parseArgs(argc, argv, {"config"}, args, error)) {
-    printError(error);
+  if (argc < 2) {
     std::fputs(kUsage, stderr);
+    return kExitUsage;
+  }
+  // Usage errors are one line on stderr (scripts and log collectors read them); the usage text
+  // is one `hacoord help` away.
+  if (!parseArgs(argc, argv, {"config"}, args, error)) {
+    printError(error + " (see 'hacoord help')");
     return kExitUsage;
   }
   const std::vector<std::string> known_flags = {"json", "help"};
@@ -104,7 +109,7 @@ int dispatch(int argc, char** argv) {
     bool known = false;
     for (const auto& k : known_flags) known = known || f == k;
     if (!known) {
-      printError("unknown option --" + f);
+      printError("unknown option --" + f + " (see 'hacoord help')");
       return kExitUsage;
     }
   }
@@ -118,8 +123,7 @@ int dispatch(int argc, char** argv) {
   }
   if (args.command == "daemon") return runDaemon(args);
   if (args.command == "status") return runStatus(args);
-  printError("unknown command '" + args.command + "'");
-  std::fputs(kUsage, stderr);
+  printError("unknown command '" + args.command + "' (see 'hacoord help')");
   return kExitUsage;
 }
 

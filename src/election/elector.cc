@@ -175,7 +175,12 @@ void Elector::evaluate() {
 
   if (known_.exists() && isMine(rec) && mayAdopt(known_)) {
     // An acquire whose answer was lost did land: the lease is ours since that write was sent.
-    adopt();
+    if (candidate_) {
+      adopt();
+    } else {
+      in_doubt_.clear();
+      disown(known_.revision, rec.epoch);
+    }
     return;
   }
   if (!candidate_) return;
@@ -241,6 +246,11 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at,
   }
   if (result.isOk()) {
     in_doubt_.clear();
+    last_acked_revision_ = *result;
+    if (!candidate_) {
+      disown(*result, sent.epoch);  // candidacy was left while the acquire was in flight
+      return;
+    }
     becomeLeader(*result, sent, sent_at);
     return;
   }
@@ -263,6 +273,8 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at,
 }
 
 bool Elector::mayAdopt(const LeaseEntry& entry) const {
+  // Only a revision above our last answered write proves that an unanswered one landed.
+  if (entry.revision <= last_acked_revision_) return false;
   if (!earliestInDoubt(entry.record.epoch)) return false;
   return *earliestInDoubt(entry.record.epoch) + config_.lease_ttl - config_.safety_margin >
          clock_.now();
@@ -326,6 +338,7 @@ void Elector::scheduleRenew(TimePoint at) {
 
 void Elector::renew() {
   if (state_ != State::kLeader) return;
+  if (deadlinePassed()) return;
   if (write_in_flight_) {
     scheduleRenew(clock_.now() + retryBackoff());
     return;
@@ -340,8 +353,14 @@ void Elector::renew() {
 
 void Elector::onRenewDone(TimePoint sent_at, Result<std::uint64_t> result) {
   write_in_flight_ = false;
+  // A late answer never revives a lease whose deadline has passed here: fence first.
+  if (state_ == State::kLeader && deadlinePassed()) {
+    runAfterWrite();
+    return;
+  }
   if (result.isOk()) {
     in_doubt_.clear();
+    last_acked_revision_ = *result;
     if (state_ == State::kLeader || state_ == State::kReleasing) {
       // Also while releasing: the release must compare-and-set on this newest revision.
       leader_revision_ = *result;
@@ -387,7 +406,7 @@ void Elector::reconcileAfterConflict() {
   store_.read([this, alive = alive_](Result<LeaseEntry> result) {
     if (!*alive) return;
     write_in_flight_ = false;
-    if (state_ != State::kLeader) {
+    if (state_ != State::kLeader || deadlinePassed()) {
       runAfterWrite();
       return;
     }
@@ -429,9 +448,17 @@ void Elector::onDeadline() {
     armDeadline();
     return;
   }
+  deadlinePassed();
+}
+
+// Timers due at once after a pause (SIGSTOP) run in due order, so the renew timer can come before
+// the deadline timer: every leader action checks the deadline first and fences if it has passed.
+bool Elector::deadlinePassed() {
+  if (state_ != State::kLeader || clock_.now() < valid_until_) return false;
   log()->warn("node {} lease deadline passed without a confirmed renewal: self-fencing epoch {}",
               config_.node_id, leader_epoch_.value());
   loseLeadership(LossReason::kLeaseExpired);
+  return true;
 }
 
 void Elector::loseLeadership(LossReason reason) {
@@ -459,6 +486,7 @@ void Elector::loseLeadership(LossReason reason) {
 // and only then write the vacant record, compare-and-set on our last revision.
 void Elector::release(LossReason reason, std::string successor, std::function<void(Status)> done) {
   state_ = State::kReleasing;
+  in_doubt_.clear();  // a handed-over lease is never adopted back
   cancel(renew_timer_);
   cancel(deadline_timer_);
   const TimePoint deadline = valid_until_;
@@ -501,6 +529,7 @@ void Elector::writeRelease(Epoch epoch, std::string successor, std::function<voi
                  if (!*alive) return;
                  write_in_flight_ = false;
                  if (r.isOk()) {
+                   last_acked_revision_ = *r;
                    // The watch may already have shown a successor's newer record: keep that one.
                    if (*r > known_.revision) {
                      known_ = {*r, vacant};
@@ -532,6 +561,30 @@ void Elector::finishRelease(const std::function<void(Status)>& done, Status stat
     return;
   }
   evaluate();
+}
+
+// A lease won that this node no longer wants (not a candidate): hand it back at once, without
+// ever acting on it. If this write fails the lease simply expires.
+void Elector::disown(std::uint64_t revision, Epoch epoch) {
+  LeaseRecord vacant;
+  vacant.epoch = epoch;
+  vacant.lease = config_.lease_ttl;
+  log()->info("node {} is not a candidate: hands back epoch {} at once", config_.node_id,
+              epoch.value());
+  write_in_flight_ = true;
+  store_.write(vacant, revision, [this, alive = alive_, vacant](Result<std::uint64_t> r) {
+    if (!*alive) return;
+    write_in_flight_ = false;
+    if (r.isOk()) {
+      last_acked_revision_ = *r;
+      if (*r > known_.revision) {
+        known_ = {*r, vacant};
+        observed_at_ = clock_.now();
+      }
+    }
+    runAfterWrite();
+    if (state_ == State::kFollower) poll();
+  });
 }
 
 void Elector::runAfterWrite() {

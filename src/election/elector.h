@@ -104,11 +104,13 @@ class Elector {
   void reconcileAfterConflict();
   void armDeadline();
   void onDeadline();
+  bool deadlinePassed();  // fences (and returns true) when the leader's deadline has passed
   void loseLeadership(LossReason reason);
   void release(LossReason reason, std::string successor, std::function<void(Status)> done);
   void writeRelease(Epoch epoch, std::string successor, std::function<void(Status)> done);
   void finishRelease(const std::function<void(Status)>& done, Status status);
   void runAfterWrite();
+  void disown(std::uint64_t revision, Epoch epoch);
   // Helpers
   bool isMine(const LeaseRecord& record) const;
   LeaseRecord recordFor(Epoch epoch) const;
@@ -137,6 +139,7 @@ class Elector {
   std::function<void()> after_write_;    // runs once the write in flight completes
   std::function<void()> after_release_;  // stop() requested during a handover
   std::vector<InDoubtWrite> in_doubt_;
+  std::uint64_t last_acked_revision_ = 0;  // revision our last answered write created
   TimePoint retry_not_before_{};
   TimePoint cooldown_until_{};
   // Leader state

@@ -1,0 +1,71 @@
+// NatsConnection: one nats.c connection (servers, reconnect forever, TLS, credentials) and its JetStream context.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nats/nats.h>
+
+#include "hacoord/clock.h"
+#include "hacoord/config.h"
+#include "hacoord/status.h"
+
+namespace hacoord {
+
+// "<status text>: <nats.c's last error on this thread>" without nats.c's "(file.c:line): " prefix
+// and without saying the same thing twice. Call it on the thread whose nats.c call failed.
+std::string natsErrorText(natsStatus status);
+
+// Connection state changes. nats.c calls these on its single library-wide async-callback thread,
+// which every connection of the process shares: keep them cheap (copy, post to your own
+// scheduler) and never block or call back into this connection's close from them.
+// They are not called for the close done by ~NatsConnection (the owner knows about that one).
+struct ConnectionEvents {
+  std::function<void()> onDisconnected;
+  std::function<void()> onReconnected;  // e.g. NatsLeaseStore::restartWatch()
+  std::function<void()> onClosed;       // only after reconnecting was given up (never, by default)
+};
+
+// Library teardown (nats_Close / nats_CloseAndWait) is left to main(): nats.c's threads are
+// library-wide, and other connections may still be in use when one NatsConnection goes away.
+class NatsConnection {
+ public:
+  // Connects once to the configured servers (each tried once, with `connect_timeout`). A failure is
+  // Unavailable with one line naming the servers and nats.c's reason; it never blocks forever.
+  // Once connected, it reconnects forever with a doubling, jittered delay (reconnect_wait up to
+  // reconnect_wait_max). Bad TLS or credential files are InvalidArgument naming the file.
+  static Result<std::unique_ptr<NatsConnection>> connect(const NatsConfig& config,
+                                                         const std::string& client_name,
+                                                         ConnectionEvents events = {});
+  // Closes and destroys. Everything built on this connection (lease stores, responders) must be
+  // gone first.
+  ~NatsConnection();
+  NatsConnection(const NatsConnection&) = delete;
+  NatsConnection& operator=(const NatsConnection&) = delete;
+
+  natsConnection* raw() const { return nc_; }
+  // JetStream context whose API calls (and KV writes) wait `request_timeout` for an answer.
+  jsCtx* js() const { return js_; }
+  // True while the link to a server is up (false while reconnecting).
+  bool connected() const;
+  // The URL of the server currently connected to, or "" when none.
+  std::string connectedUrl() const;
+  // The configured servers, comma separated, for error messages.
+  const std::string& serversText() const { return servers_text_; }
+  milliseconds requestTimeout() const { return request_timeout_; }
+
+  struct CallbackState;  // opaque: what nats.c's callbacks see (defined in the .cc)
+
+ private:
+  NatsConnection(natsConnection* nc, jsCtx* js, std::unique_ptr<CallbackState> state,
+                 std::string servers_text, milliseconds request_timeout);
+
+  natsConnection* nc_;
+  jsCtx* js_;
+  std::unique_ptr<CallbackState> state_;  // the closure nats.c's callbacks see
+  std::string servers_text_;
+  milliseconds request_timeout_;
+};
+
+}  // namespace hacoord

@@ -1,0 +1,121 @@
+// NatsLeaseStore: the LeaseStore on a NATS JetStream KV bucket (CAS by publish with an expected sequence).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <nats/nats.h>
+
+#include "hacoord/lease.h"
+#include "hacoord/scheduler.h"
+#include "hacoord/status.h"
+
+namespace hacoord {
+
+class NatsConnection;
+
+// The holder shown for a stored value that is not a lease record (lease 0 = "use your own TTL").
+inline constexpr const char* kUndecodableHolder = "(undecodable)";
+
+// Bucket HACOORD_<clusterId>, key `leader` (DESIGN §3). Blocking nats.c calls run on threads of
+// the store's own (one worker for reads and writes, one for the watcher); every result is posted
+// to the Scheduler given to open(). The NatsConnection must outlive the store.
+class NatsLeaseStore final : public LeaseStore {
+ public:
+  static constexpr const char* kLeaderKey = "leader";
+
+  // Creates the bucket (History 1, no MaxAge: the record carries the epoch and must never expire;
+  // file storage; `replicas` copies) or binds to it when it already exists with the same settings.
+  // InvalidArgument when it exists with other settings, or when replicas > 1 on a server that is
+  // not clustered; Unavailable / DeadlineExceeded when JetStream cannot be reached.
+  static Result<std::unique_ptr<NatsLeaseStore>> open(NatsConnection& connection,
+                                                      const std::string& bucket, int replicas,
+                                                      Scheduler& scheduler);
+  ~NatsLeaseStore() override;  // close()
+  NatsLeaseStore(const NatsLeaseStore&) = delete;
+  NatsLeaseStore& operator=(const NatsLeaseStore&) = delete;
+
+  // Missing, deleted or purged key: revision 0. A value that is not a lease record is logged once
+  // per revision and given as holder kUndecodableHolder, epoch 0, lease 0.
+  void read(ReadDone done) override;
+  // CAS by js_PublishMsg on $KV.<bucket>.leader with the expected last subject sequence (or "no
+  // message" for 0; over a delete marker, the marker's revision, like kvStore_Create). Errors:
+  // Aborted = wrong last sequence (someone else wrote); Unavailable = not connected, no responders
+  // (stream without a leader), other transport errors; DeadlineExceeded = no ack in time.
+  void write(const LeaseRecord& record, std::uint64_t expected_revision, WriteDone done) override;
+  // Starts the watcher thread (once; a second call replaces the callback). Every Put is delivered,
+  // including the current value each time the watcher is (re)created; Delete / Purge markers are
+  // delivered as an absent entry (revision 0).
+  void watch(WatchFn on_change) override;
+  // Stops both threads (waiting at most about one request timeout for a call in flight) and drops
+  // every callback not yet delivered. Idempotent; safe from the scheduler's thread.
+  void close() override;
+
+  // Asks for a liveness check of the watcher soon (about 0.5 s later): if a direct read shows a
+  // revision the watcher has not delivered, the watcher is replaced. Call it from the
+  // connection's reconnected callback. nats.c itself recreates the watcher's consumer after a
+  // reconnect (a single server restart needs nothing), but a watcher whose consumer was lost in
+  // another way would never deliver again. The watch thread also runs this check by itself after
+  // 2 s without a delivery. Cheap and safe from any thread.
+  void restartWatch();
+
+  const std::string& bucket() const { return bucket_; }
+
+ private:
+  NatsLeaseStore(NatsConnection& connection, kvStore* kv, std::string bucket, Scheduler& scheduler);
+
+  void enqueue(std::function<void()> job);
+  void workerLoop();
+  void watchLoop();
+  // Sleeps up to `delay` in the watch thread, waking early on close() or restartWatch().
+  void watchBackoff(std::unique_lock<std::mutex>& lock, milliseconds delay);
+  void deliverEntry(kvEntry* entry);
+  Result<LeaseEntry> doRead();
+  Result<std::uint64_t> doWrite(const std::string& value, std::uint64_t expected_revision);
+  // For a create (expected 0) that hit an existing message: the revision of a delete / purge
+  // marker, or 0 when the latest message is a live value.
+  std::uint64_t tombstoneRevision();
+  // The key's revision by a direct read, or 0 when absent or unreachable (watch liveness check).
+  std::uint64_t latestRevision();
+
+  NatsConnection& connection_;
+  kvStore* kv_;
+  const std::string bucket_;
+  const std::string subject_;  // $KV.<bucket>.leader
+  const std::string stream_;   // KV_<bucket>
+  Scheduler& scheduler_;
+  // Posted results check it: after close() they do nothing, even if already queued.
+  std::shared_ptr<std::atomic<bool>> alive_;
+
+  std::mutex mutex_;  // guards everything below
+  std::condition_variable work_cv_;
+  std::condition_variable watch_cv_;
+  std::deque<std::function<void()>> jobs_;
+  bool stopping_ = false;
+  bool restart_requested_ = false;
+  kvWatcher* watcher_ = nullptr;  // the live watcher, so that close/restartWatch can stop it
+  std::shared_ptr<WatchFn> on_change_;
+  std::thread worker_;
+  std::thread watch_thread_;
+  std::atomic<std::uint64_t> last_undecodable_logged_{0};
+};
+
+// What `hacoord status` shows about the lease, read once without creating anything.
+struct LeaseSnapshot {
+  LeaseEntry entry;                  // revision 0: no record (yet)
+  std::int64_t created_unix_ns = 0;  // when that revision was written, server clock; 0 if none
+  std::string decode_error;          // set when the stored value is not a lease record
+};
+
+// Binds to an existing bucket (never creates it) and reads the record. NotFound when the bucket
+// does not exist, i.e. no node of the cluster has started yet.
+Result<LeaseSnapshot> readLeaseOnce(NatsConnection& connection, const std::string& bucket);
+
+}  // namespace hacoord

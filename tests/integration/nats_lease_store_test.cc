@@ -1,0 +1,557 @@
+// NatsLeaseStore against a real nats-server: CAS, reads, watch, bad data, bucket config, outages.
+#include "nats/nats_lease_store.h"
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "core/asio_scheduler.h"
+#include "election/lease_codec.h"
+#include "nats/nats_connection.h"
+#include "support/eventually.h"
+#include "support/nats_server_fixture.h"
+
+namespace hacoord {
+namespace {
+
+using namespace std::chrono_literals;
+using test::NatsServer;
+
+NatsConfig configFor(const std::vector<std::string>& servers) {
+  NatsConfig c;
+  c.servers = servers;
+  c.connect_timeout = 1000ms;
+  c.request_timeout = 1000ms;
+  c.reconnect_wait = 50ms;
+  c.reconnect_wait_max = 400ms;
+  return c;
+}
+
+LeaseRecord sampleRecord(std::uint64_t epoch, const std::string& holder = "node-a") {
+  LeaseRecord r;
+  r.holder = holder;
+  r.incarnation = "inc-" + holder;
+  r.epoch = Epoch(epoch);
+  r.lease = 2000ms;
+  r.successor = "node-b";
+  return r;
+}
+
+// Runs one asynchronous call and waits (bounded) for its callback, checking that the callback
+// came on the scheduler's thread and not inline.
+template <typename T, typename Start>
+Result<T> awaitCallback(AsioScheduler& scheduler, Start start, milliseconds timeout = 5000ms) {
+  auto promise = std::make_shared<std::promise<Result<T>>>();
+  auto future = promise->get_future();
+  auto on_scheduler = std::make_shared<std::atomic<bool>>(false);
+  const auto caller = std::this_thread::get_id();
+  auto inline_call = std::make_shared<std::atomic<bool>>(false);
+  start([promise, on_scheduler, inline_call, caller, &scheduler](Result<T> r) {
+    on_scheduler->store(scheduler.inSchedulerThread());
+    inline_call->store(std::this_thread::get_id() == caller);
+    promise->set_value(std::move(r));
+  });
+  if (future.wait_for(timeout) != std::future_status::ready) {
+    return internalError("test: no callback within " + std::to_string(timeout.count()) + " ms");
+  }
+  EXPECT_TRUE(on_scheduler->load()) << "callback did not run on the scheduler";
+  EXPECT_FALSE(inline_call->load()) << "callback ran inline";
+  return future.get();
+}
+
+Result<std::uint64_t> writeSync(AsioScheduler& s, LeaseStore& store, const LeaseRecord& record,
+                                std::uint64_t expected) {
+  return awaitCallback<std::uint64_t>(
+      s, [&](auto done) { store.write(record, expected, std::move(done)); });
+}
+
+Result<LeaseEntry> readSync(AsioScheduler& s, LeaseStore& store) {
+  return awaitCallback<LeaseEntry>(s, [&](auto done) { store.read(std::move(done)); });
+}
+
+// Collects what a watch delivers, for assertions from the test thread.
+struct WatchLog {
+  std::mutex mutex;
+  std::vector<LeaseEntry> entries;
+  std::atomic<bool> off_scheduler{false};
+
+  LeaseStore::WatchFn fn(AsioScheduler& scheduler) {
+    return [this, &scheduler](const LeaseEntry& e) {
+      if (!scheduler.inSchedulerThread()) off_scheduler = true;
+      std::lock_guard lock(mutex);
+      entries.push_back(e);
+    };
+  }
+  bool sawRevision(std::uint64_t revision) {
+    std::lock_guard lock(mutex);
+    for (const auto& e : entries) {
+      if (e.revision == revision) return true;
+    }
+    return false;
+  }
+  std::vector<LeaseEntry> snapshot() {
+    std::lock_guard lock(mutex);
+    return entries;
+  }
+};
+
+class NatsLeaseStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<NatsServer>();
+    conn_ = connect("store-test");
+    ASSERT_NE(conn_, nullptr);
+  }
+
+  std::unique_ptr<NatsConnection> connect(const std::string& name, ConnectionEvents events = {}) {
+    auto c = NatsConnection::connect(configFor({server_->url()}), name, std::move(events));
+    EXPECT_TRUE(c.isOk()) << c.status().toString();
+    return c.isOk() ? std::move(c).value() : nullptr;
+  }
+
+  std::unique_ptr<NatsLeaseStore> open(NatsConnection& conn, const std::string& bucket) {
+    auto s = NatsLeaseStore::open(conn, bucket, 1, scheduler_);
+    EXPECT_TRUE(s.isOk()) << s.status().toString();
+    return s.isOk() ? std::move(s).value() : nullptr;
+  }
+
+  // Member order is destruction order in reverse: stores, then connections, then the server.
+  AsioScheduler scheduler_;
+  std::unique_ptr<NatsServer> server_;
+  std::unique_ptr<NatsConnection> conn_;
+};
+
+TEST_F(NatsLeaseStoreTest, CreateOnAbsentKeyGivesRevisionAndSecondCreateIsAborted) {
+  auto store = open(*conn_, "HACOORD_create");
+  ASSERT_NE(store, nullptr);
+  auto first = writeSync(scheduler_, *store, sampleRecord(1), 0);
+  ASSERT_TRUE(first.isOk()) << first.status().toString();
+  EXPECT_EQ(*first, 1u);
+
+  auto second = writeSync(scheduler_, *store, sampleRecord(1, "node-b"), 0);
+  ASSERT_FALSE(second.isOk());
+  EXPECT_EQ(second.status().code(), StatusCode::kAborted) << second.status().toString();
+  EXPECT_NE(second.status().message().find("wrong last sequence"), std::string::npos);
+
+  // The losing create changed nothing.
+  auto read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk()) << read.status().toString();
+  EXPECT_EQ(read->revision, 1u);
+  EXPECT_EQ(read->record.holder, "node-a");
+}
+
+TEST_F(NatsLeaseStoreTest, UpdateWithCurrentRevisionSucceedsAndStaleRevisionIsAborted) {
+  auto store = open(*conn_, "HACOORD_update");
+  ASSERT_NE(store, nullptr);
+  auto rev1 = writeSync(scheduler_, *store, sampleRecord(1), 0);
+  ASSERT_TRUE(rev1.isOk()) << rev1.status().toString();
+  auto rev2 = writeSync(scheduler_, *store, sampleRecord(1), *rev1);
+  ASSERT_TRUE(rev2.isOk()) << rev2.status().toString();
+  EXPECT_GT(*rev2, *rev1);
+
+  auto stale = writeSync(scheduler_, *store, sampleRecord(2, "node-b"), *rev1);
+  ASSERT_FALSE(stale.isOk());
+  EXPECT_EQ(stale.status().code(), StatusCode::kAborted) << stale.status().toString();
+
+  auto read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk());
+  EXPECT_EQ(read->revision, *rev2);
+  EXPECT_EQ(read->record, sampleRecord(1));
+}
+
+TEST_F(NatsLeaseStoreTest, ReadGivesAbsentThenEveryFieldWritten) {
+  auto store = open(*conn_, "HACOORD_read");
+  ASSERT_NE(store, nullptr);
+  auto absent = readSync(scheduler_, *store);
+  ASSERT_TRUE(absent.isOk()) << absent.status().toString();
+  EXPECT_EQ(absent->revision, 0u);
+  EXPECT_FALSE(absent->exists());
+
+  LeaseRecord r;
+  r.holder = "node-7";
+  r.incarnation = "0123456789abcdef";
+  r.epoch = Epoch(18446744073709551615ull);  // the full uint64 range survives JSON
+  r.lease = 12345ms;
+  r.successor = "node-9";
+  auto rev = writeSync(scheduler_, *store, r, 0);
+  ASSERT_TRUE(rev.isOk()) << rev.status().toString();
+  auto read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk()) << read.status().toString();
+  EXPECT_EQ(read->revision, *rev);
+  EXPECT_EQ(read->record, r);
+
+  // A vacant record (planned handover) round-trips too.
+  LeaseRecord vacant = r;
+  vacant.holder.clear();
+  vacant.successor.clear();
+  auto rev2 = writeSync(scheduler_, *store, vacant, *rev);
+  ASSERT_TRUE(rev2.isOk());
+  read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk());
+  EXPECT_TRUE(read->record.vacant());
+  EXPECT_EQ(read->record, vacant);
+}
+
+TEST_F(NatsLeaseStoreTest, WatchDeliversEveryRevisionWrittenByAnotherInstance) {
+  WatchLog log;  // declared before the store: it must outlive every delivery
+  auto watcher = open(*conn_, "HACOORD_watch");
+  ASSERT_NE(watcher, nullptr);
+  watcher->watch(log.fn(scheduler_));
+
+  auto other_conn = connect("store-test-writer");
+  ASSERT_NE(other_conn, nullptr);
+  auto writer = open(*other_conn, "HACOORD_watch");
+  ASSERT_NE(writer, nullptr);
+
+  std::vector<std::uint64_t> revisions;
+  std::uint64_t last = 0;
+  for (std::uint64_t epoch = 1; epoch <= 5; ++epoch) {
+    auto rev = writeSync(scheduler_, *writer, sampleRecord(epoch), last);
+    ASSERT_TRUE(rev.isOk()) << rev.status().toString();
+    last = *rev;
+    revisions.push_back(last);
+    // Each one is seen before the next write (History 1 keeps only the latest value, so a watch
+    // that lagged behind several writes could legitimately skip some).
+    ASSERT_TRUE(eventually([&] { return log.sawRevision(last); }, 3000ms))
+        << "revision " << last << " not delivered";
+  }
+  auto seen = log.snapshot();
+  std::vector<std::uint64_t> seen_revisions;
+  for (const auto& e : seen) seen_revisions.push_back(e.revision);
+  EXPECT_EQ(seen_revisions, revisions);
+  EXPECT_EQ(seen.back().record, sampleRecord(5));
+  EXPECT_FALSE(log.off_scheduler.load());
+}
+
+TEST_F(NatsLeaseStoreTest, WatchStartsWithTheCurrentValue) {
+  WatchLog log;
+  auto store = open(*conn_, "HACOORD_watchinit");
+  ASSERT_NE(store, nullptr);
+  auto rev = writeSync(scheduler_, *store, sampleRecord(3), 0);
+  ASSERT_TRUE(rev.isOk());
+  store->watch(log.fn(scheduler_));
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(*rev); }, 3000ms));
+  EXPECT_EQ(log.snapshot().front().record, sampleRecord(3));
+}
+
+TEST_F(NatsLeaseStoreTest, UndecodableValueIsDeliveredAsPlaceholderAndCanBeOverwritten) {
+  WatchLog log;
+  auto store = open(*conn_, "HACOORD_garbage");
+  ASSERT_NE(store, nullptr);
+  store->watch(log.fn(scheduler_));
+
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_KeyValue(&kv, conn_->js(), "HACOORD_garbage"), NATS_OK);
+  std::uint64_t garbage_rev = 0;
+  ASSERT_EQ(kvStore_PutString(&garbage_rev, kv, "leader", "{not json"), NATS_OK);
+  kvStore_Destroy(kv);
+
+  auto read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk()) << read.status().toString();
+  EXPECT_EQ(read->revision, garbage_rev);
+  EXPECT_EQ(read->record.holder, kUndecodableHolder);
+  EXPECT_EQ(read->record.epoch, Epoch(0));
+  EXPECT_EQ(read->record.lease, 0ms);
+
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(garbage_rev); }, 3000ms));
+  for (const auto& e : log.snapshot()) {
+    if (e.revision == garbage_rev) {
+      EXPECT_EQ(e.record.holder, kUndecodableHolder);
+    }
+  }
+
+  // `hacoord status` sees the same placeholder and the reason.
+  auto snap = readLeaseOnce(*conn_, "HACOORD_garbage");
+  ASSERT_TRUE(snap.isOk()) << snap.status().toString();
+  EXPECT_EQ(snap->entry.record.holder, kUndecodableHolder);
+  EXPECT_FALSE(snap->decode_error.empty());
+
+  // The elector recovers by a CAS on that revision.
+  auto rev = writeSync(scheduler_, *store, sampleRecord(1), garbage_rev);
+  ASSERT_TRUE(rev.isOk()) << rev.status().toString();
+  read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk());
+  EXPECT_EQ(read->record, sampleRecord(1));
+}
+
+// Someone deleted the key by hand: observers must see a newer revision (a vacant record at the
+// marker), or a follower would keep retrying a compare-and-set on the deleted revision forever.
+TEST_F(NatsLeaseStoreTest, DeletedKeyReadsAsVacantAtTheMarkerRevisionAndCasWorksOnIt) {
+  WatchLog log;
+  auto store = open(*conn_, "HACOORD_deleted");
+  ASSERT_NE(store, nullptr);
+  store->watch(log.fn(scheduler_));
+  auto rev = writeSync(scheduler_, *store, sampleRecord(4), 0);
+  ASSERT_TRUE(rev.isOk());
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(*rev); }, 3000ms));
+
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_KeyValue(&kv, conn_->js(), "HACOORD_deleted"), NATS_OK);
+  ASSERT_EQ(kvStore_Delete(kv, "leader"), NATS_OK);
+  kvStore_Destroy(kv);
+
+  auto read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk());
+  EXPECT_EQ(read->revision, *rev + 1) << "the marker's revision";
+  EXPECT_TRUE(read->record.vacant());
+  // The marker reaches the watcher as a vacant record at its revision.
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto all = log.snapshot();
+        return !all.empty() && all.back().revision == *rev + 1 && all.back().record.vacant();
+      },
+      3000ms));
+
+  auto on_marker = writeSync(scheduler_, *store, sampleRecord(5), read->revision);
+  ASSERT_TRUE(on_marker.isOk()) << on_marker.status().toString();
+  EXPECT_EQ(*on_marker, *rev + 2);
+  auto stale = writeSync(scheduler_, *store, sampleRecord(5, "node-c"), read->revision);
+  EXPECT_EQ(stale.status().code(), StatusCode::kAborted);
+}
+
+TEST_F(NatsLeaseStoreTest, OpenIsIdempotentForTheSameConfig) {
+  auto a = open(*conn_, "HACOORD_twice");
+  ASSERT_NE(a, nullptr);
+  auto b = open(*conn_, "HACOORD_twice");
+  ASSERT_NE(b, nullptr);
+  auto rev = writeSync(scheduler_, *a, sampleRecord(1), 0);
+  ASSERT_TRUE(rev.isOk());
+  auto read = readSync(scheduler_, *b);
+  ASSERT_TRUE(read.isOk());
+  EXPECT_EQ(read->revision, *rev);
+}
+
+TEST_F(NatsLeaseStoreTest, ExistingBucketWithOtherConfigIsInvalidArgument) {
+  kvConfig cfg;
+  kvConfig_Init(&cfg);
+  cfg.Bucket = "HACOORD_other";
+  cfg.History = 5;
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_CreateKeyValue(&kv, conn_->js(), &cfg), NATS_OK);
+  kvStore_Destroy(kv);
+
+  auto store = NatsLeaseStore::open(*conn_, "HACOORD_other", 1, scheduler_);
+  ASSERT_FALSE(store.isOk());
+  EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument) << store.status().toString();
+  EXPECT_NE(store.status().message().find("HACOORD_other"), std::string::npos);
+  EXPECT_NE(store.status().message().find("already exists with another configuration (history 5"),
+            std::string::npos)
+      << store.status().message();
+}
+
+TEST_F(NatsLeaseStoreTest, ReplicasOnASingleServerIsInvalidArgument) {
+  auto store = NatsLeaseStore::open(*conn_, "HACOORD_r3", 3, scheduler_);
+  ASSERT_FALSE(store.isOk());
+  EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument) << store.status().toString();
+  EXPECT_NE(store.status().message().find("replicas > 1"), std::string::npos)
+      << store.status().message();
+}
+
+TEST_F(NatsLeaseStoreTest, CloseDropsCallbacksNotYetDelivered) {
+  std::atomic<int> delivered{0};
+  WatchLog log;
+  auto store = open(*conn_, "HACOORD_close");
+  ASSERT_NE(store, nullptr);
+  scheduler_.runSync([&] {
+    store->watch(log.fn(scheduler_));
+    for (int i = 0; i < 20; ++i) {
+      store->read([&](Result<LeaseEntry>) { ++delivered; });
+      store->write(sampleRecord(1), 0, [&](Result<std::uint64_t>) { ++delivered; });
+    }
+    // Nothing ran yet (this task occupies the scheduler). close() joins the worker, so all that it
+    // posted is queued before the marker below, and must be dropped.
+    store->close();
+  });
+  scheduler_.runSync([] {});  // everything queued before this has run
+  EXPECT_EQ(delivered.load(), 0);
+  EXPECT_TRUE(log.snapshot().empty());
+  // Calls after close are dropped too, and close is idempotent.
+  store->read([&](Result<LeaseEntry>) { ++delivered; });
+  store->close();
+  scheduler_.runSync([] {});
+  EXPECT_EQ(delivered.load(), 0);
+}
+
+TEST_F(NatsLeaseStoreTest, ReadLeaseOnceOnMissingBucketIsNotFound) {
+  auto snap = readLeaseOnce(*conn_, "HACOORD_nobody");
+  ASSERT_FALSE(snap.isOk());
+  EXPECT_EQ(snap.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(snap.status().message().find("bucket HACOORD_nobody does not exist"), std::string::npos)
+      << snap.status().message();
+  EXPECT_NE(snap.status().message().find("no node of cluster nobody"), std::string::npos);
+}
+
+TEST_F(NatsLeaseStoreTest, ReadLeaseOnceGivesEntryAndServerTimestamp) {
+  auto store = open(*conn_, "HACOORD_status");
+  ASSERT_NE(store, nullptr);
+  auto empty = readLeaseOnce(*conn_, "HACOORD_status");
+  ASSERT_TRUE(empty.isOk()) << empty.status().toString();
+  EXPECT_EQ(empty->entry.revision, 0u);
+  EXPECT_EQ(empty->created_unix_ns, 0);
+
+  auto rev = writeSync(scheduler_, *store, sampleRecord(9), 0);
+  ASSERT_TRUE(rev.isOk());
+  auto snap = readLeaseOnce(*conn_, "HACOORD_status");
+  ASSERT_TRUE(snap.isOk()) << snap.status().toString();
+  EXPECT_EQ(snap->entry.revision, *rev);
+  EXPECT_EQ(snap->entry.record, sampleRecord(9));
+  EXPECT_TRUE(snap->decode_error.empty());
+  const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  // Same machine, so the server's clock is ours: the write happened within the last minute.
+  EXPECT_LT(std::llabs(now_ns - snap->created_unix_ns), 60'000'000'000LL);
+}
+
+// Deletes every consumer of the bucket's stream, as a server that lost its state would.
+int deleteConsumers(NatsConnection& conn, const std::string& stream) {
+  jsConsumerNamesList* list = nullptr;
+  if (js_ConsumerNames(&list, conn.js(), stream.c_str(), nullptr, nullptr) != NATS_OK) return -1;
+  int deleted = 0;
+  for (int i = 0; i < list->Count; ++i) {
+    if (js_DeleteConsumer(conn.js(), stream.c_str(), list->List[i], nullptr, nullptr) == NATS_OK) {
+      ++deleted;
+    }
+  }
+  jsConsumerNamesList_Destroy(list);
+  return deleted;
+}
+
+TEST_F(NatsLeaseStoreTest, RestartWatchRecoversAWatcherWhoseConsumerIsGone) {
+  WatchLog log;
+  auto store = open(*conn_, "HACOORD_lost");
+  ASSERT_NE(store, nullptr);
+  store->watch(log.fn(scheduler_));
+  auto rev = writeSync(scheduler_, *store, sampleRecord(1), 0);
+  ASSERT_TRUE(rev.isOk());
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(*rev); }, 3000ms));
+
+  // nats.c 3.4.1 watchers have no heartbeat: one whose consumer vanished would wait forever.
+  ASSERT_EQ(deleteConsumers(*conn_, "KV_HACOORD_lost"), 1);
+  auto next = writeSync(scheduler_, *store, sampleRecord(2), *rev);
+  ASSERT_TRUE(next.isOk()) << next.status().toString();
+  store->restartWatch();  // (without this line the test fails: checked)
+
+  // restartWatch() checks after 0.5 s and confirms within 0.2 s: well before the watch thread's
+  // own idle check (2 s after the last delivery) would notice.
+  EXPECT_TRUE(eventually([&] { return log.sawRevision(*next); }, 1500ms))
+      << "the watcher was not rebuilt";
+}
+
+TEST_F(NatsLeaseStoreTest, AWatcherThatFallsBehindAReadIsReplacedWithoutHelp) {
+  WatchLog log;
+  auto store = open(*conn_, "HACOORD_stale");
+  ASSERT_NE(store, nullptr);
+  store->watch(log.fn(scheduler_));
+  auto rev = writeSync(scheduler_, *store, sampleRecord(1), 0);
+  ASSERT_TRUE(rev.isOk());
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(*rev); }, 3000ms));
+
+  // The consumer vanishes while our link stays up: no reconnect, no restartWatch().
+  ASSERT_EQ(deleteConsumers(*conn_, "KV_HACOORD_stale"), 1);
+  auto next = writeSync(scheduler_, *store, sampleRecord(2), *rev);
+  ASSERT_TRUE(next.isOk()) << next.status().toString();
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(*next); }, 6000ms))
+      << "a dead watcher was kept";
+  std::cout << "[ watch ] stale watcher replaced after "
+            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0)
+                   .count()
+            << " ms\n";
+  // The new watcher is live: the next write arrives at once.
+  auto third = writeSync(scheduler_, *store, sampleRecord(3), *next);
+  ASSERT_TRUE(third.isOk());
+  EXPECT_TRUE(eventually([&] { return log.sawRevision(*third); }, 1000ms));
+}
+
+// The server goes away (SIGTERM or SIGKILL) and comes back on the same port and store.
+class NatsLeaseStoreOutageTest : public NatsLeaseStoreTest,
+                                 public ::testing::WithParamInterface<bool> {};
+
+TEST_P(NatsLeaseStoreOutageTest, WritesFailFastThenRecoverAndTheWatchResumes) {
+  const bool hard_kill = GetParam();
+  // The owner's wiring: the reconnected callback asks the store for a new watcher.
+  WatchLog log;
+  std::atomic<NatsLeaseStore*> target{nullptr};
+  std::atomic<int> reconnects{0};
+  ConnectionEvents events;
+  events.onReconnected = [&] {
+    ++reconnects;
+    if (auto* s = target.load()) s->restartWatch();
+  };
+  auto conn = connect("outage-watcher", std::move(events));
+  ASSERT_NE(conn, nullptr);
+  auto store = open(*conn, "HACOORD_outage");
+  ASSERT_NE(store, nullptr);
+  target = store.get();
+  store->watch(log.fn(scheduler_));
+  auto rev = writeSync(scheduler_, *store, sampleRecord(1), 0);
+  ASSERT_TRUE(rev.isOk());
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(*rev); }, 3000ms));
+
+  if (hard_kill) {
+    server_->kill9();
+  } else {
+    server_->stop();
+  }
+  ASSERT_TRUE(eventually([&] { return !conn->connected(); }, 5000ms));
+
+  const auto t0 = std::chrono::steady_clock::now();
+  auto failed = writeSync(scheduler_, *store, sampleRecord(1), *rev);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_FALSE(failed.isOk());
+  EXPECT_TRUE(failed.status().code() == StatusCode::kUnavailable ||
+              failed.status().code() == StatusCode::kDeadlineExceeded)
+      << failed.status().toString();
+  EXPECT_LT(took, 1500ms) << "a write during an outage must not hang";
+  auto failed_read = readSync(scheduler_, *store);
+  EXPECT_EQ(failed_read.status().code(), StatusCode::kUnavailable);
+
+  server_->start();
+  // Writes work again once the client is back (the record survived in the file store).
+  std::uint64_t current = *rev;
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto r = writeSync(scheduler_, *store, sampleRecord(2), current);
+        if (r.isOk()) {
+          current = *r;
+          return true;
+        }
+        if (r.status().code() == StatusCode::kAborted) {
+          auto fresh = readSync(scheduler_, *store);
+          if (fresh.isOk()) current = fresh->revision;
+        }
+        return false;
+      },
+      15000ms, 100ms));
+  EXPECT_GE(reconnects.load(), 1);
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(current); }, 5000ms))
+      << "the watch did not resume after the restart";
+
+  // And it keeps delivering writes made by someone else.
+  auto other_conn = connect("outage-writer");
+  ASSERT_NE(other_conn, nullptr);
+  auto writer = open(*other_conn, "HACOORD_outage");
+  ASSERT_NE(writer, nullptr);
+  auto next = writeSync(scheduler_, *writer, sampleRecord(3, "node-b"), current);
+  ASSERT_TRUE(next.isOk()) << next.status().toString();
+  EXPECT_TRUE(eventually([&] { return log.sawRevision(*next); }, 5000ms));
+  writer.reset();
+  target = nullptr;
+  store.reset();
+}
+
+INSTANTIATE_TEST_SUITE_P(StopKinds, NatsLeaseStoreOutageTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Sigkill" : "Sigterm";
+                         });
+
+}  // namespace
+}  // namespace hacoord
