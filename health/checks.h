@@ -11,7 +11,7 @@
 
 #include "hacoord/clock.h"
 #include "hacoord/config.h"
-#include "health/node_status.h"
+#include "hacoord/node_status.h"
 
 namespace hacoord {
 

@@ -8,7 +8,7 @@
 
 #include "hacoord/clock.h"
 #include "hacoord/status.h"
-#include "health/node_status.h"
+#include "hacoord/node_status.h"
 
 namespace hacoord {
 

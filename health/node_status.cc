@@ -1,5 +1,5 @@
 // NodeStatus <-> JSON (jsoncpp): strict on types so a garbled reply is an error, not a default.
-#include "health/node_status.h"
+#include "hacoord/node_status.h"
 
 #include <memory>
 

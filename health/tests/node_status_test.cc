@@ -1,5 +1,5 @@
 // NodeStatus JSON: exact camelCase keys, round trip, and clear errors for garbage.
-#include "health/node_status.h"
+#include "hacoord/node_status.h"
 
 #include <algorithm>
 #include <functional>

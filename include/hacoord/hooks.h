@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "hacoord/clock.h"
 #include "hacoord/epoch.h"
 #include "hacoord/status.h"
 
@@ -35,6 +36,10 @@ class Hooks {
   virtual void onLoseLeadership(Epoch epoch, LossReason reason) { (void)epoch; (void)reason; }
   // The cluster's leader changed: `leader` is "" while the lease is vacant or expired.
   virtual void onLeaderChange(std::string_view leader, Epoch epoch) { (void)leader; (void)epoch; }
+  // A renewal was confirmed: this node may act as leader of `epoch` until `valid_until` on the
+  // steady clock (std::chrono::steady_clock), unless renewed again. Also called once right after
+  // onBecomeLeader. Used to extend the VIP's kernel lifetime; handy for downstream fencing.
+  virtual void onLeaseRenewed(Epoch epoch, TimePoint valid_until) { (void)epoch; (void)valid_until; }
 };
 
 }  // namespace hacoord

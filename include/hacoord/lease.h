@@ -47,6 +47,8 @@ class LeaseStore {
   virtual void read(ReadDone done) = 0;
 
   // Writes `record` only if the key's revision is still `expected_revision` (0: only if absent).
+  // Successful writes create exactly expected_revision + 1 (the key is alone in its stream); a
+  // store that sees any other outcome must report Aborted.
   // Gives the new revision, or: Aborted = someone else wrote (CAS lost, re-read);
   // Unavailable / DeadlineExceeded = outcome unknown (the write may have landed).
   virtual void write(const LeaseRecord& record, std::uint64_t expected_revision, WriteDone done) = 0;

@@ -1,6 +1,8 @@
 // Node: one member of a hacoord group. Connects to NATS, campaigns for the lease, runs the hooks.
 #pragma once
 
+#include <cstdint>
+#include <iterator>
 #include <memory>
 #include <string>
 
@@ -10,6 +12,17 @@
 #include "hacoord/status.h"
 
 namespace hacoord {
+
+// Counters for metrics. renew_latency_buckets[i] counts renewals confirmed within
+// kRenewLatencyBoundsMs[i] (not cumulative); the last bucket is everything slower.
+struct NodeStats {
+  static constexpr double kRenewLatencyBoundsMs[] = {0.5, 1, 2, 5, 10, 25, 50, 100, 250, 500, 1000};
+  std::uint64_t became_leader = 0;
+  std::uint64_t lost_leadership = 0;
+  std::uint64_t renewals = 0;
+  double renew_latency_sum_ms = 0;
+  std::uint64_t renew_latency_buckets[std::size(kRenewLatencyBoundsMs) + 1] = {};
+};
 
 // Thread-safe. Accessors read a snapshot; isLeader() also checks the local lease deadline on the
 // steady clock, so it turns false on time even if hacoord's own threads are stalled.
@@ -32,6 +45,9 @@ class Node {
   bool isLeader() const;
   std::string leader() const;  // "" when the lease is vacant or unknown
   Epoch epoch() const;         // epoch of the latest record seen (this node's own while leading)
+  // While leader: the steady-clock instant this node stops acting as leader unless renewed.
+  TimePoint leaseDeadline() const;
+  NodeStats stats() const;
   const std::string& nodeId() const;
   const std::string& incarnation() const;
 

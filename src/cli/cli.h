@@ -35,5 +35,7 @@ bool loadConfigOption(const Args& args, Config& config);
 
 int runDaemon(const Args& args);
 int runStatus(const Args& args);
+int runControl(const Args& args);  // health, promote, demote, join, leave
+int runInit(const Args& args);
 
 }  // namespace hacoord::cli

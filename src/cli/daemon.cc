@@ -1,15 +1,15 @@
-// `hacoord daemon`: runs one node until SIGTERM/SIGINT (planned handover); SIGHUP reloads the log level.
+// `hacoord daemon`: runs the HA daemon until SIGTERM/SIGINT (planned handover); SIGHUP reloads log level and checks.
 #include <csignal>
 #include <pthread.h>
 
 #include "cli/cli.h"
 #include "core/logging.h"
-#include "hacoord/node.h"
+#include "hacoord/manager.h"
 
 namespace hacoord::cli {
 namespace {
 
-// Logs every leadership event: the daemon's hooks until the VIP module plugs in here.
+// Logs every leadership event (the Manager moves the VIP around these).
 class LoggingHooks final : public Hooks {
  public:
   explicit LoggingHooks(std::string node) : node_(std::move(node)), log_(moduleLogger("daemon")) {}
@@ -44,8 +44,8 @@ int runDaemon(const Args& args) {
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  Node node(config, std::make_shared<LoggingHooks>(config.node_id));
-  if (Status s = node.start(); !s.isOk()) {
+  Manager manager(config, std::make_shared<LoggingHooks>(config.node_id));
+  if (Status s = manager.start(); !s.isOk()) {
     printError("daemon " + config.node_id + ": " + s.toString());
     return kExitFailure;
   }
@@ -59,12 +59,13 @@ int runDaemon(const Args& args) {
         log->error("SIGHUP: keeping the running config: {}", reloaded.status().message());
         continue;
       }
-      setLogLevel(reloaded->log_level);
-      log->info("SIGHUP: log level now {}", reloaded->log_level);
+      if (Status s = manager.reload(*reloaded); !s.isOk()) {
+        log->error("SIGHUP: {}", s.toString());
+      }
       continue;
     }
     log->info("signal {}: stopping (planned handover if leader)", sig);
-    node.stop();
+    manager.stop();
     return kExitOk;
   }
 }

@@ -1,4 +1,4 @@
-// hacoord: the command-line entry point (daemon, status, version).
+// hacoord: the command-line entry point (daemon, status, health, promote, demote, join, leave, init).
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -13,10 +13,16 @@ namespace {
 constexpr const char* kUsage =
     "usage: hacoord <command> [options]\n"
     "\n"
-    "commands:\n"
-    "  daemon --config FILE         run a node: campaign for the lease, hand over on SIGTERM\n"
-    "  status --config FILE [--json] show the lease record (leader, epoch, age); never campaigns\n"
-    "  version                      print the version\n"
+    "commands (FILE is the node's config; the CLI only reads it to reach NATS):\n"
+    "  daemon --config FILE                 run a node: lease, VIP, health, control; SIGTERM hands over\n"
+    "  status --config FILE [--json] [--watch]  the lease record and every node's status, one table\n"
+    "  health --config FILE NODE [--json]   one node's status; exit 1 if it is down or unhealthy\n"
+    "  promote --config FILE NODE           the live leader hands over to NODE\n"
+    "  demote --config FILE [NODE]          NODE (default: the leader) hands over\n"
+    "  join --config FILE [NODE]            NODE (default: this config's node) becomes a candidate\n"
+    "  leave --config FILE [NODE]           NODE stops being a candidate (hands over if leader)\n"
+    "  init [--cluster ID] [--node ID] [--force] [FILE]  write a commented sample config\n"
+    "  version                              print the version\n"
     "\n"
     "exit codes: 0 ok, 1 operation failed, 2 usage error, 3 config error\n";
 
@@ -100,11 +106,11 @@ int dispatch(int argc, char** argv) {
   }
   // Usage errors are one line on stderr (scripts and log collectors read them); the usage text
   // is one `hacoord help` away.
-  if (!parseArgs(argc, argv, {"config"}, args, error)) {
+  if (!parseArgs(argc, argv, {"config", "cluster", "node"}, args, error)) {
     printError(error + " (see 'hacoord help')");
     return kExitUsage;
   }
-  const std::vector<std::string> known_flags = {"json", "help"};
+  const std::vector<std::string> known_flags = {"json", "help", "watch", "force"};
   for (const auto& f : args.flags) {
     bool known = false;
     for (const auto& k : known_flags) known = known || f == k;
@@ -123,6 +129,10 @@ int dispatch(int argc, char** argv) {
   }
   if (args.command == "daemon") return runDaemon(args);
   if (args.command == "status") return runStatus(args);
+  if (args.command == "init") return runInit(args);
+  for (const char* c : {"health", "promote", "demote", "join", "leave"}) {
+    if (args.command == c) return runControl(args);
+  }
   printError("unknown command '" + args.command + "' (see 'hacoord help')");
   return kExitUsage;
 }

@@ -1,20 +1,25 @@
-// `hacoord status`: reads the lease record once and prints it; never joins the election.
+// `hacoord status`: the lease record plus every daemon's own status, one table; never campaigns.
 #include <chrono>
 #include <cstdio>
 
 #include <json/json.h>
 
+#include <thread>
+
 #include "cli/cli.h"
+#include "hacoord/manager.h"
 #include "core/logging.h"
 #include "nats/nats_connection.h"
+#include "health/health_service.h"
+#include "nats/nats_control.h"
 #include "nats/nats_lease_store.h"
 
 namespace hacoord::cli {
 
-int runStatus(const Args& args) {
-  Config config;
-  if (!loadConfigOption(args, config)) return kExitConfig;
-  setLogLevel("warn");  // stdout is the answer; connection chatter would only be noise
+namespace {
+
+// One snapshot: the lease record (read directly) and the nodes that answer on the status subject.
+int printStatusOnce(const Config& config, bool json) {
   auto connection = NatsConnection::connect(config.nats, "hacoord-status", {});
   if (!connection.isOk()) {
     printError("status: " + connection.status().toString());
@@ -25,6 +30,7 @@ int runStatus(const Args& args) {
     printError("status: " + lease.status().toString());
     return kExitFailure;
   }
+  auto nodes = gatherStatus(**connection, config.cluster_id, milliseconds(300));
   const LeaseEntry& e = lease->entry;
   const LeaseRecord& r = e.record;
   const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -35,7 +41,7 @@ int runStatus(const Args& args) {
   const bool expired = e.exists() && !r.vacant() && age_ms > r.lease.count();
   const std::string leader = (!e.exists() || r.vacant() || expired) ? "" : r.holder;
 
-  if (args.has("json")) {
+  if (json) {
     Json::Value v(Json::objectValue);
     v["cluster"] = config.cluster_id;
     v["leader"] = leader;
@@ -47,26 +53,61 @@ int runStatus(const Args& args) {
     v["vacant"] = !e.exists() || r.vacant();
     v["expired"] = expired;
     v["successor"] = r.successor;
+    v["nodes"] = Json::Value(Json::arrayValue);
+    if (nodes.isOk()) {
+      for (const auto& n : *nodes) {
+        Json::Value parsed;
+        Json::Reader().parse(n.toJson(), parsed);
+        v["nodes"].append(parsed);
+      }
+    }
     Json::StreamWriterBuilder w;
     w["indentation"] = "";
     std::printf("%s\n", Json::writeString(w, v).c_str());
     return kExitOk;
   }
-  if (!e.exists()) {
-    std::printf("cluster   %s\nleader    (none: no node has ever held the lease)\n",
-                config.cluster_id.c_str());
-    return kExitOk;
-  }
   std::string leader_text = leader;
-  if (r.vacant()) leader_text = "(vacant: handed over)";
-  if (expired) leader_text = "(none: lease of " + r.holder + " expired)";
+  if (!e.exists()) leader_text = "(none: no node has ever held the lease)";
+  else if (r.vacant()) leader_text = "(vacant: handed over)";
+  else if (expired) leader_text = "(none: lease of " + r.holder + " expired)";
   std::printf("cluster   %s\n", config.cluster_id.c_str());
   std::printf("leader    %s\n", leader_text.c_str());
-  std::printf("epoch     %llu\n", static_cast<unsigned long long>(r.epoch.value()));
-  std::printf("revision  %llu\n", static_cast<unsigned long long>(e.revision));
-  std::printf("age       %lld ms (lease %lld ms)\n", age_ms, static_cast<long long>(r.lease.count()));
+  if (e.exists()) {
+    std::printf("epoch     %llu\n", static_cast<unsigned long long>(r.epoch.value()));
+    std::printf("revision  %llu\n", static_cast<unsigned long long>(e.revision));
+    std::printf("age       %lld ms (lease %lld ms)\n", age_ms, static_cast<long long>(r.lease.count()));
+  }
   if (!r.successor.empty()) std::printf("successor %s\n", r.successor.c_str());
+  std::printf("\n");
+  if (!nodes.isOk()) {
+    std::printf("(no daemon answered on %s)\n", statusSubject(config.cluster_id).c_str());
+    return kExitOk;
+  }
+  std::printf("%-16s %-9s %-6s %-8s %-9s %-20s %s\n", "NODE", "ROLE", "EPOCH", "HEALTHY",
+              "CANDIDATE", "VIP", "UPTIME");
+  for (const auto& n : *nodes) {
+    std::string vip = n.vip.address.empty() ? "-" : n.vip.address + (n.vip.held ? " (held)" : "");
+    std::printf("%-16s %-9s %-6llu %-8s %-9s %-20s %llds\n", n.node_id.c_str(), n.role.c_str(),
+                static_cast<unsigned long long>(n.epoch), n.healthy ? "yes" : "NO",
+                n.candidate ? "yes" : "no", vip.c_str(),
+                static_cast<long long>(n.uptime_ms / 1000));
+  }
   return kExitOk;
+}
+
+}  // namespace
+
+int runStatus(const Args& args) {
+  Config config;
+  if (!loadConfigOption(args, config)) return kExitConfig;
+  setLogLevel("warn");  // stdout is the answer; connection chatter would only be noise
+  if (!args.has("watch")) return printStatusOnce(config, args.has("json"));
+  for (;;) {  // until Ctrl-C
+    if (!args.has("json")) std::printf("\033[H\033[2J");
+    printStatusOnce(config, args.has("json"));
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
 }
 
 }  // namespace hacoord::cli

@@ -640,8 +640,9 @@ Config parseRoot(const Json::Value& root) {
   return c;
 }
 
-// Lexical rules jsoncpp 1.9.5 does not enforce even in strict mode: it skips comments between object
-// members regardless of allowComments, and accepts numbers with leading zeros. Returns
+// Lexical rules jsoncpp 1.9.5 does not enforce even in strict mode: it accepts numbers with leading
+// zeros, and /* block */ comments between members regardless of allowComments. `//` line comments
+// are allowed (`hacoord init` writes a commented sample); block comments are not. Returns
 // "line L, column C: reason" or "".
 std::string lexicalProblem(std::string_view text) {
   int line = 1;
@@ -670,8 +671,11 @@ std::string lexicalProblem(std::string_view text) {
     if (c == '"') {
       in_string = true;
       in_number = false;
+    } else if (c == '/' && i + 1 < text.size() && text[i + 1] == '/') {
+      while (i + 1 < text.size() && text[i + 1] != '\n') ++i;  // the newline itself counts lines
+      in_number = false;
     } else if (c == '/') {
-      return at() + "comments are not allowed";
+      return at() + "only // line comments are allowed";
     } else if (!in_number && (c == '-' || (c >= '0' && c <= '9'))) {
       in_number = true;
       std::size_t digit = c == '-' ? i + 1 : i;
@@ -733,6 +737,7 @@ Result<Config> parseConfig(std::string_view json_text, std::string_view source) 
   }
   Json::CharReaderBuilder builder;
   Json::CharReaderBuilder::strictMode(&builder.settings_);
+  builder["allowComments"] = true;  // `//` only: lexicalProblem() refused block comments
   builder["stackLimit"] = kMaxNesting;
   // An editor's byte-order mark is harmless; refusing it would only puzzle the operator.
   builder["skipBom"] = true;

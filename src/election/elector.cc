@@ -143,6 +143,7 @@ void Elector::onObserved(const LeaseEntry& entry) {
   observed_at_ = clock_.now();
   have_observation_ = true;
   highest_epoch_ = std::max(highest_epoch_, entry.record.epoch);
+  retry_not_before_ = TimePoint{};  // the backoff was for the old revision (e.g. a lost race)
   log()->debug("node {} observed rev {} holder '{}' epoch {}", config_.node_id, entry.revision,
                entry.record.holder, entry.record.epoch.value());
 
@@ -155,7 +156,7 @@ void Elector::onObserved(const LeaseEntry& entry) {
   // Our own acquire, seen by the watch before its answer came: becomeLeader() announces it after
   // onBecomeLeader, so the hooks never hear "the leader is you" before "you are the leader".
   const bool own_acquire = isMine(entry.record) &&
-                           (write_in_flight_ || earliestInDoubt(entry.record.epoch).has_value());
+                           (write_in_flight_ || inDoubtSentAt(entry.record.epoch, entry.revision));
   if (state_ != State::kLeader && !own_acquire) {
     announce(entry.exists() ? entry.record.holder : "", entry.record.epoch);
   }
@@ -232,12 +233,12 @@ void Elector::campaign() {
   const TimePoint sent_at = clock_.now();
   write_in_flight_ = true;
   log()->debug("node {} campaigns for epoch {} on rev {}", config_.node_id, epoch.value(), base);
-  store_.write(record, base, [this, alive = alive_, record, sent_at](Result<std::uint64_t> r) {
-    if (*alive) onAcquireDone(record, sent_at, std::move(r));
+  store_.write(record, base, [this, alive = alive_, record, sent_at, base](Result<std::uint64_t> r) {
+    if (*alive) onAcquireDone(record, sent_at, base, std::move(r));
   });
 }
 
-void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at,
+void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uint64_t base,
                             Result<std::uint64_t> result) {
   write_in_flight_ = false;
   if (state_ != State::kFollower) {
@@ -257,7 +258,7 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at,
   const Status& s = result.status();
   if (outcomeUnknown(s)) {
     // The write may still land: remember when it was sent, so a later read can adopt it safely.
-    in_doubt_.push_back({sent.epoch, sent_at});
+    in_doubt_.push_back({sent.epoch, sent_at, base});
     retry_not_before_ = clock_.now() + retryBackoff();
     log()->info("node {} acquire of epoch {} outcome unknown: {}", config_.node_id,
                 sent.epoch.value(), s.toString());
@@ -275,21 +276,25 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at,
 bool Elector::mayAdopt(const LeaseEntry& entry) const {
   // Only a revision above our last answered write proves that an unanswered one landed.
   if (entry.revision <= last_acked_revision_) return false;
-  if (!earliestInDoubt(entry.record.epoch)) return false;
-  return *earliestInDoubt(entry.record.epoch) + config_.lease_ttl - config_.safety_margin >
-         clock_.now();
+  const auto sent_at = inDoubtSentAt(entry.record.epoch, entry.revision);
+  return sent_at && *sent_at + config_.lease_ttl - config_.safety_margin > clock_.now();
 }
 
-std::optional<TimePoint> Elector::earliestInDoubt(Epoch epoch) const {
+// The key is alone in its stream, so a write on base revision b can only have created b + 1 (the
+// store refuses any other outcome, see LeaseStore::write). Among several unanswered writes that
+// could have, take the earliest send time: the deadline must not start later than the real one.
+std::optional<TimePoint> Elector::inDoubtSentAt(Epoch epoch, std::uint64_t revision) const {
   std::optional<TimePoint> earliest;
   for (const auto& w : in_doubt_) {
-    if (w.epoch == epoch && (!earliest || w.sent_at < *earliest)) earliest = w.sent_at;
+    if (w.epoch == epoch && w.base_revision + 1 == revision && (!earliest || w.sent_at < *earliest)) {
+      earliest = w.sent_at;
+    }
   }
   return earliest;
 }
 
 void Elector::adopt() {
-  const TimePoint sent_at = *earliestInDoubt(known_.record.epoch);
+  const TimePoint sent_at = *inDoubtSentAt(known_.record.epoch, known_.revision);
   log()->info("node {} adopts rev {} epoch {}: its unanswered acquire landed", config_.node_id,
               known_.revision, known_.record.epoch.value());
   in_doubt_.clear();
@@ -344,14 +349,15 @@ void Elector::renew() {
     return;
   }
   const TimePoint sent_at = clock_.now();
+  const std::uint64_t base = leader_revision_;
   write_in_flight_ = true;
-  store_.write(recordFor(leader_epoch_), leader_revision_,
-               [this, alive = alive_, sent_at](Result<std::uint64_t> r) {
-                 if (*alive) onRenewDone(sent_at, std::move(r));
+  store_.write(recordFor(leader_epoch_), base,
+               [this, alive = alive_, sent_at, base](Result<std::uint64_t> r) {
+                 if (*alive) onRenewDone(sent_at, base, std::move(r));
                });
 }
 
-void Elector::onRenewDone(TimePoint sent_at, Result<std::uint64_t> result) {
+void Elector::onRenewDone(TimePoint sent_at, std::uint64_t base, Result<std::uint64_t> result) {
   write_in_flight_ = false;
   // A late answer never revives a lease whose deadline has passed here: fence first.
   if (state_ == State::kLeader && deadlinePassed()) {
@@ -368,6 +374,7 @@ void Elector::onRenewDone(TimePoint sent_at, Result<std::uint64_t> result) {
       observed_at_ = clock_.now();
     }
     if (state_ == State::kLeader) {
+      listener_.onRenewed(clock_.now() - sent_at);
       valid_until_ = std::max(valid_until_, sent_at + config_.lease_ttl - config_.safety_margin);
       armDeadline();
       scheduleRenew(sent_at + config_.renew_interval);
@@ -379,13 +386,13 @@ void Elector::onRenewDone(TimePoint sent_at, Result<std::uint64_t> result) {
   const Status& s = result.status();
   if (state_ == State::kLeader) {
     if (outcomeUnknown(s)) {
-      in_doubt_.push_back({leader_epoch_, sent_at});
+      in_doubt_.push_back({leader_epoch_, sent_at, base});
       log()->warn("node {} renew of epoch {} outcome unknown ({}); retrying until {} ms left",
                   config_.node_id, leader_epoch_.value(), s.toString(),
                   toMillis(valid_until_ - clock_.now()));
       scheduleRenew(clock_.now() + retryBackoff());
     } else if (s.code() == StatusCode::kAborted) {
-      if (earliestInDoubt(leader_epoch_)) {
+      if (!in_doubt_.empty()) {
         reconcileAfterConflict();
       } else {
         log()->warn("node {} renew lost the compare-and-set: superseded", config_.node_id);
@@ -411,9 +418,10 @@ void Elector::reconcileAfterConflict() {
       return;
     }
     if (result.isOk() && isMine(result->record) && result->record.epoch == leader_epoch_ &&
-        result->revision > leader_revision_) {
-      // One of our unanswered renewals landed; it was sent no earlier than the earliest of them.
-      const TimePoint sent_at = *earliestInDoubt(leader_epoch_);
+        result->revision > leader_revision_ &&
+        inDoubtSentAt(leader_epoch_, result->revision)) {
+      // One of our unanswered renewals landed: the deadline runs from when it was sent.
+      const TimePoint sent_at = *inDoubtSentAt(leader_epoch_, result->revision);
       in_doubt_.clear();
       leader_revision_ = result->revision;
       known_ = *result;

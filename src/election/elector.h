@@ -49,6 +49,8 @@ class ElectorListener {
   virtual void onLeaderChange(const std::string& leader, Epoch epoch) = 0;
   // The snapshot changed (role, leader, epoch, deadline, candidacy): for thread-safe accessors.
   virtual void onSnapshot(const ElectorSnapshot& snapshot) { (void)snapshot; }
+  // A renewal was confirmed `latency` after it was sent (for metrics).
+  virtual void onRenewed(Duration latency) { (void)latency; }
 };
 
 
@@ -83,6 +85,7 @@ class Elector {
   struct InDoubtWrite {  // a write whose outcome is unknown (timeout / unavailable)
     Epoch epoch;
     TimePoint sent_at;
+    std::uint64_t base_revision;  // the compare-and-set was on this; it can only create base + 1
   };
 
   // Observation
@@ -92,15 +95,17 @@ class Elector {
   void evaluate();
   void scheduleEvaluate(TimePoint at);
   void campaign();
-  void onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, Result<std::uint64_t> result);
+  void onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uint64_t base,
+                     Result<std::uint64_t> result);
   bool mayAdopt(const LeaseEntry& entry) const;
-  std::optional<TimePoint> earliestInDoubt(Epoch epoch) const;
+  // Send time of the unanswered write of `epoch` that could have created `revision`, if any.
+  std::optional<TimePoint> inDoubtSentAt(Epoch epoch, std::uint64_t revision) const;
   void adopt();
   // Leader
   void becomeLeader(std::uint64_t revision, const LeaseRecord& record, TimePoint sent_at);
   void scheduleRenew(TimePoint at);
   void renew();
-  void onRenewDone(TimePoint sent_at, Result<std::uint64_t> result);
+  void onRenewDone(TimePoint sent_at, std::uint64_t base, Result<std::uint64_t> result);
   void reconcileAfterConflict();
   void armDeadline();
   void onDeadline();

@@ -300,6 +300,20 @@ Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value,
     if (s == NATS_OK) {
       const std::uint64_t revision = ack->Sequence;
       jsPubAck_Destroy(ack);
+      // The key is alone in its stream, so an honest compare-and-set on `expected` creates
+      // expected + 1 (a first create: 1). Anything else means another write was accepted on the
+      // same revision: nats-server 2.9 checks the expected sequence on the stream leader before
+      // replication, and a stream-leader change lets two writes pass (nats-server issue 4320).
+      // Refuse to lead on such a write; the other one is the first in the log.
+      if (revision != expected + 1) {
+        moduleLogger("nats")->warn(
+            "{}: landed at revision {} instead of {}: a concurrent write was accepted on the same "
+            "revision (or the bucket holds other keys); treated as a lost race",
+            what, revision, expected + 1);
+        return aborted(what + ": landed at revision " + std::to_string(revision) +
+                       " instead of " + std::to_string(expected + 1) +
+                       ": another write passed the same compare-and-set");
+      }
       return revision;
     }
     if (jerr == JSStreamWrongLastSequenceErr) {

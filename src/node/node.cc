@@ -81,18 +81,29 @@ struct Node::Impl final : ElectorListener {
 
   // --- ElectorListener: runs on the scheduler; hooks go to the runner thread, in order.
   void onBecomeLeader(Epoch epoch) override {
-    auto result = std::make_shared<Status>();
-    runner.run(
-        "onBecomeLeader", [this, epoch, result] { *result = hooks->onBecomeLeader(epoch); },
-        [this, epoch, result](bool) {
-          if (result->isOk() || !elector) return;
-          log()->error("node {} onBecomeLeader(epoch {}) failed: {}; stepping down",
-                       config.node_id, epoch.value(), result->toString());
-          elector->stepDown("", [](Status) {}, LossReason::kHookFailed);
-        });
+    {
+      std::lock_guard lock(mutex);
+      ++stats.became_leader;
+    }
+    // The verdict is posted by the hook's own thread when it returns, even after an overrun:
+    // a hook that fails late still makes the node step down.
+    runner.run("onBecomeLeader", [this, epoch] {
+      Status result = hooks->onBecomeLeader(epoch);
+      if (result.isOk()) return;
+      scheduler.post([this, epoch, result] {
+        if (!elector || elector->snapshot().epoch != epoch) return;  // that leadership is over
+        log()->error("node {} onBecomeLeader(epoch {}) failed: {}; stepping down",
+                     config.node_id, epoch.value(), result.toString());
+        elector->stepDown("", [](Status) {}, LossReason::kHookFailed);
+      });
+    });
   }
   void onLoseLeadership(Epoch epoch, LossReason reason,
                         std::function<void(bool)> released) override {
+    {
+      std::lock_guard lock(mutex);
+      ++stats.lost_leadership;
+    }
     runner.run("onLoseLeadership", [this, epoch, reason] { hooks->onLoseLeadership(epoch, reason); },
                std::move(released));
   }
@@ -100,8 +111,30 @@ struct Node::Impl final : ElectorListener {
     runner.run("onLeaderChange", [this, leader, epoch] { hooks->onLeaderChange(leader, epoch); });
   }
   void onSnapshot(const ElectorSnapshot& s) override {
+    bool renewed;
+    {
+      std::lock_guard lock(mutex);
+      renewed = s.role == Role::kLeader &&
+                (snapshot.role != Role::kLeader || s.valid_until > snapshot.valid_until);
+      snapshot = s;
+    }
+    if (renewed) {
+      runner.run("onLeaseRenewed", [this, epoch = s.epoch, until = s.valid_until] {
+        hooks->onLeaseRenewed(epoch, until);
+      });
+    }
+  }
+  void onRenewed(Duration latency) override {
+    const double ms = std::chrono::duration<double, std::milli>(latency).count();
+    std::size_t bucket = 0;
+    while (bucket < std::size(NodeStats::kRenewLatencyBoundsMs) &&
+           ms > NodeStats::kRenewLatencyBoundsMs[bucket]) {
+      ++bucket;
+    }
     std::lock_guard lock(mutex);
-    snapshot = s;
+    ++stats.renewals;
+    stats.renew_latency_sum_ms += ms;
+    ++stats.renew_latency_buckets[bucket];
   }
 
   ElectorSnapshot currentSnapshot() const {
@@ -185,8 +218,9 @@ struct Node::Impl final : ElectorListener {
   bool started = false;
   bool stopped = false;
 
-  mutable std::mutex mutex;  // guards snapshot: read from application threads
+  mutable std::mutex mutex;  // guards snapshot and stats: read from application threads
   ElectorSnapshot snapshot;
+  NodeStats stats;
 };
 
 Node::Node(Config config, std::shared_ptr<Hooks> hooks)
@@ -259,6 +293,16 @@ Role Node::role() const { return impl_->currentSnapshot().role; }
 bool Node::isLeader() const {
   const ElectorSnapshot s = impl_->currentSnapshot();
   return s.role == Role::kLeader && impl_->clock.now() < s.valid_until;
+}
+
+TimePoint Node::leaseDeadline() const {
+  const ElectorSnapshot s = impl_->currentSnapshot();
+  return s.role == Role::kLeader ? s.valid_until : TimePoint{};
+}
+
+NodeStats Node::stats() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stats;
 }
 
 std::string Node::leader() const { return impl_->currentSnapshot().leader; }

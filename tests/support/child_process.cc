@@ -1,6 +1,8 @@
 // ChildProcess: fork/exec with piped stdio drained by reader threads; signals only to its own PID.
 #include "support/child_process.h"
 
+#include <json/json.h>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -231,106 +233,34 @@ RunResult runProcess(const std::vector<std::string>& args, milliseconds timeout)
 
 namespace {
 
-class FlatJsonParser {
- public:
-  explicit FlatJsonParser(std::string_view text) : s_(text) {}
-
-  std::optional<std::map<std::string, std::string>> parse() {
-    std::map<std::string, std::string> out;
-    skipSpace();
-    if (!take('{')) return std::nullopt;
-    skipSpace();
-    if (take('}')) return finish(out);
-    for (;;) {
-      skipSpace();
-      auto key = parseString();
-      if (!key) return std::nullopt;
-      skipSpace();
-      if (!take(':')) return std::nullopt;
-      skipSpace();
-      std::optional<std::string> value;
-      if (peek() == '"') {
-        value = parseString();
-      } else {
-        value = parseScalar();
-      }
-      if (!value) return std::nullopt;
-      out[*key] = *value;
-      skipSpace();
-      if (take(',')) continue;
-      if (take('}')) return finish(out);
-      return std::nullopt;
-    }
-  }
-
- private:
-  std::optional<std::map<std::string, std::string>> finish(std::map<std::string, std::string>& out) {
-    skipSpace();
-    if (i_ != s_.size()) return std::nullopt;
-    return std::move(out);
-  }
-  char peek() const { return i_ < s_.size() ? s_[i_] : '\0'; }
-  bool take(char c) {
-    if (peek() != c) return false;
-    ++i_;
-    return true;
-  }
-  void skipSpace() {
-    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t' || s_[i_] == '\r' || s_[i_] == '\n')) ++i_;
-  }
-  std::optional<std::string> parseString() {
-    if (!take('"')) return std::nullopt;
-    std::string out;
-    while (i_ < s_.size()) {
-      const char c = s_[i_++];
-      if (c == '"') return out;
-      if (c != '\\') {
-        out.push_back(c);
-        continue;
-      }
-      if (i_ >= s_.size()) return std::nullopt;
-      const char e = s_[i_++];
-      switch (e) {
-        case '"': out.push_back('"'); break;
-        case '\\': out.push_back('\\'); break;
-        case '/': out.push_back('/'); break;
-        case 'b': out.push_back('\b'); break;
-        case 'f': out.push_back('\f'); break;
-        case 'n': out.push_back('\n'); break;
-        case 'r': out.push_back('\r'); break;
-        case 't': out.push_back('\t'); break;
-        case 'u': {
-          if (i_ + 4 > s_.size()) return std::nullopt;
-          const unsigned long cp = std::stoul(std::string(s_.substr(i_, 4)), nullptr, 16);
-          i_ += 4;
-          // ASCII is all the test output uses; anything else is kept as '?'.
-          out.push_back(cp < 0x80 ? static_cast<char>(cp) : '?');
-          break;
-        }
-        default: return std::nullopt;
-      }
-    }
-    return std::nullopt;
-  }
-  std::optional<std::string> parseScalar() {
-    const std::size_t start = i_;
-    while (i_ < s_.size() && s_[i_] != ',' && s_[i_] != '}' && s_[i_] != ' ' && s_[i_] != '\n' &&
-           s_[i_] != '\r' && s_[i_] != '\t') {
-      if (s_[i_] == '{' || s_[i_] == '[' || s_[i_] == '"') return std::nullopt;
-      ++i_;
-    }
-    if (i_ == start) return std::nullopt;
-    return std::string(s_.substr(start, i_ - start));
-  }
-
-  std::string_view s_;
-  std::size_t i_ = 0;
-};
 
 }  // namespace
 
 std::optional<std::map<std::string, std::string>> parseFlatJson(std::string_view text) {
-  return FlatJsonParser(text).parse();
+  Json::Value root;
+  std::string errors;
+  Json::CharReaderBuilder builder;
+  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+  if (!reader->parse(text.data(), text.data() + text.size(), &root, &errors) || !root.isObject()) {
+    return std::nullopt;
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& key : root.getMemberNames()) {
+    const Json::Value& v = root[key];
+    if (v.isString()) {
+      out[key] = v.asString();
+    } else if (v.isNull()) {
+      out[key] = "null";
+    } else if (v.isBool()) {
+      out[key] = v.asBool() ? "true" : "false";
+    } else if (v.isUInt64() || v.isInt64()) {
+      out[key] = v.isUInt64() ? std::to_string(v.asUInt64()) : std::to_string(v.asInt64());
+    } else if (v.isDouble()) {
+      std::string written = Json::FastWriter().write(v);
+      out[key] = written.substr(0, written.find('\n'));
+    }  // nested objects and arrays are left out
+  }
+  return out;
 }
 
 void writeTextFile(const std::string& path, const std::string& text) {

@@ -111,9 +111,8 @@ struct RunResult {
 // Runs `args` with stdin closed and waits at most `timeout` (then SIGKILL).
 RunResult runProcess(const std::vector<std::string>& args, milliseconds timeout);
 
-// Parses one flat JSON object ({"a":1,"b":"x","c":true,"d":null}) into key -> text: strings
-// unescaped, numbers / true / false / null as written. nullopt for anything else (nested values,
-// arrays, syntax errors): enough for the JSON lines of hacoord_test_node and `status --json`.
+// The scalar members of one JSON object, as text (strings unescaped; numbers, true, false, null as
+// written); nested objects and arrays are left out. nullopt when the text is not a JSON object.
 std::optional<std::map<std::string, std::string>> parseFlatJson(std::string_view text);
 
 // Writes `text` to `path` (truncating). Throws std::runtime_error.

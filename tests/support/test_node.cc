@@ -90,7 +90,16 @@ int main(int argc, char** argv) {
 
   std::thread([&node] {
     for (;;) {
-      if (node.isLeader()) emit("\"event\":\"acting\",\"epoch\":" + node.epoch().toString());
+      // Time first: if isLeader() is then true, the node was leader at that time or later, so
+      // "acting at t" never claims a moment after leadership ended.
+      const double t = nowMs();
+      const Epoch before = node.epoch();
+      if (node.isLeader() && node.epoch() == before) {
+        std::lock_guard lock(g_out);
+        std::printf("{\"t\":%.3f,\"event\":\"acting\",\"epoch\":%s}\n", t,
+                    before.toString().c_str());
+        std::fflush(stdout);
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   }).detach();

@@ -455,14 +455,17 @@ TEST(ConfigSyntax, NestedDuplicateKeysAreRejected) {
   EXPECT_NE(message.find("Duplicate key: 'leaseTtlMs'"), std::string::npos) << message;
 }
 
-TEST(ConfigSyntax, CommentsAreRejectedWherever) {
-  EXPECT_EQ(errorOf("{\n  // the cluster\n  \"clusterId\": \"demo\"}"),
-            "node.json: line 2, column 3: comments are not allowed");
-  EXPECT_EQ(errorOf(R"({"clusterId": /* x */ "demo"})"), "node.json: line 1, column 15: comments are not allowed");
+TEST(ConfigSyntax, LineCommentsAreAllowedBlockCommentsAreNot) {
+  Config c = parseOk("{\n  // the cluster\n  \"clusterId\": \"demo\", // trailing\n"
+                     "  \"nodeId\": \"n1\",\n  \"nats\": {\"servers\": [\"nats://h:1\"]} // end\n}\n");
+  EXPECT_EQ(c.cluster_id, "demo");
+  EXPECT_EQ(c.node_id, "n1");
+  EXPECT_EQ(errorOf(R"({"clusterId": /* x */ "demo"})"),
+            "node.json: line 1, column 15: only // line comments are allowed");
   EXPECT_EQ(errorOf(R"({"nats": {"servers": ["nats://h:1" /* x */]}})"),
-            "node.json: line 1, column 36: comments are not allowed");
-  EXPECT_EQ(errorOf(doc() + " // trailing"), "node.json: line 1, column " +
-                                                 std::to_string(doc().size() + 2) + ": comments are not allowed");
+            "node.json: line 1, column 36: only // line comments are allowed");
+  EXPECT_EQ(errorOf(doc() + " / x"), "node.json: line 1, column " + std::to_string(doc().size() + 2) +
+                                          ": only // line comments are allowed");
 }
 
 TEST(ConfigSyntax, SlashesInsideStringsAreNotComments) {

@@ -1,4 +1,4 @@
-// NodeStatus: one node's health/status report (DESIGN §5) and its JSON form on the NATS subjects.
+// NodeStatus: what one node reports about itself over NATS (DESIGN §5 status JSON), and its codec.
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,196 @@
+// The hacoord command line against a real nats-server: exit codes, one-line errors, daemon + status.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "support/child_process.h"
+#include "support/eventually.h"
+#include "support/nats_server_fixture.h"
+
+namespace hacoord::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr milliseconds kRunLimit = 15000ms;  // no CLI call may hang longer than this
+
+std::string describe(const RunResult& r) {
+  return "exit " + std::to_string(r.exit_code) + (r.timed_out ? " (timed out)" : "") + " after " +
+         std::to_string(r.elapsed.count()) + " ms\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
+}
+
+RunResult hacoord(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {HACOORD_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return runProcess(argv, kRunLimit);
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new NatsServer(); }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override { dir_ = makeTempDir("hacoord-cli"); }
+  void TearDown() override {
+    if (daemon_ && HasFailure()) {
+      std::cerr << "--- daemon stderr:\n" << daemon_->stderrText() << "\n";
+    }
+    daemon_.reset();
+    removeTree(dir_);
+  }
+
+  std::string clusterId() const {
+    return std::string("cli-") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  }
+  // A valid config for node `node` of this test's cluster on `url`.
+  std::string writeConfig(const std::string& node, const std::string& url) {
+    const std::string path = dir_ + "/" + node + ".json";
+    writeTextFile(path, R"({"clusterId":")" + clusterId() + R"(","nodeId":")" + node +
+                            R"(","nats":{"servers":[")" + url +
+                            R"("],"connectTimeoutMs":1000,"requestTimeoutMs":1000},)"
+                            R"("election":{"leaseTtlMs":1000,"renewIntervalMs":250}})");
+    return path;
+  }
+  std::string writeRaw(const std::string& name, const std::string& text) {
+    const std::string path = dir_ + "/" + name;
+    writeTextFile(path, text);
+    return path;
+  }
+
+  static NatsServer* server_;
+  std::string dir_;
+  std::unique_ptr<ChildProcess> daemon_;
+};
+
+NatsServer* CliTest::server_ = nullptr;
+
+TEST_F(CliTest, VersionExitsZero) {
+  const RunResult r = hacoord({"version"});
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(r.out.rfind("hacoord ", 0), 0u) << describe(r);
+  EXPECT_EQ(r.err, "") << describe(r);
+}
+
+TEST_F(CliTest, UnknownCommandIsAUsageErrorOnOneLine) {
+  const RunResult r = hacoord({"frobnicate"});
+  EXPECT_EQ(r.exit_code, 2) << describe(r);
+  ASSERT_EQ(r.errLines().size(), 1u) << describe(r);
+  EXPECT_NE(r.errLines()[0].find("frobnicate"), std::string::npos) << describe(r);
+  EXPECT_EQ(r.out, "") << describe(r);
+}
+
+TEST_F(CliTest, StatusWithABadConfigNamesTheFileAndTheJsonPath) {
+  const std::string path = writeRaw(
+      "bad.json",
+      R"({"clusterId":"c","nodeId":"n","nats":{"servers":["nats://127.0.0.1:4222"]},)"
+      R"("election":{"leaseTtlMs":"fast"}})");
+  const RunResult r = hacoord({"status", "--config", path});
+  EXPECT_EQ(r.exit_code, 3) << describe(r);
+  ASSERT_EQ(r.errLines().size(), 1u) << describe(r);
+  EXPECT_NE(r.errLines()[0].find("bad.json: election.leaseTtlMs: "), std::string::npos)
+      << describe(r);
+  EXPECT_NE(r.errLines()[0].find("election.leaseTtlMs"), std::string::npos) << describe(r);
+
+  const RunResult missing = hacoord({"status", "--config", dir_ + "/nope.json"});
+  EXPECT_EQ(missing.exit_code, 3) << describe(missing);
+  ASSERT_EQ(missing.errLines().size(), 1u) << describe(missing);
+  EXPECT_NE(missing.errLines()[0].find("nope.json"), std::string::npos) << describe(missing);
+}
+
+TEST_F(CliTest, StatusWithoutNatsFailsQuicklyWithOneClearLine) {
+  const int port = freeLoopbackPort();  // nothing listens there
+  const std::string path = writeConfig("n1", "nats://127.0.0.1:" + std::to_string(port));
+  const RunResult r = hacoord({"status", "--config", path});
+  EXPECT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_LT(r.elapsed.count(), 5000) << describe(r);
+  ASSERT_EQ(r.errLines().size(), 1u) << describe(r);
+  EXPECT_NE(r.errLines()[0].find("127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << describe(r);
+}
+
+TEST_F(CliTest, StatusBeforeAnyNodeRanSaysTheBucketDoesNotExist) {
+  const std::string path = writeConfig("n1", server_->url());
+  const RunResult r = hacoord({"status", "--config", path});
+  EXPECT_EQ(r.exit_code, 1) << describe(r);
+  ASSERT_EQ(r.errLines().size(), 1u) << describe(r);
+  EXPECT_NE(r.errLines()[0].find("bucket HACOORD_" + clusterId()), std::string::npos) << describe(r);
+  EXPECT_NE(r.errLines()[0].find("does not exist"), std::string::npos) << describe(r);
+}
+
+TEST_F(CliTest, DaemonLeadsStatusShowsItAndSigtermHandsOver) {
+  const std::string path = writeConfig("d1", server_->url());
+  daemon_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+
+  std::map<std::string, std::string> status;
+  RunResult last;
+  const bool leads = eventually(
+      [&] {
+        last = hacoord({"status", "--config", path, "--json"});
+        if (last.exit_code != 0) return false;
+        auto parsed = parseFlatJson(last.out);
+        if (!parsed) return false;
+        status = *parsed;
+        return status["leader"] == "d1";
+      },
+      10000ms, 50ms);
+  ASSERT_TRUE(leads) << describe(last);
+  EXPECT_GE(std::stoull(status["epoch"]), 1u) << last.out;
+  EXPECT_EQ(status["vacant"], "false") << last.out;
+  EXPECT_EQ(status["cluster"], clusterId()) << last.out;
+  const std::string epoch = status["epoch"];
+
+  const RunResult human = hacoord({"status", "--config", path});
+  EXPECT_EQ(human.exit_code, 0) << describe(human);
+  EXPECT_NE(human.out.find("leader    d1\n"), std::string::npos) << describe(human);
+  EXPECT_NE(human.out.find("epoch     " + epoch + "\n"), std::string::npos) << describe(human);
+
+  // SIGTERM: planned handover, exit 0, the record left vacant under the same epoch.
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
+  EXPECT_EQ(daemon_->exitCode(), 0) << daemon_->stderrText();
+  const RunResult after = hacoord({"status", "--config", path, "--json"});
+  ASSERT_EQ(after.exit_code, 0) << describe(after);
+  EXPECT_NE(after.out.find("\"vacant\":true"), std::string::npos) << describe(after);
+  auto parsed = parseFlatJson(after.out);
+  ASSERT_TRUE(parsed) << after.out;
+  EXPECT_EQ((*parsed)["holder"], "") << after.out;
+  EXPECT_EQ((*parsed)["leader"], "") << after.out;
+  EXPECT_EQ((*parsed)["epoch"], epoch) << after.out;
+
+  const RunResult vacant_human = hacoord({"status", "--config", path});
+  EXPECT_EQ(vacant_human.exit_code, 0) << describe(vacant_human);
+  EXPECT_NE(vacant_human.out.find("vacant"), std::string::npos) << describe(vacant_human);
+}
+
+TEST_F(CliTest, DaemonWithABadConfigExitsThree) {
+  const std::string path = writeRaw("bad.json", R"({"clusterId":"c","nodeId":"n"})");
+  ChildProcess daemon({HACOORD_BINARY, "daemon", "--config", path});
+  ASSERT_TRUE(daemon.waitExit(kRunLimit)) << "daemon with a bad config kept running";
+  EXPECT_EQ(daemon.exitCode(), 3) << daemon.stderrText();
+  daemon.waitOutputClosed(2000ms);
+  const std::string err = daemon.stderrText();
+  // One line naming the file and the JSON path.
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_NE(err.find("bad.json: nats.servers: "), std::string::npos) << err;
+}
+
+TEST_F(CliTest, DaemonWithoutNatsExitsOneQuickly) {
+  const int port = freeLoopbackPort();
+  const std::string path = writeConfig("d1", "nats://127.0.0.1:" + std::to_string(port));
+  const RunResult r = hacoord({"daemon", "--config", path});
+  EXPECT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_LT(r.elapsed.count(), 5000) << describe(r);
+  EXPECT_NE(r.err.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << describe(r);
+}
+
+}  // namespace
+}  // namespace hacoord::test

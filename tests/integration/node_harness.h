@@ -1,0 +1,300 @@
+// Shared pieces of the in-process Node tests: recording hooks, a two-leader monitor, node configs.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "hacoord/config.h"
+#include "hacoord/hooks.h"
+#include "hacoord/node.h"
+#include "hacoord/status.h"
+#include "support/eventually.h"
+
+namespace hacoord::test {
+
+using namespace std::chrono_literals;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+inline SteadyTime steadyNow() { return std::chrono::steady_clock::now(); }
+inline long long msSince(SteadyTime t) {
+  return std::chrono::duration_cast<milliseconds>(steadyNow() - t).count();
+}
+inline long long msBetween(SteadyTime from, SteadyTime to) {
+  return std::chrono::duration_cast<milliseconds>(to - from).count();
+}
+
+// A cluster id no other test of this process uses: "<prefix>-<test name>-<n>".
+inline std::string uniqueClusterId(const std::string& prefix) {
+  static std::atomic<int> counter{0};
+  std::string name = "t";
+  if (const auto* info = ::testing::UnitTest::GetInstance()->current_test_info()) {
+    name = info->name();
+  }
+  std::string id = prefix + "-" + name + "-" + std::to_string(++counter);
+  for (char& c : id) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_';
+    if (!ok) c = '_';
+  }
+  return id.substr(0, 64);
+}
+
+struct Timing {
+  milliseconds ttl{1000};
+  milliseconds renew{250};
+  milliseconds cooldown{0};  // 0 = ttl
+  milliseconds margin{0};    // 0 = ttl / 10
+};
+
+// A node config with test timings: short connect / request timeouts and fast reconnects, so an
+// outage is noticed and healed quickly.
+inline Config makeNodeConfig(const std::string& cluster, const std::string& node,
+                             const std::vector<std::string>& servers, Timing t = {}) {
+  Config c;
+  c.cluster_id = cluster;
+  c.node_id = node;
+  c.nats.servers = servers;
+  c.nats.connect_timeout = 1000ms;
+  c.nats.request_timeout = 500ms;
+  c.nats.reconnect_wait = 50ms;
+  c.nats.reconnect_wait_max = 250ms;
+  c.election.lease_ttl = t.ttl;
+  c.election.renew_interval = t.renew;
+  c.election.cooldown = t.cooldown.count() > 0 ? t.cooldown : t.ttl;
+  c.election.safety_margin = t.margin.count() > 0 ? t.margin : t.ttl / 10;
+  c.election.hook_time_limit = 2000ms;
+  return c;
+}
+
+struct HookEvent {
+  enum class Kind { kBecome, kLose, kChange };
+  Kind kind;
+  Epoch epoch;
+  LossReason reason = LossReason::kStopped;  // kLose only
+  std::string leader;                        // kChange only
+  SteadyTime t;                              // when the hook was entered
+  SteadyTime t_end;                          // when it returned
+};
+
+inline std::string describe(const HookEvent& e) {
+  switch (e.kind) {
+    case HookEvent::Kind::kBecome: return "become(" + e.epoch.toString() + ")";
+    case HookEvent::Kind::kLose:
+      return "lose(" + e.epoch.toString() + "," + std::string(lossReasonName(e.reason)) + ")";
+    case HookEvent::Kind::kChange: return "change('" + e.leader + "'," + e.epoch.toString() + ")";
+  }
+  return "?";
+}
+
+// Records every hook call with steady-clock times. Optional behaviour for tests: fail
+// onBecomeLeader, or run a function inside onLoseLeadership (e.g. read the lease record).
+class RecordingHooks final : public Hooks {
+ public:
+  Status onBecomeLeader(Epoch epoch) override {
+    HookEvent e{HookEvent::Kind::kBecome, epoch, LossReason::kStopped, "", steadyNow(), {}};
+    const bool fail = fail_become.load();
+    e.t_end = steadyNow();
+    add(e);
+    if (fail) return internalError("test hook refuses leadership of epoch " + epoch.toString());
+    return Status::ok();
+  }
+  void onLoseLeadership(Epoch epoch, LossReason reason) override {
+    HookEvent e{HookEvent::Kind::kLose, epoch, reason, "", steadyNow(), {}};
+    std::function<void(Epoch, LossReason)> fn;
+    {
+      std::lock_guard lock(mutex_);
+      fn = on_lose_;
+    }
+    if (fn) fn(epoch, reason);
+    e.t_end = steadyNow();
+    add(e);
+  }
+  void onLeaderChange(std::string_view leader, Epoch epoch) override {
+    add({HookEvent::Kind::kChange, epoch, LossReason::kStopped, std::string(leader), steadyNow(),
+         steadyNow()});
+  }
+
+  void setOnLose(std::function<void(Epoch, LossReason)> fn) {
+    std::lock_guard lock(mutex_);
+    on_lose_ = std::move(fn);
+  }
+
+  std::vector<HookEvent> events() const {
+    std::lock_guard lock(mutex_);
+    return events_;
+  }
+  std::optional<HookEvent> find(HookEvent::Kind kind, Epoch epoch) const {
+    std::lock_guard lock(mutex_);
+    for (const auto& e : events_) {
+      if (e.kind == kind && e.epoch == epoch) return e;
+    }
+    return std::nullopt;
+  }
+  std::string trace() const {
+    std::string out;
+    for (const auto& e : events()) out += describe(e) + " ";
+    return out;
+  }
+
+  std::atomic<bool> fail_become{false};
+
+ private:
+  void add(const HookEvent& e) {
+    std::lock_guard lock(mutex_);
+    events_.push_back(e);
+  }
+
+  mutable std::mutex mutex_;
+  std::vector<HookEvent> events_;
+  std::function<void(Epoch, LossReason)> on_lose_;
+};
+
+// Checks one node's hook sequence: becomes and losses alternate, each loss names the epoch of the
+// become before it, leader epochs strictly rise, and onLeaderChange epochs never go back.
+inline void expectConsistentHooks(const std::string& node, const RecordingHooks& hooks) {
+  const auto events = hooks.events();
+  bool leading = false;
+  Epoch leading_epoch;
+  Epoch last_become;
+  Epoch last_change;
+  for (const auto& e : events) {
+    switch (e.kind) {
+      case HookEvent::Kind::kBecome:
+        EXPECT_FALSE(leading) << node << ": become without a loss before it: " << hooks.trace();
+        EXPECT_GT(e.epoch, last_become) << node << ": leader epochs must rise: " << hooks.trace();
+        leading = true;
+        leading_epoch = e.epoch;
+        last_become = e.epoch;
+        break;
+      case HookEvent::Kind::kLose:
+        EXPECT_TRUE(leading) << node << ": loss without a become: " << hooks.trace();
+        EXPECT_EQ(e.epoch, leading_epoch) << node << ": loss of another epoch: " << hooks.trace();
+        leading = false;
+        break;
+      case HookEvent::Kind::kChange:
+        EXPECT_GE(e.epoch, last_change) << node << ": leader-change epoch went back: "
+                                        << hooks.trace();
+        last_change = e.epoch;
+        break;
+    }
+  }
+}
+
+// Samples isLeader() of every node on a thread of its own and records any sample in which two
+// are leader at once. A sample counts only if reading all nodes took < 200 us: a real handover
+// needs several NATS round trips between processes' threads, so a fast sample is a true instant,
+// while one the machine preempted half-way could pair an old "true" with a new one.
+class LeaderMonitor {
+ public:
+  explicit LeaderMonitor(std::vector<const Node*> nodes)
+      : nodes_(std::move(nodes)), last_true_(nodes_.size()) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~LeaderMonitor() { stop(); }
+  LeaderMonitor(const LeaderMonitor&) = delete;
+  LeaderMonitor& operator=(const LeaderMonitor&) = delete;
+
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  long samples() const { return samples_; }
+  int maxLeaders() const { return max_leaders_; }
+  std::string violation() const {
+    std::lock_guard lock(mutex_);
+    return violation_;
+  }
+  // Start of the last sample in which node `i` answered isLeader() == true (nullopt: never).
+  // The start precedes the call, so the node's lease was still valid at some instant after it.
+  std::optional<SteadyTime> lastLeaderSample(std::size_t i) const {
+    std::lock_guard lock(mutex_);
+    return last_true_.at(i);
+  }
+
+ private:
+  void run() {
+    while (!stop_) {
+      const auto t0 = steadyNow();
+      int leaders = 0;
+      std::string who;
+      std::vector<bool> is_leader(nodes_.size());
+      for (std::size_t i = 0; i < nodes_.size(); ++i) {
+        if (nodes_[i]->isLeader()) {
+          is_leader[i] = true;
+          ++leaders;
+          who += nodes_[i]->nodeId() + "(epoch " + nodes_[i]->epoch().toString() + ") ";
+        }
+      }
+      {
+        std::lock_guard lock(mutex_);
+        for (std::size_t i = 0; i < nodes_.size(); ++i) {
+          if (is_leader[i]) last_true_[i] = t0;
+        }
+      }
+      if (steadyNow() - t0 < std::chrono::microseconds(200)) {
+        ++samples_;
+        if (leaders > max_leaders_) max_leaders_ = leaders;
+        if (leaders > 1) {
+          std::lock_guard lock(mutex_);
+          if (violation_.empty()) violation_ = "two leaders at once: " + who;
+        }
+      }
+      std::this_thread::sleep_for(1ms);  // the sampling period, like eventually()'s poll
+    }
+  }
+
+  std::vector<const Node*> nodes_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<long> samples_{0};
+  std::atomic<int> max_leaders_{0};
+  mutable std::mutex mutex_;
+  std::string violation_;
+  std::vector<std::optional<SteadyTime>> last_true_;
+};
+
+// Exactly one node is leader, and every node names it with the same epoch.
+inline bool singleAgreedLeader(const std::vector<std::unique_ptr<Node>>& nodes,
+                               std::string* leader = nullptr, Epoch* epoch = nullptr) {
+  const Node* found = nullptr;
+  for (const auto& n : nodes) {
+    if (n->isLeader()) {
+      if (found != nullptr) return false;
+      found = n.get();
+    }
+  }
+  if (found == nullptr) return false;
+  const Epoch e = found->epoch();
+  for (const auto& n : nodes) {
+    if (n->leader() != found->nodeId() || n->epoch() != e) return false;
+  }
+  if (leader) *leader = found->nodeId();
+  if (epoch) *epoch = e;
+  return true;
+}
+
+inline std::string describeNodes(const std::vector<std::unique_ptr<Node>>& nodes) {
+  std::string out;
+  for (const auto& n : nodes) {
+    out += n->nodeId() + "[" + std::string(roleName(n->role())) + (n->isLeader() ? ",LEADER" : "") +
+           " leader='" + n->leader() + "' epoch " + n->epoch().toString() + "] ";
+  }
+  return out;
+}
+
+// `cond` stays true for the whole of `period` (checked every `poll`); false at the first breach.
+inline bool holdsFor(const std::function<bool()>& cond, milliseconds period,
+                     milliseconds poll = 10ms) {
+  return !eventually([&] { return !cond(); }, period, poll);
+}
+
+}  // namespace hacoord::test

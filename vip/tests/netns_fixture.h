@@ -1,0 +1,123 @@
+// Test support for the VIP system tests: throwaway namespaces, LANs, captures, code inside.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "vip/netlink_address.h"
+
+namespace hacoord::vip::test {
+
+using namespace std::chrono_literals;
+
+// "" when this machine can run the system tests (root, and `ip netns add` works); else the reason.
+std::string systemTestSkipReason();
+
+#define HACOORD_REQUIRE_NETNS()                                                           \
+  do {                                                                                    \
+    const std::string hacoord_skip_reason = ::hacoord::vip::test::systemTestSkipReason(); \
+    if (!hacoord_skip_reason.empty()) GTEST_SKIP() << hacoord_skip_reason;                \
+  } while (0)
+
+struct CommandResult {
+  int exit_code = -1;  // -1: did not run or was killed at the timeout
+  std::string output;  // stdout and stderr
+};
+// Runs argv without a shell; kills the child (its own pid, nothing else) after `timeout`.
+CommandResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 10s);
+// run(), throwing std::runtime_error with the command and its output when it fails.
+std::string runOk(const std::vector<std::string>& argv);
+
+// Bounded polling: true as soon as cond() is; cond() is checked once more at the deadline.
+bool waitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout,
+             std::chrono::milliseconds poll = 10ms);
+
+// Moves the calling thread (only it: setns is per thread) into /var/run/netns/<ns>; throws on
+// error.
+void enterNetns(const std::string& ns);
+
+// Runs fn on a fresh thread that first joined the network namespace `ns`, and returns its result
+// (exceptions are rethrown here). Why a thread and not a child process: every socket VipManager
+// uses is opened in create() and keeps the namespace it was created in, so a manager created on
+// that thread can then be driven and inspected from the test thread with ordinary gtest
+// assertions; the manager's own thread also starts in that namespace.
+template <typename F>
+auto inNetns(const std::string& ns, F&& fn) -> std::invoke_result_t<F&> {
+  using R = std::invoke_result_t<F&>;
+  std::packaged_task<R()> task([&ns, &fn]() -> R {
+    enterNetns(ns);
+    return fn();
+  });
+  auto result = task.get_future();
+  std::thread thread(std::move(task));
+  thread.join();
+  return result.get();
+}
+
+// Removes `cap` (CAP_*) from the calling thread's effective, permitted and inheritable sets.
+// capset is per thread, so only a thread made for it (inNetns) should call this.
+void dropCapabilityOnThisThread(int cap);
+
+// Namespaces this test made; all deleted when it goes, also when an assertion failed.
+class TestNetwork {
+ public:
+  TestNetwork();
+  ~TestNetwork();
+  TestNetwork(const TestNetwork&) = delete;
+  TestNetwork& operator=(const TestNetwork&) = delete;
+
+  // "hacoord-vt-<pid>-<n>", with lo up.
+  std::string addNamespace();
+  // A bridge (own namespace, multicast snooping off) and `hosts` host namespaces with eth0 on it,
+  // up, with 192.0.2.(10+i)/24 and 2001:db8::(10+i)/64 (no DAD). Returns the host namespaces.
+  std::vector<std::string> addLan(int hosts);
+  // `ip -n ns args...`; throws on failure.
+  std::string ip(const std::string& ns, const std::vector<std::string>& args);
+
+ private:
+  std::vector<std::string> namespaces_;
+};
+
+MacAddress macOf(const std::string& ns, const std::string& ifname);
+// The `ip -o addr show dev ifname` line holding address (any prefix), or nullopt.
+std::optional<std::string> addressLine(const std::string& ns, const std::string& ifname,
+                                       const std::string& address);
+bool hasAddress(const std::string& ns, const std::string& ifname, const std::string& address);
+// The MAC `ip neigh` has for address on ifname, or nullopt.
+std::optional<MacAddress> neighbourMac(const std::string& ns, const std::string& ifname,
+                                       const std::string& address);
+// Sends one UDP datagram from ns to address:9, which makes the kernel resolve address first.
+void nudge(const std::string& ns, const std::string& address);
+
+struct Frame {
+  std::vector<std::uint8_t> bytes;
+  std::chrono::steady_clock::time_point at;
+};
+
+// An AF_PACKET capture of every frame arriving on ns:ifname (outgoing ones are skipped).
+class Capture {
+ public:
+  Capture(const std::string& ns, const std::string& ifname);
+  ~Capture();
+  Capture(const Capture&) = delete;
+  Capture& operator=(const Capture&) = delete;
+  // Receives until done(frames so far) is true or timeout; returns everything received.
+  std::vector<Frame> collect(const std::function<bool(const std::vector<Frame>&)>& done,
+                             std::chrono::milliseconds timeout);
+
+ private:
+  int fd_ = -1;
+  int ifindex_ = 0;
+  std::vector<Frame> frames_;
+};
+
+}  // namespace hacoord::vip::test
