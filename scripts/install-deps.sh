@@ -6,7 +6,7 @@ PACKAGES=(
   libnats-dev libjsoncpp-dev libspdlog-dev libfmt-dev libboost-dev libssl-dev
   libnl-3-dev libnl-route-3-dev
   libgtest-dev libgmock-dev
-  nats-server openssl iproute2 procps
+  nats-server openssl iproute2 procps python3
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

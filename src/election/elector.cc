@@ -33,6 +33,7 @@ Elector::Elector(ElectorConfig config, Clock& clock, Scheduler& scheduler, Lease
       store_(store),
       listener_(listener),
       candidate_(config_.candidate),
+      rng_(config_.jitter_seed),
       alive_(std::make_shared<bool>(true)) {}
 
 Elector::~Elector() {
@@ -144,6 +145,7 @@ void Elector::onObserved(const LeaseEntry& entry) {
   have_observation_ = true;
   highest_epoch_ = std::max(highest_epoch_, entry.record.epoch);
   retry_not_before_ = TimePoint{};  // the backoff was for the old revision (e.g. a lost race)
+  takeover_jitter_ = drawTakeoverJitter();
   log()->debug("node {} observed rev {} holder '{}' epoch {}", config_.node_id, entry.revision,
                entry.record.holder, entry.record.epoch.value());
 
@@ -204,6 +206,10 @@ void Elector::evaluate() {
       return;
     }
     announce("", rec.epoch);
+    // Followers that saw the same revision would all write at the same instant. nats-server 2.9
+    // can accept several such compare-and-sets after a stream-leader change (the store refuses
+    // to lead on them, so nobody leads for a TTL): a small per-node jitter keeps them apart.
+    may_campaign_at = std::max(may_campaign_at, expiry + takeover_jitter_);
     if (now < cooldown_until_) {
       may_campaign_at = std::max(may_campaign_at, std::min(cooldown_until_, expiry + lease));
     }
@@ -639,6 +645,14 @@ void Elector::publish() {
 
 Duration Elector::retryBackoff() const {
   return std::max(Duration(milliseconds(10)), Duration(config_.renew_interval) / 4);
+}
+
+// Up to min(renew / 4, 40 ms): well inside the crash-takeover budget of TTL + 50 ms.
+Duration Elector::drawTakeoverJitter() {
+  const Duration max = std::min(Duration(config_.renew_interval) / 4, Duration(milliseconds(40)));
+  if (max <= Duration::zero()) return Duration::zero();
+  std::uniform_int_distribution<Duration::rep> dist(0, max.count());
+  return Duration(dist(rng_));
 }
 
 void Elector::cancel(Scheduler::TimerId& id) {

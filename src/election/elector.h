@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ struct ElectorConfig {
   milliseconds cooldown{2000};
   milliseconds safety_margin{200};
   bool candidate = true;
+  // Seeds the takeover jitter (see Elector::takeoverJitter); the Node derives it from the
+  // incarnation, tests pass a fixed value so that runs replay.
+  std::uint64_t jitter_seed = 0;
 };
 
 // A consistent view for accessors and tests.
@@ -122,6 +126,7 @@ class Elector {
   void announce(const std::string& leader, Epoch epoch);
   void publish();
   Duration retryBackoff() const;
+  Duration drawTakeoverJitter();
   void cancel(Scheduler::TimerId& id);
   void cancelAllTimers();
 
@@ -146,6 +151,8 @@ class Elector {
   std::vector<InDoubtWrite> in_doubt_;
   std::uint64_t last_acked_revision_ = 0;  // revision our last answered write created
   TimePoint retry_not_before_{};
+  std::mt19937_64 rng_;
+  Duration takeover_jitter_{0};      // drawn anew for every observed revision
   TimePoint cooldown_until_{};
   // Leader state
   Epoch leader_epoch_;

@@ -84,6 +84,10 @@ struct Node::Impl final : ElectorListener {
     {
       std::lock_guard lock(mutex);
       ++stats.became_leader;
+      // The hook (on the runner thread) reads leaseDeadline() from this snapshot; the elector
+      // publishes it only after this call returns, so without this the hook could see the old
+      // follower snapshot (deadline zero) and fail with "the lease has already ended".
+      snapshot = elector->snapshot();
     }
     // The verdict is posted by the hook's own thread when it returns, even after an overrun:
     // a hook that fails late still makes the node step down.
@@ -257,6 +261,7 @@ Status Node::start() {
   ec.cooldown = d.config.election.cooldown;
   ec.safety_margin = d.config.election.safety_margin;
   ec.candidate = d.config.election.candidate;
+  ec.jitter_seed = std::hash<std::string>{}(d.incarnation);
   d.elector = std::make_unique<Elector>(ec, d.clock, d.scheduler, *d.store, d);
   d.scheduler.runSync([&d] { d.elector->start(); });
   d.serveControl();

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# System test (root): 3 `hacoord daemon`s in network namespaces on a bridge, nats-server -js in a hub
+# namespace, a client pinging the VIP every 10 ms. Faults: kill -9, SIGTERM, demote, promote,
+# SIGSTOP/SIGCONT, link down. Throughout, a poller samples every host's addresses every 20 ms and
+# the test fails if two hosts ever hold the VIP in one sample. After each scenario: exactly the
+# leader (per `hacoord status --json`) holds the VIP and the client's neighbour entry is its MAC.
+# Usage: vip_failover_test.sh HACOORD_BINARY   (exit 77 = skipped: not root / no netns)
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=../../scripts/lab.sh
+source "$HERE/../../scripts/lab.sh"
+
+HACOORD=${1:?usage: vip_failover_test.sh HACOORD_BINARY}
+[ -x "$HACOORD" ] || { echo "FAIL: $HACOORD is not executable"; exit 1; }
+if ! why=$(lab_available); then
+  echo "SKIP: system test needs root with network namespaces, veth and bridge: $why"
+  exit 77
+fi
+
+TTL=2000
+RENEW=500
+lab_init "$HACOORD" 3 "$TTL" "$RENEW"
+FAILED=0
+on_exit() {
+  if [ "$FAILED" -ne 0 ]; then
+    echo "---- VIP holder changes (ms holders) ----"; cat "$LAB_DIR/vip.log" 2>/dev/null | tail -40
+    for h in "${LAB_HOSTS[@]}"; do echo "---- $h.log (tail) ----"; tail -25 "$LAB_DIR/$h.log" 2>/dev/null; done
+  fi
+  lab_cleanup
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+fail() { FAILED=1; echo "FAIL: $*"; exit 1; }
+SUMMARY=()
+
+lab_up || fail "lab setup"
+for h in "${LAB_HOSTS[@]}"; do lab_start "$h"; done
+lab_start_vippoll "$LAB_DIR/vip.log"
+lab_start_pinger "$LAB_DIR/ping.log"
+
+no_double() {
+  if grep -q DOUBLE "$LAB_DIR/vip.log"; then
+    grep DOUBLE "$LAB_DIR/vip.log" | head -5
+    fail "two hosts held the VIP at the same sample ($1)"
+  fi
+  kill -0 "$LAB_POLL_PID" 2>/dev/null || fail "VIP poller died"
+  kill -0 "$LAB_PINGER_PID" 2>/dev/null || fail "pinger died"
+}
+
+fresh_reply() {  # the client got a reply in the last 300 ms
+  local last
+  last=$(tail -n1 "$LAB_DIR/ping.log" 2>/dev/null | cut -d' ' -f1)
+  [ -n "$last" ] && [ $(( $(lab_now_ms) - last )) -lt 300 ]
+}
+
+# converged [NOT_NODE]: a leader (not NOT_NODE) per status; it alone holds the VIP; the client's
+# neighbour entry for the VIP is its MAC; the client gets replies. Sets LEADER.
+converged() {
+  LEADER=$(lab_leader)
+  [ -n "$LEADER" ] && [ "$LEADER" != "${1:-}" ] || return 1
+  [ "$(lab_vip_holders)" = "$LEADER" ] || return 1
+  [ "$(lab_client_vip_mac)" = "$(lab_mac "$LEADER")" ] || return 1
+  fresh_reply
+}
+
+settle() {  # NAME [NOT_NODE]: wait for convergence, then re-check the leader did not change
+  local deadline=20000
+  lab_wait_for "$deadline" converged "${2:-}" ||
+    fail "$1: no convergence within ${deadline} ms (leader='$LEADER' holders='$(lab_vip_holders)' client mac='$(lab_client_vip_mac)')"
+  local l=$LEADER
+  lab_wait_for 5000 converged "${2:-}" && [ "$LEADER" = "$l" ] || fail "$1: leader not stable after convergence"
+}
+
+healthy() { lab_cli health "$1" >/dev/null 2>&1; }
+wait_healthy() { lab_wait_for 20000 healthy "$1" || fail "$2: $1 not healthy again"; }
+
+# vip_off_after T_MS HOST: ms of the first holder sample at/after T_MS without HOST.
+vip_off_after() {
+  awk -v t="$1" -v h="$2" '$1 >= t && $2 != "DOUBLE" && index("," $2 ",", "," h ",") == 0 { print $1; exit }' "$LAB_DIR/vip.log"
+}
+# vip_on_after T_MS HOST: ms of the first holder sample at/after T_MS where HOST alone holds it.
+vip_on_after() {
+  awk -v t="$1" -v h="$2" '$1 >= t && $2 == h { print $1; exit }' "$LAB_DIR/vip.log"
+}
+# vip_held_since T_MS HOST: succeeds if HOST appears in any holder sample at/after T_MS.
+vip_held_since() {
+  awk -v t="$1" -v h="$2" '$1 >= t && $2 != "DOUBLE" && index("," $2 ",", "," h ",") { f = 1 } END { exit !f }' "$LAB_DIR/vip.log"
+}
+
+report() {  # NAME T0 T_END OLD NEW NOTE
+  local name=$1 t0=$2 t1=$3 old=$4 new=$5 note=${6:-}
+  local gap off on
+  gap=$(lab_gap "$LAB_DIR/ping.log" "$t0" "$t1" | cut -d' ' -f1)
+  off=$(vip_off_after "$t0" "$old")
+  on=$(vip_on_after "$t0" "$new")
+  local offms="?" onms="?"
+  [ -n "$off" ] && offms=$((off - t0))
+  [ -n "$on" ] && onms=$((on - t0))
+  local line
+  line=$(printf '%-22s %-3s -> %-3s  client outage %5s ms   VIP off old %5s ms, on new %5s ms  %s' \
+    "$name" "$old" "$new" "$gap" "$offms" "$onms" "$note")
+  echo "  $line"
+  SUMMARY+=("$line")
+}
+
+# ---- 1. initial election ----------------------------------------------------------------------
+echo "== scenario: initial election"
+t0=$(lab_now_ms)
+settle initial
+[ "$(lab_vip_holders)" = "$LEADER" ] || fail "initial: holders"
+no_double initial
+echo "  leader $LEADER holds the VIP, client neighbour $(lab_client_vip_mac) = $LEADER eth0 MAC after $(( $(lab_now_ms) - t0 )) ms"
+for h in "${LAB_HOSTS[@]}"; do wait_healthy "$h" initial; done
+
+# ---- 2. kill -9 of the leader daemon (host stays up) --------------------------------------------
+echo "== scenario: kill -9 of the leader daemon"
+old=$LEADER
+t0=$(lab_now_ms)
+lab_kill "$old"
+settle crash "$old"
+t1=$(lab_now_ms)
+no_double crash
+report "kill -9" "$t0" "$t1" "$old" "$LEADER" "(kernel lifetime removed the VIP from the dead daemon's host)"
+lab_start "$old"; wait_healthy "$old" crash
+settle crash-rejoin; no_double crash-rejoin
+
+# ---- 3. SIGTERM of the leader: planned handover -----------------------------------------------
+echo "== scenario: SIGTERM of the leader (planned handover)"
+old=$LEADER
+t0=$(lab_now_ms)
+kill -TERM "${LAB_PID[$old]}"
+settle sigterm "$old"
+t1=$(lab_now_ms)
+no_double sigterm
+report "SIGTERM" "$t0" "$t1" "$old" "$LEADER"
+lab_wait_for 10000 bash -c "! kill -0 ${LAB_PID[$old]} 2>/dev/null" || fail "sigterm: $old did not exit"
+lab_reap "$old"
+lab_start "$old"; wait_healthy "$old" sigterm
+settle sigterm-rejoin; no_double sigterm-rejoin
+
+# ---- 4. hacoord demote -------------------------------------------------------------------------
+echo "== scenario: hacoord demote (from the hub namespace)"
+old=$LEADER
+t0=$(lab_now_ms)
+lab_cli demote >/dev/null || fail "demote: CLI failed"
+settle demote "$old"
+t1=$(lab_now_ms)
+no_double demote
+report "demote" "$t0" "$t1" "$old" "$LEADER"
+
+# ---- 5. hacoord promote h3 -------------------------------------------------------------------
+echo "== scenario: hacoord promote"
+for target in h1 h3; do
+  [ "$LEADER" = "$target" ] && continue  # promote h3; via h1 first if h3 leads already
+  old=$LEADER
+  t0=$(lab_now_ms)
+  lab_cli promote "$target" >/dev/null || fail "promote $target: CLI failed"
+  settle "promote $target" "$old"
+  t1=$(lab_now_ms)
+  [ "$LEADER" = "$target" ] || fail "promote $target: leader is $LEADER"
+  no_double "promote $target"
+  report "promote $target" "$t0" "$t1" "$old" "$LEADER"
+done
+
+# ---- 6. SIGSTOP past the TTL, then SIGCONT -----------------------------------------------------
+echo "== scenario: SIGSTOP of the leader past its TTL, then SIGCONT"
+old=$LEADER
+t0=$(lab_now_ms)
+lab_sigstop "$old"
+settle sigstop "$old"
+t1=$(lab_now_ms)
+no_double sigstop
+off=$(vip_off_after "$t0" "$old")
+on=$(vip_on_after "$t0" "$LEADER")
+[ -n "$off" ] && [ -n "$on" ] && [ "$off" -le "$on" ] || fail "sigstop: VIP of $old not gone before $LEADER added it (off=$off on=$on)"
+report "SIGSTOP" "$t0" "$t1" "$old" "$LEADER" "(stopped host's VIP expired before the new one came)"
+new=$LEADER
+tc=$(lab_now_ms)
+lab_sigcont "$old"
+wait_healthy "$old" sigcont
+# For 3 s after SIGCONT (>= one TTL), the resumed node must not re-add the VIP.
+end=$(( tc + 3000 ))
+while [ "$(lab_now_ms)" -lt "$end" ]; do
+  [ "$(lab_vip_holders)" = "$new" ] || fail "sigcont: holders '$(lab_vip_holders)' (expected $new only)"
+  sleep 0.05
+done
+vip_held_since "$tc" "$old" && fail "sigcont: $old re-added the VIP"
+settle sigcont; [ "$LEADER" = "$new" ] || fail "sigcont: leadership moved back to $LEADER"
+no_double sigcont
+echo "  after SIGCONT $old stayed a follower; $new still alone holds the VIP"
+
+# ---- 7. leader link down -----------------------------------------------------------------------
+echo "== scenario: link down on the leader's host"
+old=$LEADER
+t0=$(lab_now_ms)
+ip -n "$(lab_ns "$old")" link set eth0 down
+settle linkdown "$old"
+t1=$(lab_now_ms)
+no_double linkdown
+report "link down" "$t0" "$t1" "$old" "$LEADER"
+new=$LEADER
+ip -n "$(lab_ns "$old")" link set eth0 up
+wait_healthy "$old" link-up
+settle link-up; [ "$LEADER" = "$new" ] || fail "link-up: leadership moved to $LEADER"
+no_double link-up
+
+echo
+echo "== outage figures (TTL ${TTL} ms, renew ${RENEW} ms, client pings every 10 ms)"
+for l in "${SUMMARY[@]}"; do echo "  $l"; done
+echo "PASS: no two hosts ever held the VIP in one 20 ms sample ($(grep -vc DOUBLE "$LAB_DIR/vip.log") holder changes logged)"
