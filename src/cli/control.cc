@@ -41,9 +41,8 @@ constexpr const char* kSampleConfig = R"(// hacoord node configuration (JSON wit
 
   "health": {
     // A leader whose checks fail for failAfterMs hands over; a failing node does not campaign.
-    "checks": [
-      // { "name": "postgres", "type": "command", "command": "pg_isready -q", "intervalMs": 1000, "timeoutMs": 1000 }
-    ],
+    // e.g. [{ "name": "postgres", "type": "command", "command": "pg_isready -q", "intervalMs": 1000 }]
+    "checks": [],
     "failAfterMs": 3000
   },
 

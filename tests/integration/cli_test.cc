@@ -1,5 +1,7 @@
 // The hacoord command line against a real nats-server: exit codes, one-line errors, daemon + status.
 #include <gtest/gtest.h>
+
+#include "hacoord/config.h"
 #include <signal.h>
 
 #include <algorithm>
@@ -169,6 +171,41 @@ TEST_F(CliTest, DaemonLeadsStatusShowsItAndSigtermHandsOver) {
   const RunResult vacant_human = hacoord({"status", "--config", path});
   EXPECT_EQ(vacant_human.exit_code, 0) << describe(vacant_human);
   EXPECT_NE(vacant_human.out.find("vacant"), std::string::npos) << describe(vacant_human);
+}
+
+// `hacoord init` writes a commented sample that the loader accepts as it stands, and never
+// overwrites a file without --force.
+TEST_F(CliTest, InitWritesACommentedSampleThatLoads) {
+  const std::string path = dir_ + "/init.json";
+  const RunResult r = hacoord({"init", "--cluster", "prod", "--node", "db1", path});
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  auto loaded = loadConfigFile(path);
+  ASSERT_TRUE(loaded.isOk()) << loaded.status().toString();
+  EXPECT_EQ(loaded->cluster_id, "prod");
+  EXPECT_EQ(loaded->node_id, "db1");
+  EXPECT_TRUE(loaded->vip.enabled());
+  const RunResult again = hacoord({"init", path});
+  EXPECT_EQ(again.exit_code, 1) << describe(again);
+  EXPECT_NE(again.err.find("exists"), std::string::npos) << describe(again);
+  const RunResult bad = hacoord({"init", "--node", "no spaces"});
+  EXPECT_EQ(bad.exit_code, 2) << describe(bad);
+}
+
+// Every control command reports a node that is not running as down, quickly, exit 1.
+TEST_F(CliTest, ControlCommandsReportAMissingNodeAsDown) {
+  const std::string path = writeConfig("c1", server_->url());
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"health", "--config", path, "ghost"},
+        std::vector<std::string>{"promote", "--config", path, "ghost"},
+        std::vector<std::string>{"demote", "--config", path, "ghost"},
+        std::vector<std::string>{"join", "--config", path, "ghost"},
+        std::vector<std::string>{"leave", "--config", path, "ghost"}}) {
+    const RunResult r = hacoord(args);
+    EXPECT_EQ(r.exit_code, 1) << args[0] << ": " << describe(r);
+    ASSERT_EQ(r.errLines().size(), 1u) << args[0] << ": " << describe(r);
+    EXPECT_NE(r.errLines()[0].find("down"), std::string::npos) << args[0] << ": " << describe(r);
+    EXPECT_LT(r.elapsed, std::chrono::milliseconds(5000)) << args[0];
+  }
 }
 
 TEST_F(CliTest, DaemonWithABadConfigExitsThree) {
