@@ -29,30 +29,6 @@ std::shared_ptr<spdlog::logger> log() {
   return logger;
 }
 
-std::string okReply(const Status& s) {
-  Json::Value v(Json::objectValue);
-  v["ok"] = s.isOk();
-  if (!s.isOk()) v["error"] = s.toString();
-  Json::StreamWriterBuilder w;
-  w["indentation"] = "";
-  return Json::writeString(w, v);
-}
-
-Status statusOfReply(const Result<std::string>& reply) {
-  if (!reply.isOk()) return reply.status();
-  Json::Value v;
-  Json::CharReaderBuilder b;
-  std::string errors;
-  std::unique_ptr<Json::CharReader> r(b.newCharReader());
-  const std::string& body = *reply;
-  if (!r->parse(body.data(), body.data() + body.size(), &v, &errors) || !v.isObject() ||
-      !v["ok"].isBool()) {
-    return internalError("unreadable control reply: " + body);
-  }
-  if (v["ok"].asBool()) return Status::ok();
-  return failedPrecondition(v["error"].asString());
-}
-
 // One short-lived connection for a CLI call.
 Result<std::unique_ptr<NatsConnection>> clientConnection(const Config& config) {
   setLogLevel(config.log_level == "info" ? "warn" : config.log_level);  // stdout is the answer
@@ -71,7 +47,8 @@ Status controlRequest(const Config& config, const std::string& node, const std::
     return unavailable("node " + node + " is down: no daemon answers on " +
                        controlSubject(config.cluster_id, node, verb));
   }
-  return statusOfReply(reply);
+  if (!reply.isOk()) return reply.status();
+  return parseControlReply(*reply);
 }
 
 }  // namespace
@@ -135,7 +112,7 @@ struct Manager::Impl final : Hooks {
             operator_candidate = join;
             log()->info("operator: {} candidacy", join ? "join" : "leave");
             work.post([this] { applyCandidacy(false); });
-            reply(okReply(Status::ok()));
+            reply(controlReply(Status::ok()));
           });
       if (r.isOk()) {
         responders.push_back(std::move(*r));

@@ -33,29 +33,6 @@ std::string randomIncarnation() {
   return buf;
 }
 
-std::string replyJson(const Status& s) {
-  Json::Value v(Json::objectValue);
-  v["ok"] = s.isOk();
-  if (!s.isOk()) v["error"] = s.toString();
-  Json::StreamWriterBuilder w;
-  w["indentation"] = "";
-  return Json::writeString(w, v);
-}
-
-// {"ok":false,"error":"..."} -> Status; anything unreadable is an Internal error.
-Status statusFromReply(const std::string& body) {
-  Json::Value v;
-  Json::CharReaderBuilder b;
-  std::string errors;
-  std::unique_ptr<Json::CharReader> r(b.newCharReader());
-  if (!r->parse(body.data(), body.data() + body.size(), &v, &errors) || !v.isObject() ||
-      !v["ok"].isBool()) {
-    return internalError("unreadable control reply: " + body);
-  }
-  if (v["ok"].asBool()) return Status::ok();
-  return failedPrecondition(v["error"].asString());
-}
-
 std::string successorFromRequest(const std::string& body) {
   Json::Value v;
   Json::CharReaderBuilder b;
@@ -169,15 +146,15 @@ struct Node::Impl final : ElectorListener {
         [this](std::string body, std::function<void(std::string)> reply) {
           const std::string successor = successorFromRequest(body);
           scheduler.post([this, successor, reply = std::move(reply)] {
-            if (!elector) return reply(replyJson(unavailable("node is stopping")));
-            elector->stepDown(successor, [reply](Status s) { reply(replyJson(s)); });
+            if (!elector) return reply(controlReply(unavailable("node is stopping")));
+            elector->stepDown(successor, [reply](Status s) { reply(controlReply(s)); });
           });
         });
     auto promote_responder = NatsResponder::subscribe(
         *connection, controlSubject(config.cluster_id, config.node_id, "promote"),
         [this](std::string, std::function<void(std::string)> reply) {
           // promote() blocks on a request to the leader: not on NATS's delivery thread.
-          control_worker.push([this, reply = std::move(reply)] { reply(replyJson(promote())); });
+          control_worker.push([this, reply = std::move(reply)] { reply(controlReply(promote())); });
         });
     for (auto* r : {&stepdown_responder, &promote_responder}) {
       if (r->isOk()) {
@@ -205,7 +182,7 @@ struct Node::Impl final : ElectorListener {
                              Json::writeString(w, req),
                              std::chrono::duration_cast<milliseconds>(handoverLimit()));
     if (!reply.isOk()) return reply.status();
-    return statusFromReply(*reply);
+    return parseControlReply(*reply);
   }
 
   Config config;
