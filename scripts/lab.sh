@@ -11,6 +11,7 @@
 #   lab_init HACOORD_BINARY [N_HOSTS=3] [TTL_MS=2000] [RENEW_MS=500]
 #   lab_up                      namespaces, bridge, veths, sysctls, nats-server, config files
 #   lab_start h2 | lab_stop h2 (SIGTERM, waits) | lab_kill h2 (-9) | lab_sigstop h2 | lab_sigcont h2
+#   lab_nats_stop | lab_nats_start   SIGTERM nats-server (by PID, waits) | start it again (same store)
 #   lab_cli status --json       the CLI run in the hub namespace (config of h1: it only reads NATS)
 #   lab_vip_holders             hosts holding the VIP right now ("h1 h3"), from `ip -n ns addr`
 #   lab_leader                  the leader per `hacoord status --json` ("" when none)
@@ -123,10 +124,22 @@ lab_up() {
   lab_attach client "$LAB_CLIENT_IP"
   ip netns exec "$(lab_ns client)" sysctl -qw net.ipv4.conf.all.arp_accept=1 \
     net.ipv4.conf.eth0.arp_accept=1
-  ip netns exec "$hub" nats-server -js -a "$LAB_HUB_IP" -p 4222 -sd "$LAB_DIR/js" \
-    >"$LAB_DIR/nats.log" 2>&1 &
+  lab_nats_start
+}
+
+lab_nats_start() {  # nats-server in the hub (same address, port and store every time)
+  ip netns exec "$(lab_ns hub)" nats-server -js -a "$LAB_HUB_IP" -p 4222 -sd "$LAB_DIR/js" \
+    >>"$LAB_DIR/nats.log" 2>&1 &
   LAB_NATS_PID=$!
   lab_wait_for 10000 nats_up || { lab_log "nats-server did not start"; cat "$LAB_DIR/nats.log" >&2; return 1; }
+}
+lab_nats_stop() {  # SIGTERM by PID, waits (bounded) for exit, then -9
+  [ -n "${LAB_NATS_PID:-}" ] || return 0
+  local pid=$LAB_NATS_PID
+  kill -TERM "$pid" 2>/dev/null
+  lab_wait_for 10000 bash -c "! kill -0 $pid 2>/dev/null" || kill -9 "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
+  LAB_NATS_PID=""
 }
 
 lab_start() {
@@ -180,6 +193,12 @@ lab_start_vippoll() {  # OUT: holder changes every 20 ms; "DOUBLE" lines on two 
   for h in "${LAB_HOSTS[@]}"; do names+=("$(lab_ns "$h")"); done
   python3 "$LAB_TOOLS" vippoll "$LAB_VIP" 0.02 "$1" "${names[@]}" &
   LAB_POLL_PID=$!
+  LAB_BG_PIDS+=($!)
+}
+lab_start_arpwatch() {  # OUT: ARP who-has VIP from the client every 20 ms; "DOUBLE" on 2 MACs
+  ip netns exec "$(lab_ns client)" python3 "$LAB_TOOLS" arpwatch "$LAB_VIP" "$LAB_CLIENT_IP" eth0 \
+    0.02 0.015 "$1" &
+  LAB_ARPWATCH_PID=$!
   LAB_BG_PIDS+=($!)
 }
 lab_gap() { python3 "$LAB_TOOLS" gap "$@"; }  # REPLIES FROM_MS TO_MS -> "gap_ms replies"

@@ -10,6 +10,13 @@
                                   holders changes. Two holders in one sample are re-checked
                                   (the earlier-read host is read again after the later one) and,
                                   if confirmed, a line "<ms> DOUBLE a,b" is written.
+  arpwatch VIP MY_IP IFACE INTERVAL_S WINDOW_S OUT
+                                  every INTERVAL_S, broadcasts an ARP request "who-has VIP tell
+                                  MY_IP" on IFACE (AF_PACKET: root) and collects the replies
+                                  (op 2, sender VIP, target MY_IP) for WINDOW_S. Appends
+                                  "<wall ms> <mac,mac|->" to OUT when the set of answering MACs
+                                  changes, and "<ms> DOUBLE <mac>@<us>,<mac>@<us>" (reply delays
+                                  after the send) when one request got replies from two MACs.
   gap REPLIES FROM_MS TO_MS       the longest gap (ms) between consecutive replies that spans
                                   any instant of [FROM_MS, TO_MS]; counts the window edges as
                                   replies are missing there. Prints "<gap_ms> <replies_in_window>".
@@ -154,6 +161,59 @@ def cmd_vippoll(vip, interval, out, *names):
         time.sleep(interval)
 
 
+ETH_P_ARP = 0x0806
+
+
+def cmd_arpwatch(vip, my_ip, iface, interval, window, out):
+    interval, window = float(interval), float(window)
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+    sock.bind((iface, ETH_P_ARP))
+    with open("/sys/class/net/%s/address" % iface) as fh:
+        my_mac = bytes.fromhex(fh.read().strip().replace(":", ""))
+    vip_b, me_b = socket.inet_aton(vip), socket.inet_aton(my_ip)
+    req = (b"\xff" * 6 + my_mac + struct.pack("!H", ETH_P_ARP)
+           + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + my_mac + me_b + b"\0" * 6 + vip_b)
+    fmt = lambda m: ":".join("%02x" % b for b in m)
+    f = open(out, "a", buffering=1)
+    last = None
+    next_send = time.monotonic()
+    while True:
+        delay = next_send - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        # Drop late replies to the previous request, then send and collect for WINDOW_S.
+        while select.select([sock], [], [], 0)[0]:
+            sock.recv(2048)
+        next_send += interval
+        if next_send < time.monotonic():
+            next_send = time.monotonic() + interval
+        t = now_ms()
+        sent = time.monotonic()
+        try:
+            sock.send(req)
+        except OSError:
+            continue
+        macs = {}
+        end = sent + window
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([sock], [], [], left)[0]:
+                break
+            data = sock.recv(2048)
+            if len(data) < 42 or data[12:14] != b"\x08\x06":
+                continue
+            op = struct.unpack("!H", data[20:22])[0]
+            sha, spa, tpa = data[22:28], data[28:32], data[38:42]
+            if op == 2 and spa == vip_b and tpa == me_b and sha not in macs:
+                macs[sha] = int((time.monotonic() - sent) * 1e6)
+        if len(macs) >= 2:
+            f.write("%d DOUBLE %s\n" % (t, ",".join("%s@%d" % (fmt(m), us) for m, us in macs.items())))
+        key = ",".join(sorted(fmt(m) for m in macs)) or "-"
+        if key != last:
+            f.write("%d %s\n" % (t, key))
+            last = key
+
+
 def cmd_gap(path, frm, to):
     frm, to = int(frm), int(to)
     times = []
@@ -172,7 +232,7 @@ def cmd_gap(path, frm, to):
 
 
 if __name__ == "__main__":
-    cmds = {"ping": cmd_ping, "vippoll": cmd_vippoll, "gap": cmd_gap}
+    cmds = {"ping": cmd_ping, "vippoll": cmd_vippoll, "arpwatch": cmd_arpwatch, "gap": cmd_gap}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         sys.exit(2)

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # System test (root): 3 `hacoord daemon`s in network namespaces on a bridge, nats-server -js in a hub
 # namespace, a client pinging the VIP every 10 ms. Faults: kill -9, SIGTERM, demote, promote,
-# SIGSTOP/SIGCONT, link down. Throughout, a poller samples every host's addresses every 20 ms and
+# SIGSTOP/SIGCONT, link down, leader cut off from NATS only (blackhole route), nats-server restart
+# (shorter and longer than the TTL). Throughout, a poller samples every host's addresses every 20 ms and
 # the test fails if two hosts ever hold the VIP in one sample. After each scenario: exactly the
 # leader (per `hacoord status --json`) holds the VIP and the client's neighbour entry is its MAC.
+# Also throughout, the client sends an ARP who-has for the VIP every 20 ms and the test fails if one
+# request is answered by two MACs.
 # Usage: vip_failover_test.sh HACOORD_BINARY   (exit 77 = skipped: not root / no netns)
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -24,6 +27,7 @@ FAILED=0
 on_exit() {
   if [ "$FAILED" -ne 0 ]; then
     echo "---- VIP holder changes (ms holders) ----"; cat "$LAB_DIR/vip.log" 2>/dev/null | tail -40
+    echo "---- ARP answer changes (ms MACs) ----"; cat "$LAB_DIR/arp.log" 2>/dev/null | tail -20
     for h in "${LAB_HOSTS[@]}"; do echo "---- $h.log (tail) ----"; tail -25 "$LAB_DIR/$h.log" 2>/dev/null; done
   fi
   lab_cleanup
@@ -38,12 +42,18 @@ lab_up || fail "lab setup"
 for h in "${LAB_HOSTS[@]}"; do lab_start "$h"; done
 lab_start_vippoll "$LAB_DIR/vip.log"
 lab_start_pinger "$LAB_DIR/ping.log"
+lab_start_arpwatch "$LAB_DIR/arp.log"
 
 no_double() {
   if grep -q DOUBLE "$LAB_DIR/vip.log"; then
     grep DOUBLE "$LAB_DIR/vip.log" | head -5
     fail "two hosts held the VIP at the same sample ($1)"
   fi
+  if grep -q DOUBLE "$LAB_DIR/arp.log"; then
+    grep DOUBLE "$LAB_DIR/arp.log" | head -5
+    fail "two MACs answered one ARP request for the VIP ($1)"
+  fi
+  kill -0 "$LAB_ARPWATCH_PID" 2>/dev/null || fail "ARP watcher died"
   kill -0 "$LAB_POLL_PID" 2>/dev/null || fail "VIP poller died"
   kill -0 "$LAB_PINGER_PID" 2>/dev/null || fail "pinger died"
 }
@@ -205,7 +215,68 @@ wait_healthy "$old" link-up
 settle link-up; [ "$LEADER" = "$new" ] || fail "link-up: leadership moved to $LEADER"
 no_double link-up
 
+# ---- 8. leader cut off from NATS (blackhole route), client still reaches it --------------------
+echo "== scenario: leader cut off from NATS only (blackhole 192.0.2.1/32 in its namespace)"
+old=$LEADER
+oldns=$(lab_ns "$old")
+t0=$(lab_now_ms)
+ip -n "$oldns" route add blackhole "$LAB_HUB_IP/32" || fail "blackhole: route add"
+settle blackhole "$old"
+t1=$(lab_now_ms)
+no_double blackhole
+off=$(vip_off_after "$t0" "$old")
+on=$(vip_on_after "$t0" "$LEADER")
+[ -n "$off" ] && [ -n "$on" ] && [ "$off" -le "$on" ] || fail "blackhole: VIP of $old not gone before $LEADER added it (off=$off on=$on)"
+# The lease was last renewed at most RENEW before the cut, so the deadline is <= TTL after it; allow
+# one renew interval plus 300 ms of scheduling/poll slack beyond the TTL.
+[ $((off - t0)) -le $((TTL + RENEW + 300)) ] || fail "blackhole: $old removed the VIP $((off - t0)) ms after the cut (> TTL ${TTL} ms + slack)"
+report "NATS blackhole" "$t0" "$t1" "$old" "$LEADER" "(cut-off leader self-fenced $((off - t0)) ms after the cut, $((on - off)) ms before the takeover)"
+new=$LEADER
+tc=$(lab_now_ms)
+ip -n "$oldns" route del blackhole "$LAB_HUB_IP/32" || fail "blackhole: route del"
+wait_healthy "$old" unblackhole
+end=$(( $(lab_now_ms) + 3000 ))
+while [ "$(lab_now_ms)" -lt "$end" ]; do
+  [ "$(lab_vip_holders)" = "$new" ] || fail "unblackhole: holders '$(lab_vip_holders)' (expected $new only)"
+  sleep 0.05
+done
+vip_held_since "$tc" "$old" && fail "unblackhole: $old re-added the VIP"
+settle unblackhole; [ "$LEADER" = "$new" ] || fail "unblackhole: leadership moved to $LEADER"
+no_double unblackhole
+echo "  after the route came back $old rejoined as a follower (healthy) and did not re-add the VIP"
+
+# ---- 9./10. nats-server restart: down shorter, then longer than the TTL --------------------------
+nats_restart() {  # NAME DOWN_S
+  local name=$1 down=$2 old t0 ts tr t1 off on note
+  echo "== scenario: nats-server restart, down ${down} s (TTL $((TTL / 1000)) s)"
+  old=$LEADER
+  t0=$(lab_now_ms)
+  lab_nats_stop
+  ts=$(lab_now_ms)
+  sleep "$down"  # the fault's duration, not a wait for a condition
+  lab_nats_start || fail "$name: nats-server did not come back"
+  tr=$(lab_now_ms)
+  settle "$name"
+  t1=$(lab_now_ms)
+  no_double "$name"
+  off=$(vip_off_after "$t0" "$old")
+  if [ -z "$off" ] || [ "$off" -gt "$t1" ]; then
+    [ "$LEADER" = "$old" ] || fail "$name: leadership moved to $LEADER but $old never dropped the VIP"
+    note="(kept the lease; nats down $((tr - ts)) ms)"
+  else
+    on=$(vip_on_after "$off" "$LEADER")
+    [ -n "$on" ] || fail "$name: $LEADER never added the VIP after $old dropped it"
+    note="(self-fenced: VIP off $((off - t0)) ms after stop, nats down $((tr - ts)) ms, leader $LEADER VIP on $((on - t0)) ms)"
+  fi
+  report "nats restart ${down}s" "$t0" "$t1" "$old" "$LEADER" "$note"
+  for h in "${LAB_HOSTS[@]}"; do wait_healthy "$h" "$name"; done
+  settle "$name-healthy"; no_double "$name-healthy"
+}
+nats_restart nats-short 1
+nats_restart nats-long 4
+
 echo
 echo "== outage figures (TTL ${TTL} ms, renew ${RENEW} ms, client pings every 10 ms)"
 for l in "${SUMMARY[@]}"; do echo "  $l"; done
+echo "ARP: $(wc -l <"$LAB_DIR/arp.log") answer-set changes, never two MACs for one request"
 echo "PASS: no two hosts ever held the VIP in one 20 ms sample ($(grep -vc DOUBLE "$LAB_DIR/vip.log") holder changes logged)"
