@@ -31,6 +31,10 @@ class Manager {
   void stop();
   // SIGHUP: new log level and health checks. Other changes need a restart (they are ignored).
   Status reload(const Config& config);
+  // The daemon's main loop: start(), then wait for signals. SIGHUP reloads `config_path`;
+  // SIGTERM / SIGINT stop() (planned handover) and return OK. Blocks those signals in the calling
+  // thread before any thread starts, so call it from main() before creating other threads.
+  Status runDaemon(const std::string& config_path);
 
   NodeStatus status() const;
   Node& node();

@@ -2,6 +2,8 @@
 #include "hacoord/manager.h"
 
 #include <atomic>
+#include <csignal>
+#include <pthread.h>
 #include <chrono>
 #include <mutex>
 
@@ -296,6 +298,34 @@ Status Manager::reload(const Config& config) {
   log()->info("reloaded: log level {}, {} health check(s)", config.log_level,
               config.health.checks.size());
   return Status::ok();
+}
+
+Status Manager::runDaemon(const std::string& config_path) {
+  // Blocked before start() creates threads, so that they inherit the mask and only sigwait()
+  // below receives these signals.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  if (Status s = start(); !s.isOk()) return s;
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      auto reloaded = loadConfigFile(config_path);
+      if (!reloaded.isOk()) {
+        log()->error("SIGHUP: keeping the running config: {}", reloaded.status().message());
+      } else if (Status s = reload(*reloaded); !s.isOk()) {
+        log()->error("SIGHUP: {}", s.toString());
+      }
+      continue;
+    }
+    log()->info("signal {}: stopping (planned handover if leader)", sig);
+    stop();
+    return Status::ok();
+  }
 }
 
 Result<std::vector<NodeStatus>> Manager::clusterStatus(const Config& config, milliseconds window) {
