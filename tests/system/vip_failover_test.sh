@@ -230,7 +230,10 @@ on=$(vip_on_after "$t0" "$LEADER")
 # The lease was last renewed at most RENEW before the cut, so the deadline is <= TTL after it; allow
 # one renew interval plus 300 ms of scheduling/poll slack beyond the TTL.
 [ $((off - t0)) -le $((TTL + RENEW + 300)) ] || fail "blackhole: $old removed the VIP $((off - t0)) ms after the cut (> TTL ${TTL} ms + slack)"
-report "NATS blackhole" "$t0" "$t1" "$old" "$LEADER" "(cut-off leader self-fenced $((off - t0)) ms after the cut, $((on - off)) ms before the takeover)"
+# Until it fenced, the cut-off leader still served the client (it only lost NATS, not the LAN).
+served=$(lab_gap "$LAB_DIR/ping.log" "$t0" "$off" | cut -d' ' -f2)
+[ $((off - t0)) -lt 200 ] || [ "$served" -gt 0 ] || fail "blackhole: client got no reply from $old between the cut and its fence"
+report "NATS blackhole" "$t0" "$t1" "$old" "$LEADER" "(cut-off leader answered $served pings, self-fenced $((off - t0)) ms after the cut, $((on - off)) ms before the takeover)"
 new=$LEADER
 tc=$(lab_now_ms)
 ip -n "$oldns" route del blackhole "$LAB_HUB_IP/32" || fail "blackhole: route del"
