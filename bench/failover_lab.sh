@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Failover benchmark in the namespace lab (root): N rounds each of crash (kill -9 of the leader
-# daemon) and planned (SIGTERM) failover, 3 daemons, a client pinging the VIP every 10 ms. Prints
-# the client outage (longest gap between replies) p50/p90/p99/max per kind as a markdown table,
-# then the daemons' idle RSS and CPU over 10 s. A measurement, not a test: it never judges timings.
+# Failover benchmark in the namespace lab (root): N rounds each of crash (the leader host's link
+# down; kill -9 of the leader daemon) and planned (SIGTERM) failover, 3 daemons, a client pinging
+# the VIP every 10 ms. Prints the client outage (longest gap between replies) p50/p90/p99/max per
+# kind as a markdown table, then the daemons' idle RSS and CPU over 10 s. A measurement, not a test: it never judges timings.
 #
 # Usage: bench/failover_lab.sh [HACOORD_BINARY] [ROUNDS=20]     (env TTL_MS=2000 RENEW_MS=500)
 set -uo pipefail
@@ -36,19 +36,28 @@ all_healthy() { local h; for h in "${LAB_HOSTS[@]}"; do lab_cli health "$h" >/de
 ready() { converged && all_healthy; }
 
 lab_wait_for 30000 ready || { echo "lab did not converge"; exit 1; }
+LINKDOWN=()
 CRASH=()
 PLANNED=()
 for ((r = 1; r <= ROUNDS; r++)); do
-  for kind in crash planned; do
+  for kind in linkdown crash planned; do
     lab_wait_for 30000 ready || { echo "round $r: lab did not converge before $kind"; exit 1; }
     old=$LEADER
     t0=$(lab_now_ms)
-    if [ "$kind" = crash ]; then lab_kill "$old"; else kill -TERM "${LAB_PID[$old]}"; fi
+    case $kind in
+      linkdown) ip -n "$(lab_ns "$old")" link set eth0 down ;;  # the host's network crashes
+      crash) lab_kill "$old" ;;
+      planned) kill -TERM "${LAB_PID[$old]}" ;;
+    esac
     lab_wait_for 30000 converged "$old" || { echo "round $r: no takeover after $kind of $old"; exit 1; }
     t1=$(lab_now_ms)
     gap=$(lab_gap "$LAB_DIR/ping.log" "$t0" "$t1" | cut -d' ' -f1)
-    if [ "$kind" = crash ]; then CRASH+=("$gap"); else PLANNED+=("$gap"); fi
-    printf '  round %2d %-7s %s -> %s  outage %5d ms\n' "$r" "$kind" "$old" "$LEADER" "$gap" >&2
+    case $kind in linkdown) LINKDOWN+=("$gap") ;; crash) CRASH+=("$gap") ;; planned) PLANNED+=("$gap") ;; esac
+    printf '  round %2d %-8s %s -> %s  outage %5d ms\n' "$r" "$kind" "$old" "$LEADER" "$gap" >&2
+    if [ "$kind" = linkdown ]; then
+      ip -n "$(lab_ns "$old")" link set eth0 up  # the daemon lived on: it rejoins as a follower
+      continue
+    fi
     [ "$kind" = planned ] && { lab_wait_for 10000 bash -c "! kill -0 ${LAB_PID[$old]} 2>/dev/null"; lab_reap "$old"; }
     lab_start "$old"
   done
@@ -75,6 +84,7 @@ sleep 10  # the measurement window itself (not a wait for a condition)
 l1=$(ticks "$lp"); f1=$(ticks "$fp"); w1=$(lab_now_ms)
 cpu() { python3 -c "print(f'{($2 - $1) / $HZ / (($w1 - $w0) / 1000) * 100:.2f}')"; }
 
+read -r d50 d90 d99 dmax <<<"$(pct "${LINKDOWN[@]}")"
 read -r c50 c90 c99 cmax <<<"$(pct "${CRASH[@]}")"
 read -r p50 p90 p99 pmax <<<"$(pct "${PLANNED[@]}")"
 echo
@@ -84,6 +94,7 @@ echo "namespace lab (veth + bridge), nats-server -js single node. Two VIP holder
 echo
 echo "| failover | TTL ms | rounds | p50 ms | p90 ms | p99 ms | max ms |"
 echo "|---|---|---|---|---|---|---|"
+echo "| crash (leader host's link down) | $TTL | ${#LINKDOWN[@]} | $d50 | $d90 | $d99 | $dmax |"
 echo "| crash (kill -9 leader daemon) | $TTL | ${#CRASH[@]} | $c50 | $c90 | $c99 | $cmax |"
 echo "| planned (SIGTERM leader) | $TTL | ${#PLANNED[@]} | $p50 | $p90 | $p99 | $pmax |"
 echo
