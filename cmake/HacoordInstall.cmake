@@ -19,5 +19,8 @@ write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/hacoordConfigVersio
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/hacoordConfig.cmake
   ${CMAKE_CURRENT_BINARY_DIR}/hacoordConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/hacoord)
+# Relocatable: the prefix is found from the .pc file's own place, so `cmake --install --prefix`
+# and DESTDIR packages work.
+file(RELATIVE_PATH HACOORD_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
 configure_file(cmake/hacoord.pc.in ${CMAKE_CURRENT_BINARY_DIR}/hacoord.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/hacoord.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
