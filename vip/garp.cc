@@ -327,8 +327,15 @@ Status Announcer::sendFrame(const std::vector<std::uint8_t>& frame, const MacAdd
   to.sll_halen = 6;
   std::memcpy(to.sll_addr, dst.data(), dst.size());
   // MSG_DONTWAIT: a full queue is reported (Unavailable), never waited on.
-  ssize_t sent = sendto(packet_fd_, frame.data(), frame.size(), MSG_DONTWAIT,
-                        reinterpret_cast<sockaddr*>(&to), sizeof to);
+  auto send = [&] {
+    return sendto(packet_fd_, frame.data(), frame.size(), MSG_DONTWAIT,
+                  reinterpret_cast<sockaddr*>(&to), sizeof to);
+  };
+  ssize_t sent = send();
+  // A link that went down sets ENETDOWN on the packet socket, and the kernel reports it on the
+  // next send even when the link is up again (and clears it then): once more, so a past flap
+  // costs no announcement. A link still down fails the second send too.
+  if (sent < 0 && errno == ENETDOWN) sent = send();
   if (sent < 0) return errnoStatus("send raw frame", errno);
   if (static_cast<std::size_t>(sent) != frame.size()) return internalError("short raw frame send");
   return Status::ok();

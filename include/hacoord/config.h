@@ -22,8 +22,10 @@ struct NatsConfig {
   std::vector<std::string> servers;  // required, e.g. "nats://127.0.0.1:4222"; tls:// selects TLS
   std::string credentials;           // optional .creds file (JWT + seed)
   NatsTlsConfig tls;
-  milliseconds reconnect_wait{250};   // first reconnect delay; doubles up to reconnect_wait_max
-  milliseconds reconnect_wait_max{2000};
+  // First reconnect delay; doubles up to reconnect_wait_max. The cap stays at the renew interval
+  // so that a NATS server back within the TTL sees the leader renew before its deadline.
+  milliseconds reconnect_wait{100};
+  milliseconds reconnect_wait_max{500};
   milliseconds connect_timeout{2000};
   milliseconds request_timeout{1000};  // JetStream / KV calls; a timeout means "outcome unknown"
 };

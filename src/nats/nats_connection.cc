@@ -17,8 +17,8 @@ namespace hacoord {
 struct NatsConnection::CallbackState {
   ConnectionEvents events;
   std::string name;
-  milliseconds reconnect_wait{250};
-  milliseconds reconnect_wait_max{2000};
+  milliseconds reconnect_wait{};
+  milliseconds reconnect_wait_max{};
   std::atomic<bool> closing{false};  // our own close: the owner is not told about it
   std::mutex mutex;
   std::condition_variable cv;

@@ -139,6 +139,14 @@ class RecordingHooks final : public Hooks {
     }
     return std::nullopt;
   }
+  // Hooks run on the node's hook thread, after role() already changed: a test that saw the role
+  // change waits here for the hook rather than reading events at once.
+  std::optional<HookEvent> await(HookEvent::Kind kind, Epoch epoch,
+                                 std::chrono::milliseconds timeout = std::chrono::seconds(3)) const {
+    std::optional<HookEvent> found;
+    eventually([&] { return (found = find(kind, epoch)).has_value(); }, timeout, std::chrono::milliseconds(1));
+    return found;
+  }
   std::string trace() const {
     std::string out;
     for (const auto& e : events()) out += describe(e) + " ";

@@ -227,7 +227,7 @@ const std::vector<Rejection> kBadValues = {
     {"TlsCertWithoutKey", natsWith(R"("tls": {"cert": "/c.pem"})"), "nats.tls.key: required when nats.tls.cert is set"},
     {"TlsKeyWithoutCert", natsWith(R"("tls": {"key": "/k.pem"})"), "nats.tls.cert: required when nats.tls.key is set"},
     {"ReconnectWaitAboveMax", natsWith(R"("reconnectWaitMs": 5000)"),
-     "nats.reconnectWaitMs: must not exceed nats.reconnectWaitMaxMs (5000 > 2000)"},
+     "nats.reconnectWaitMs: must not exceed nats.reconnectWaitMaxMs (5000 > 500)"},
     // Election.
     {"RenewHalfTtl", electionDoc(R"("leaseTtlMs": 2000, "renewIntervalMs": 1000)"),
      "election.renewIntervalMs: must be less than half of election.leaseTtlMs (1000 >= 2000/2)"},
@@ -540,8 +540,8 @@ TEST(ConfigDefaults, MinimalDocumentGetsEveryDefault) {
   EXPECT_EQ(c.nats.servers[0], "nats://127.0.0.1:4222");
   EXPECT_EQ(c.nats.credentials, "");
   EXPECT_FALSE(c.nats.tls.enabled());
-  EXPECT_EQ(c.nats.reconnect_wait, milliseconds(250));
-  EXPECT_EQ(c.nats.reconnect_wait_max, milliseconds(2000));
+  EXPECT_EQ(c.nats.reconnect_wait, milliseconds(100));
+  EXPECT_EQ(c.nats.reconnect_wait_max, milliseconds(500));
   EXPECT_EQ(c.nats.connect_timeout, milliseconds(2000));
   EXPECT_EQ(c.nats.request_timeout, milliseconds(1000));
   EXPECT_EQ(c.election.lease_ttl, milliseconds(2000));

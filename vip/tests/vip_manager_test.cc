@@ -365,6 +365,26 @@ TEST(VipManager, PeriodicRefreshReAddsAMissingVip) {
   ASSERT_TRUE(vip.release(Epoch(7)).isOk());
 }
 
+TEST(VipManager, AnnouncementsAfterALinkFlapAreNotLost) {
+  HACOORD_REQUIRE_NETNS();
+  TestNetwork net;
+  const std::string ns = net.addLan(1)[0];
+  VipConfig config = vipConfig(kVip4);
+  config.garp_refresh = 1000ms;
+  auto manager = createIn(ns, config, VipTimings{10000ms, 2500ms, 1000ms});
+  ASSERT_TRUE(manager.isOk());
+  VipManager& vip = **manager;
+  ASSERT_TRUE(vip.acquire(Epoch(5), now() + 9000ms).isOk());
+  // The burst (2 x both ARP forms) is over; the first refresh is a second away: flap the link now.
+  ASSERT_TRUE(waitFor([&] { return vip.metrics().garps_sent >= 4; }, 2s));
+  net.ip(ns, {"link", "set", "eth0", "down"});
+  net.ip(ns, {"link", "set", "eth0", "up"});
+  EXPECT_TRUE(waitFor([&] { return vip.metrics().garps_sent >= 6; }, 3s))
+      << "the refresh after the flap was not sent";
+  EXPECT_EQ(vip.metrics().errors, 0u) << "an announcement failed after the link came back";
+  ASSERT_TRUE(vip.release(Epoch(5)).isOk());
+}
+
 TEST(VipManager, PeriodicRefreshRemovesAVipThisNodeDoesNotHold) {
   HACOORD_REQUIRE_NETNS();
   TestNetwork net;
