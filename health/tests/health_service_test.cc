@@ -108,12 +108,18 @@ TEST_F(HealthServiceTest, ANodeWithoutResponderIsDownAtOnce) {
   std::printf("queryNode of a node without responder: %lld us\n",
               static_cast<long long>(std::chrono::duration_cast<std::chrono::microseconds>(took).count()));
 
-  // Once its service is gone, a node that was up is down just as fast.
+  // Once its service is gone, a node that was up is down, again without waiting for a timeout.
+  // (The responder's unsubscribe travels on its own connection: a request on this one may
+  // still reach the server first and go unanswered, hence the short polls.)
   services_.clear();
-  const auto t1 = Steady::now();
-  auto gone = queryNode(*requester_, "c1", "n1", 5000ms);
-  EXPECT_EQ(gone.status().code(), StatusCode::kUnavailable) << gone.status().toString();
-  EXPECT_LT(Steady::now() - t1, 1000ms);
+  Status gone;
+  EXPECT_TRUE(eventually(
+      [&] {
+        gone = queryNode(*requester_, "c1", "n1", 200ms).status();
+        return gone.code() == StatusCode::kUnavailable;
+      },
+      3000ms))
+      << gone.toString();
 }
 
 TEST_F(HealthServiceTest, ReportsAProviderFailureAndAMismatchedNodeId) {
@@ -152,14 +158,14 @@ TEST_F(HealthServiceTest, GatherCollectsEveryNode) {
   services_.push_back(std::move(other).value());
 
   const auto t0 = Steady::now();
-  auto all = gatherStatus(*requester_, "c1", 300ms);
+  auto all = gatherStatus(*requester_, "c1", 1500ms);
   const auto took = Steady::now() - t0;
   ASSERT_TRUE(all.isOk()) << all.status().toString();
   ASSERT_EQ(all->size(), 3u);
   EXPECT_EQ((*all)[0], statusOf("n1", "leader"));
   EXPECT_EQ((*all)[1], statusOf("n2", "follower"));
   EXPECT_EQ((*all)[2], statusOf("n3", "follower"));
-  EXPECT_LT(took, 1000ms);
+  EXPECT_LT(took, 3000ms) << "gather must end with its window";
 }
 
 TEST_F(HealthServiceTest, GatherWithNoNodeIsUnavailableAtOnce) {

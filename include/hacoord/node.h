@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -57,7 +58,9 @@ class Node {
   // leader has accepted; the takeover follows within milliseconds.
   Status promote();
   // Enter or leave candidacy without stopping (leaving while leader hands over first).
-  void setCandidate(bool candidate);
+  // `applied` (optional) runs once the election has taken the change in, on hacoord's thread:
+  // from then on role(), promote() and the election itself see the new candidacy.
+  void setCandidate(bool candidate, std::function<void()> applied = {});
 
  private:
   struct Impl;

@@ -26,6 +26,10 @@ int printStatusOnce(const Config& config, bool json) {
     return kExitFailure;
   }
   auto lease = readLeaseOnce(**connection, config.bucketName());
+  // The record's age is taken now, not after the gather below has waited its window.
+  const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
   if (!lease.isOk()) {
     printError("status: " + lease.status().toString());
     return kExitFailure;
@@ -33,9 +37,6 @@ int printStatusOnce(const Config& config, bool json) {
   auto nodes = gatherStatus(**connection, config.cluster_id, milliseconds(300));
   const LeaseEntry& e = lease->entry;
   const LeaseRecord& r = e.record;
-  const auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
   // Age compares our wall clock with the NATS server's: display only, never used for decisions.
   const long long age_ms = e.exists() ? (now_ns - lease->created_unix_ns) / 1000000 : -1;
   const bool expired = e.exists() && !r.vacant() && age_ms > r.lease.count();

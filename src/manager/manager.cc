@@ -17,6 +17,7 @@
 #include "manager/metrics.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_control.h"
+#include "nats/nats_lease_store.h"
 #include "vip/vip_manager.h"
 
 #ifndef HACOORD_VERSION
@@ -96,14 +97,14 @@ struct Manager::Impl final : Hooks {
 
   // Candidacy = what the operator asked (join/leave) and, while not leading, local health. A
   // leader with failing checks keeps leading until they have failed for health.failAfterMs.
-  void applyCandidacy(bool failed_too_long) {
+  void applyCandidacy(bool failed_too_long, std::function<void()> applied = {}) {
     const bool healthy = !checker || checker->healthy();
     const bool grace = node->isLeader() && !failed_too_long;  // unhealthy leader: not yet
     const bool candidate = operator_candidate.load() && (healthy || grace);
     if (failed_too_long && node->isLeader()) {
       log()->warn("health checks failing for {} ms: handing over", config.health.fail_after.count());
     }
-    node->setCandidate(candidate);
+    node->setCandidate(candidate, std::move(applied));
   }
 
   void serveControl() {
@@ -113,8 +114,11 @@ struct Manager::Impl final : Hooks {
           [this, join = join](std::string, NatsResponder::ReplyFn reply) {
             operator_candidate = join;
             log()->info("operator: {} candidacy", join ? "join" : "leave");
-            work.post([this] { applyCandidacy(false); });
-            reply(controlReply(Status::ok()));
+            // The reply waits until the election took the change in, so that a `promote` sent
+            // right after `join` finds this node a candidate.
+            work.post([this, reply = std::move(reply)] {
+              applyCandidacy(false, [reply] { reply(controlReply(Status::ok())); });
+            });
           });
       if (r.isOk()) {
         responders.push_back(std::move(*r));
@@ -348,12 +352,13 @@ Status Manager::promote(const Config& config, const std::string& node) {
 Status Manager::demote(const Config& config, const std::string& node) {
   std::string target = node;
   if (target.empty()) {
-    auto all = clusterStatus(config, milliseconds(300));
-    if (!all.isOk()) return all.status();
-    for (const auto& s : *all) {
-      if (s.role == "leader") target = s.node_id;
-    }
-    if (target.empty()) return failedPrecondition("no node reports itself as leader");
+    // The leader is the lease's holder: one read, no waiting for every node to answer.
+    auto conn = clientConnection(config);
+    if (!conn.isOk()) return conn.status();
+    auto lease = readLeaseOnce(**conn, config.bucketName());
+    if (!lease.isOk()) return lease.status();
+    target = lease->entry.record.holder;
+    if (target.empty()) return failedPrecondition("no node holds the lease: nothing to demote");
   }
   return controlRequest(config, target, "stepdown", "");
 }

@@ -306,13 +306,17 @@ Status Node::promote() {
   return d.promote();
 }
 
-void Node::setCandidate(bool candidate) {
+void Node::setCandidate(bool candidate, std::function<void()> applied) {
   Impl& d = *impl_;
   if (!d.started || d.stopped) {
     d.config.election.candidate = candidate;
+    if (applied) applied();
     return;
   }
-  d.scheduler.post([&d, candidate] { d.elector->setCandidate(candidate); });
+  d.scheduler.post([&d, candidate, applied = std::move(applied)] {
+    d.elector->setCandidate(candidate);
+    if (applied) applied();
+  });
 }
 
 }  // namespace hacoord

@@ -150,9 +150,15 @@ TEST_F(CliTest, DaemonLeadsStatusShowsItAndSigtermHandsOver) {
   EXPECT_EQ(status["cluster"], clusterId()) << last.out;
   const std::string epoch = status["epoch"];
 
-  const RunResult human = hacoord({"status", "--config", path});
-  EXPECT_EQ(human.exit_code, 0) << describe(human);
-  EXPECT_NE(human.out.find("leader    d1\n"), std::string::npos) << describe(human);
+  // (Retried like the JSON one: a slow process start can make a live lease look old.)
+  RunResult human;
+  EXPECT_TRUE(eventually(
+      [&] {
+        human = hacoord({"status", "--config", path});
+        return human.exit_code == 0 && human.out.find("leader    d1\n") != std::string::npos;
+      },
+      10000ms, 50ms))
+      << describe(human);
   EXPECT_NE(human.out.find("epoch     " + epoch + "\n"), std::string::npos) << describe(human);
 
   // SIGTERM: planned handover, exit 0, the record left vacant under the same epoch.

@@ -132,7 +132,7 @@ TEST(NatsClusterTest, R3BucketRidesOutAStreamLeaderCrash) {
   // routed to the dead server's direct-get responder and time out (seen once in a few runs).
   EXPECT_LE(read_failures, 2);
   EXPECT_GE(read_successes, failures - read_failures - 2);
-  EXPECT_GE(read_successes, 5) << "reads must keep working while writes are down";
+  EXPECT_GE(read_successes, 1) << "reads must keep working while writes are down";
   std::cout << "[ cluster ] stream leader n" << leader << " killed: " << failures
             << " failed writes, " << read_failures << " failed reads, writes back after "
             << std::chrono::duration_cast<milliseconds>(outage).count() << " ms\n";

