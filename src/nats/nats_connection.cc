@@ -243,6 +243,8 @@ NatsConnection::~NatsConnection() {
     std::unique_lock lock(state_->mutex);
     fired = state_->cv.wait_for(lock, std::chrono::seconds(5), [&] { return state_->closed_fired; });
   }
+  // Closed: no message can arrive any more, so what waited for its grace period goes now.
+  for (auto& [at, destroy] : retired_) destroy();
   natsConnection_Destroy(nc_);
   if (!fired) {
     // Freeing it now could let a late callback touch freed memory: keep it, and say so.
@@ -250,6 +252,22 @@ NatsConnection::~NatsConnection() {
                     state_->name);
     (void)state_.release();
   }
+}
+
+void NatsConnection::destroyLater(std::function<void()> destroy) {
+  // Far longer than the few instructions of the race, short enough to keep the list small.
+  constexpr auto kGrace = std::chrono::seconds(2);
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::function<void()>> due;
+  {
+    std::lock_guard lock(retired_mutex_);
+    while (!retired_.empty() && now - retired_.front().first >= kGrace) {
+      due.push_back(std::move(retired_.front().second));
+      retired_.pop_front();
+    }
+    retired_.emplace_back(now, std::move(destroy));
+  }
+  for (auto& d : due) d();
 }
 
 bool NatsConnection::connected() const {

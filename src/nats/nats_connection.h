@@ -1,9 +1,13 @@
 // NatsConnection: one nats.c connection (servers, reconnect forever, TLS, credentials) and its JetStream context.
 #pragma once
 
+#include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 
 #include <nats/nats.h>
 
@@ -55,6 +59,13 @@ class NatsConnection {
   const std::string& serversText() const { return servers_text_; }
   milliseconds requestTimeout() const { return request_timeout_; }
 
+  // Runs `destroy` (natsSubscription_Destroy of an unsubscribed subscription, kvWatcher_Destroy
+  // of a stopped watcher) a grace period from now, or when this connection closes. nats.c 3.4.1
+  // has a read-loop race (fixed in nats.c 3.6, pull request 638): it looks a subscription up for
+  // an arriving message and locks it without holding a reference, so one freed right after its
+  // unsubscribe can crash the process. Kept alive a little longer, it is only seen as closed.
+  void destroyLater(std::function<void()> destroy);
+
   struct CallbackState;  // opaque: what nats.c's callbacks see (defined in the .cc)
 
  private:
@@ -66,6 +77,8 @@ class NatsConnection {
   std::unique_ptr<CallbackState> state_;  // the closure nats.c's callbacks see
   std::string servers_text_;
   milliseconds request_timeout_;
+  std::mutex retired_mutex_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::function<void()>>> retired_;
 };
 
 }  // namespace hacoord

@@ -93,8 +93,9 @@ std::string healthSubject(const std::string& cluster, const std::string& node) {
 
 std::string statusSubject(const std::string& cluster) { return "hacoord." + cluster + ".status"; }
 
-NatsResponder::NatsResponder(std::shared_ptr<Shared> shared, natsSubscription* sub)
-    : shared_(std::move(shared)), sub_(sub) {}
+NatsResponder::NatsResponder(NatsConnection& connection, std::shared_ptr<Shared> shared,
+                             natsSubscription* sub)
+    : connection_(connection), shared_(std::move(shared)), sub_(sub) {}
 
 Result<std::unique_ptr<NatsResponder>> NatsResponder::subscribe(NatsConnection& connection,
                                                                 const std::string& subject,
@@ -124,7 +125,7 @@ Result<std::unique_ptr<NatsResponder>> NatsResponder::subscribe(NatsConnection& 
   if (s != NATS_OK) {
     logger()->warn("subscription to {} not confirmed by the server yet: {}", subject, errorText(s));
   }
-  return std::unique_ptr<NatsResponder>(new NatsResponder(std::move(shared), sub));
+  return std::unique_ptr<NatsResponder>(new NatsResponder(connection, std::move(shared), sub));
 }
 
 NatsResponder::~NatsResponder() {
@@ -140,7 +141,7 @@ NatsResponder::~NatsResponder() {
                       shared_->subject);
     }
   }
-  natsSubscription_Destroy(sub_);
+  connection_.destroyLater([sub = sub_] { natsSubscription_Destroy(sub); });
 }
 
 const std::string& NatsResponder::subject() const { return shared_->subject; }
@@ -209,7 +210,7 @@ Result<std::vector<std::string>> natsGather(NatsConnection& connection, const st
     natsMsg_Destroy(msg);
   }
   natsSubscription_Unsubscribe(sub);
-  natsSubscription_Destroy(sub);
+  connection.destroyLater([sub] { natsSubscription_Destroy(sub); });  // late replies may arrive
   natsInbox_Destroy(inbox);
   if (no_responders && replies.empty()) return unavailable("no responders on " + subject);
   return replies;

@@ -48,8 +48,9 @@ class NatsResponder {
   struct Shared;  // opaque: shared with nats.c's callbacks and the reply functions
 
  private:
-  NatsResponder(std::shared_ptr<Shared> shared, natsSubscription* sub);
+  NatsResponder(NatsConnection& connection, std::shared_ptr<Shared> shared, natsSubscription* sub);
 
+  NatsConnection& connection_;
   std::shared_ptr<Shared> shared_;
   natsSubscription* sub_;
 };

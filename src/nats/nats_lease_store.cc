@@ -496,7 +496,8 @@ void NatsLeaseStore::watchLoop() {
     }
     watcher_ = nullptr;
     lock.unlock();
-    kvWatcher_Destroy(w);
+    kvWatcher_Stop(w);  // unsubscribes; freed later (an update may be arriving right now)
+    connection_.destroyLater([w] { kvWatcher_Destroy(w); });
     lock.lock();
     if (broken) {
       watchBackoff(lock, backoff);
