@@ -146,16 +146,6 @@ std::string systemTestSkipReason() {
   return reason;
 }
 
-bool waitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout,
-             std::chrono::milliseconds poll) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(poll);
-  }
-  return cond();
-}
-
 void enterNetns(const std::string& ns) {
   const std::string path = "/var/run/netns/" + ns;
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);

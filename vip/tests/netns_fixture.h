@@ -37,9 +37,6 @@ CommandResult run(const std::vector<std::string>& argv, std::chrono::millisecond
 // run(), throwing std::runtime_error with the command and its output when it fails.
 std::string runOk(const std::vector<std::string>& argv);
 
-// Bounded polling: true as soon as cond() is; cond() is checked once more at the deadline.
-bool waitFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout,
-             std::chrono::milliseconds poll = 10ms);
 
 // Moves the calling thread (only it: setns is per thread) into /var/run/netns/<ns>; throws on
 // error.

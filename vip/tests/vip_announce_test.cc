@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "vip/garp.h"
+#include "support/eventually.h"
 #include "vip/tests/netns_fixture.h"
 #include "vip/vip_manager.h"
 
@@ -18,7 +19,6 @@ namespace {
 using vip::test::Capture;
 using vip::test::Frame;
 using vip::test::TestNetwork;
-using vip::test::waitFor;
 using namespace std::chrono_literals;
 
 constexpr const char* kVip4 = "192.0.2.100";
@@ -183,7 +183,7 @@ TEST_P(VipRepoint, PeerNeighbourEntryMovesToTheNewOwner) {
   auto manager = createIn(new_owner, announceConfig(address));
   ASSERT_TRUE(manager);
   // The peer talks to the VIP and caches the old owner's MAC.
-  ASSERT_TRUE(waitFor(
+  ASSERT_TRUE(eventually(
       [&] {
         vip::test::nudge(peer, address);
         return vip::test::neighbourMac(peer, "eth0", address) == old_mac;
@@ -195,7 +195,7 @@ TEST_P(VipRepoint, PeerNeighbourEntryMovesToTheNewOwner) {
   const auto acquired = now();
   ASSERT_TRUE(manager->acquire(Epoch(11), now() + 1800ms).isOk());
   EXPECT_TRUE(
-      waitFor([&] { return vip::test::neighbourMac(peer, "eth0", address) == new_mac; }, 2s, 5ms))
+      eventually([&] { return vip::test::neighbourMac(peer, "eth0", address) == new_mac; }, 2s, 5ms))
       << "peer still points at "
       << vip::formatMac(vip::test::neighbourMac(peer, "eth0", address).value_or(old_mac));
   std::cout << "  peer's entry for " << address << " moved to the new MAC "
@@ -224,7 +224,7 @@ TEST_P(VipRepoint, WithoutAnnouncementsThePeerKeepsTheOldMac) {
   config.garp_refresh = 60s;
   auto manager = createIn(new_owner, config);
   ASSERT_TRUE(manager);
-  ASSERT_TRUE(waitFor(
+  ASSERT_TRUE(eventually(
       [&] {
         vip::test::nudge(peer, address);
         return vip::test::neighbourMac(peer, "eth0", address) == old_mac;
@@ -233,7 +233,7 @@ TEST_P(VipRepoint, WithoutAnnouncementsThePeerKeepsTheOldMac) {
   net.ip(old_owner, {"addr", "del", with_prefix, "dev", "eth0"});
   ASSERT_TRUE(manager->acquire(Epoch(11), now() + 1800ms).isOk());
   // An observation window (proving an absence needs one): 500 ms, 100x the GARP case above.
-  EXPECT_FALSE(waitFor([&] { return vip::test::neighbourMac(peer, "eth0", address) != old_mac; },
+  EXPECT_FALSE(eventually([&] { return vip::test::neighbourMac(peer, "eth0", address) != old_mac; },
                        500ms, 10ms));
   EXPECT_EQ(manager->metrics().garps_sent + manager->metrics().nas_sent, 0u);
   ASSERT_TRUE(manager->release(Epoch(11)).isOk());

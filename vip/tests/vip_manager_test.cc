@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "support/eventually.h"
 #include "vip/tests/netns_fixture.h"
 #include "vip/vip_manager.h"
 
@@ -15,7 +16,6 @@ namespace {
 
 using ::testing::HasSubstr;
 using vip::test::TestNetwork;
-using vip::test::waitFor;
 using namespace std::chrono_literals;
 
 constexpr const char* kVip4 = "192.0.2.100";
@@ -205,7 +205,7 @@ TEST_P(VipKernelLifetime, KernelRemovesTheVipWhenNobodyExtendsIt) {
   // As if the daemon were killed -9: the manager goes without release().
   manager = Status(StatusCode::kCancelled, "dropped");
   const auto budget = std::chrono::duration_cast<milliseconds>(acquired + 2500ms - now());
-  ASSERT_TRUE(waitFor([&] { return !presentIn(ns, GetParam()); }, budget, 5ms))
+  ASSERT_TRUE(eventually([&] { return !presentIn(ns, GetParam()); }, budget, 5ms))
       << "the kernel kept the VIP past its lifetime";
   const auto gone_ms = toMillis(now() - acquired);
   std::cout << "  kernel removed " << GetParam() << " " << gone_ms
@@ -247,7 +247,7 @@ TEST_P(VipKernelLifetime, ExtendOnEveryRenewalKeepsTheVip) {
   EXPECT_GT(checks, 30);
   // Renewals stop (a frozen leader): gone within ~1.3 s of the last extend.
   const auto stopped = now();
-  ASSERT_TRUE(waitFor([&] { return !*vip.present(); }, 2500ms, 5ms));
+  ASSERT_TRUE(eventually([&] { return !*vip.present(); }, 2500ms, 5ms));
   std::cout << "  after the last extend the kernel removed it in " << toMillis(now() - stopped)
             << " ms\n";
 }
@@ -275,7 +275,7 @@ TEST(VipManager, ShortLeaseDefersTheAddUntilTheNextRenewal) {
   // The next renewal with room for a whole second puts it on, and announces it.
   ASSERT_TRUE(vip.extend(Epoch(4), now() + 1800ms).isOk());
   EXPECT_TRUE(*vip.present());
-  EXPECT_TRUE(waitFor([&] { return vip.metrics().garps_sent >= 4; }, 2s));
+  EXPECT_TRUE(eventually([&] { return vip.metrics().garps_sent >= 4; }, 2s));
   ASSERT_TRUE(vip.release(Epoch(4)).isOk());
 }
 
@@ -335,12 +335,12 @@ TEST(VipManager, ReconcileRemovesAnUnheldVipAndReAddsAMissingOne) {
   EXPECT_FALSE(presentIn(ns, kVip4));
 
   ASSERT_TRUE(vip.acquire(Epoch(2), now() + 1800ms).isOk());
-  ASSERT_TRUE(waitFor([&] { return vip.metrics().garps_sent >= 4; }, 2s));  // burst of 2 done
+  ASSERT_TRUE(eventually([&] { return vip.metrics().garps_sent >= 4; }, 2s));  // burst of 2 done
   net.ip(ns, {"addr", "del", "192.0.2.100/32", "dev", "eth0"});  // an operator removed it
   ASSERT_FALSE(*vip.present());
   ASSERT_TRUE(vip.reconcile(true, Epoch(2), now() + 1800ms).isOk());
   EXPECT_TRUE(presentIn(ns, kVip4));
-  EXPECT_TRUE(waitFor([&] { return vip.metrics().garps_sent >= 8; }, 2s))
+  EXPECT_TRUE(eventually([&] { return vip.metrics().garps_sent >= 8; }, 2s))
       << "re-add must announce again";
 
   // Present while the lease moved on to another node: removed, and no longer held.
@@ -362,9 +362,9 @@ TEST(VipManager, PeriodicRefreshReAddsAMissingVip) {
   VipManager& vip = **manager;
   ASSERT_TRUE(vip.acquire(Epoch(7), now() + 9000ms).isOk());
   net.ip(ns, {"addr", "del", "2001:db8::100/128", "dev", "eth0"});
-  EXPECT_TRUE(waitFor([&] { return presentIn(ns, kVip6); }, 2s))
+  EXPECT_TRUE(eventually([&] { return presentIn(ns, kVip6); }, 2s))
       << "refresh did not re-add the VIP";
-  EXPECT_TRUE(waitFor([&] { return vip.metrics().nas_sent >= 4; }, 2s));
+  EXPECT_TRUE(eventually([&] { return vip.metrics().nas_sent >= 4; }, 2s));
   ASSERT_TRUE(vip.release(Epoch(7)).isOk());
 }
 
@@ -379,10 +379,10 @@ TEST(VipManager, AnnouncementsAfterALinkFlapAreNotLost) {
   VipManager& vip = **manager;
   ASSERT_TRUE(vip.acquire(Epoch(5), now() + 9000ms).isOk());
   // The burst (2 x both ARP forms) is over; the first refresh is a second away: flap the link now.
-  ASSERT_TRUE(waitFor([&] { return vip.metrics().garps_sent >= 4; }, 2s));
+  ASSERT_TRUE(eventually([&] { return vip.metrics().garps_sent >= 4; }, 2s));
   net.ip(ns, {"link", "set", "eth0", "down"});
   net.ip(ns, {"link", "set", "eth0", "up"});
-  EXPECT_TRUE(waitFor([&] { return vip.metrics().garps_sent >= 6; }, 3s))
+  EXPECT_TRUE(eventually([&] { return vip.metrics().garps_sent >= 6; }, 3s))
       << "the refresh after the flap was not sent";
   EXPECT_EQ(vip.metrics().errors, 0u) << "an announcement failed after the link came back";
   ASSERT_TRUE(vip.release(Epoch(5)).isOk());
@@ -397,7 +397,7 @@ TEST(VipManager, PeriodicRefreshRemovesAVipThisNodeDoesNotHold) {
   auto manager = createIn(ns, config);
   ASSERT_TRUE(manager.isOk());
   net.ip(ns, {"addr", "add", "192.0.2.100/32", "dev", "eth0"});  // someone put it here
-  EXPECT_TRUE(waitFor([&] { return !presentIn(ns, kVip4); }, 2s))
+  EXPECT_TRUE(eventually([&] { return !presentIn(ns, kVip4); }, 2s))
       << "refresh left a VIP this node does not hold";
   EXPECT_EQ((*manager)->metrics().garps_sent, 0u);  // never announced what it does not hold
 }
