@@ -222,15 +222,7 @@ void Elector::evaluate() {
   campaign();
 }
 
-void Elector::scheduleEvaluate(TimePoint at) {
-  cancel(evaluate_timer_);
-  const Duration delay = std::max(Duration::zero(), at - clock_.now());
-  evaluate_timer_ = scheduler_.runAfter(delay, [this, alive = alive_] {
-    if (!*alive) return;
-    evaluate_timer_ = 0;
-    evaluate();
-  });
-}
+void Elector::scheduleEvaluate(TimePoint at) { arm(evaluate_timer_, at, &Elector::evaluate); }
 
 void Elector::campaign() {
   const Epoch epoch = highest_epoch_.next();
@@ -337,15 +329,7 @@ void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, Ti
   publish();
 }
 
-void Elector::scheduleRenew(TimePoint at) {
-  cancel(renew_timer_);
-  const Duration delay = std::max(Duration::zero(), at - clock_.now());
-  renew_timer_ = scheduler_.runAfter(delay, [this, alive = alive_] {
-    if (!*alive) return;
-    renew_timer_ = 0;
-    renew();
-  });
-}
+void Elector::scheduleRenew(TimePoint at) { arm(renew_timer_, at, &Elector::renew); }
 
 void Elector::renew() {
   if (state_ != State::kLeader) return;
@@ -446,15 +430,7 @@ void Elector::reconcileAfterConflict() {
   });
 }
 
-void Elector::armDeadline() {
-  cancel(deadline_timer_);
-  const Duration delay = std::max(Duration::zero(), valid_until_ - clock_.now());
-  deadline_timer_ = scheduler_.runAfter(delay, [this, alive = alive_] {
-    if (!*alive) return;
-    deadline_timer_ = 0;
-    onDeadline();
-  });
-}
+void Elector::armDeadline() { arm(deadline_timer_, valid_until_, &Elector::onDeadline); }
 
 void Elector::onDeadline() {
   if (state_ != State::kLeader) return;
@@ -653,6 +629,16 @@ Duration Elector::drawTakeoverJitter() {
   if (max <= Duration::zero()) return Duration::zero();
   std::uniform_int_distribution<Duration::rep> dist(0, max.count());
   return Duration(dist(rng_));
+}
+
+void Elector::arm(Scheduler::TimerId& id, TimePoint at, void (Elector::*action)()) {
+  cancel(id);
+  const Duration delay = std::max(Duration::zero(), at - clock_.now());
+  id = scheduler_.runAfter(delay, [this, &id, action, alive = alive_] {
+    if (!*alive) return;
+    id = 0;
+    (this->*action)();
+  });
 }
 
 void Elector::cancel(Scheduler::TimerId& id) {

@@ -127,6 +127,8 @@ class Elector {
   void publish();
   Duration retryBackoff() const;
   Duration drawTakeoverJitter();
+  // (Re)arms the one-shot timer `id` to run `action` at `at` (at once if that has passed).
+  void arm(Scheduler::TimerId& id, TimePoint at, void (Elector::*action)());
   void cancel(Scheduler::TimerId& id);
   void cancelAllTimers();
 

@@ -22,15 +22,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-NatsConfig configFor(const std::vector<std::string>& servers) {
-  NatsConfig c;
-  c.servers = servers;
-  c.connect_timeout = 1000ms;
-  c.request_timeout = 1000ms;
-  c.reconnect_wait = 50ms;
-  c.reconnect_wait_max = 400ms;
-  return c;
-}
+using test::testNatsConfig;
 
 LeaseRecord record(std::uint64_t epoch) {
   LeaseRecord r;
@@ -57,7 +49,7 @@ TEST(NatsClusterTest, R3BucketRidesOutAStreamLeaderCrash) {
   AsioScheduler scheduler;
 
   // The writer knows every server; it may lose its own server and reconnect elsewhere.
-  auto writer_conn = NatsConnection::connect(configFor(cluster.urls()), "cluster-writer");
+  auto writer_conn = NatsConnection::connect(testNatsConfig(cluster.urls()), "cluster-writer");
   ASSERT_TRUE(writer_conn.isOk()) << writer_conn.status().toString();
   auto writer = NatsLeaseStore::open(**writer_conn, "HACOORD_r3", 3, scheduler);
   ASSERT_TRUE(writer.isOk()) << writer.status().toString();
@@ -73,7 +65,7 @@ TEST(NatsClusterTest, R3BucketRidesOutAStreamLeaderCrash) {
   std::mutex mutex;
   std::vector<std::uint64_t> watched;
   auto reader_conn =
-      NatsConnection::connect(configFor({cluster.server(survivor).url()}), "cluster-reader");
+      NatsConnection::connect(testNatsConfig({cluster.server(survivor).url()}), "cluster-reader");
   ASSERT_TRUE(reader_conn.isOk()) << reader_conn.status().toString();
   auto reader = NatsLeaseStore::open(**reader_conn, "HACOORD_r3", 3, scheduler);
   ASSERT_TRUE(reader.isOk()) << reader.status().toString();
@@ -157,7 +149,7 @@ TEST(NatsClusterTest, R3BucketOpensOnEveryNodeAndAgrees) {
   std::vector<std::unique_ptr<NatsConnection>> conns;
   std::vector<std::unique_ptr<NatsLeaseStore>> stores;
   for (int i = 0; i < 3; ++i) {
-    auto c = NatsConnection::connect(configFor({cluster.server(i).url()}), "node" + std::to_string(i));
+    auto c = NatsConnection::connect(testNatsConfig({cluster.server(i).url()}), "node" + std::to_string(i));
     ASSERT_TRUE(c.isOk()) << c.status().toString();
     conns.push_back(std::move(c).value());
   }

@@ -16,20 +16,12 @@ namespace {
 using namespace std::chrono_literals;
 using test::NatsServer;
 
-NatsConfig configFor(const std::vector<std::string>& servers) {
-  NatsConfig c;
-  c.servers = servers;
-  c.connect_timeout = 1000ms;
-  c.request_timeout = 1000ms;
-  c.reconnect_wait = 50ms;
-  c.reconnect_wait_max = 400ms;
-  return c;
-}
+using test::testNatsConfig;
 
 TEST(NatsConnectionTest, NothingListeningIsUnavailableWithOneClearLine) {
   const std::string url = "nats://127.0.0.1:" + std::to_string(test::freeLoopbackPort());
   const auto t0 = std::chrono::steady_clock::now();
-  auto conn = NatsConnection::connect(configFor({url}), "nobody-home");
+  auto conn = NatsConnection::connect(testNatsConfig({url}), "nobody-home");
   const auto took = std::chrono::steady_clock::now() - t0;
   ASSERT_FALSE(conn.isOk());
   EXPECT_EQ(conn.status().code(), StatusCode::kUnavailable);
@@ -42,17 +34,17 @@ TEST(NatsConnectionTest, NothingListeningIsUnavailableWithOneClearLine) {
 TEST(NatsConnectionTest, SeveralDeadServersAreAllNamed) {
   const std::string a = "nats://127.0.0.1:" + std::to_string(test::freeLoopbackPort());
   const std::string b = "nats://127.0.0.1:" + std::to_string(test::freeLoopbackPort());
-  auto conn = NatsConnection::connect(configFor({a, b}), "nobody-home");
+  auto conn = NatsConnection::connect(testNatsConfig({a, b}), "nobody-home");
   ASSERT_FALSE(conn.isOk());
   EXPECT_NE(conn.status().message().find(a + "," + b), std::string::npos)
       << conn.status().message();
 }
 
 TEST(NatsConnectionTest, NoServersOrBadFilesAreInvalidArgument) {
-  auto none = NatsConnection::connect(configFor({}), "empty");
+  auto none = NatsConnection::connect(testNatsConfig({}), "empty");
   EXPECT_EQ(none.status().code(), StatusCode::kInvalidArgument);
 
-  NatsConfig bad_ca = configFor({"nats://127.0.0.1:4222"});
+  NatsConfig bad_ca = testNatsConfig({"nats://127.0.0.1:4222"});
   bad_ca.tls.ca = "/nonexistent/ca.pem";
   auto ca = NatsConnection::connect(bad_ca, "bad-ca");
   EXPECT_EQ(ca.status().code(), StatusCode::kInvalidArgument);
@@ -63,7 +55,7 @@ TEST(NatsConnectionTest, NoServersOrBadFilesAreInvalidArgument) {
 TEST(NatsConnectionTest, ADeadServerInTheListIsSkipped) {
   NatsServer server;
   const std::string dead = "nats://127.0.0.1:" + std::to_string(test::freeLoopbackPort());
-  auto conn = NatsConnection::connect(configFor({dead, server.url()}), "skipper");
+  auto conn = NatsConnection::connect(testNatsConfig({dead, server.url()}), "skipper");
   ASSERT_TRUE(conn.isOk()) << conn.status().toString();
   EXPECT_TRUE((*conn)->connected());
   EXPECT_EQ((*conn)->connectedUrl(), server.url());
@@ -80,7 +72,7 @@ TEST(NatsConnectionTest, ReportsDisconnectAndReconnectButNotItsOwnClose) {
   events.onDisconnected = [&] { ++disconnected; };
   events.onReconnected = [&] { ++reconnected; };
   events.onClosed = [&] { ++closed; };
-  auto conn = NatsConnection::connect(configFor({server.url()}), "events", std::move(events));
+  auto conn = NatsConnection::connect(testNatsConfig({server.url()}), "events", std::move(events));
   ASSERT_TRUE(conn.isOk()) << conn.status().toString();
 
   server.kill9();
@@ -102,7 +94,7 @@ TEST(NatsConnectionTest, KeepsReconnectingThroughALongerOutage) {
   std::atomic<int> reconnected{0};
   ConnectionEvents events;
   events.onReconnected = [&] { ++reconnected; };
-  auto conn = NatsConnection::connect(configFor({server.url()}), "patient", std::move(events));
+  auto conn = NatsConnection::connect(testNatsConfig({server.url()}), "patient", std::move(events));
   ASSERT_TRUE(conn.isOk());
   server.stop();
   ASSERT_TRUE(eventually([&] { return !(*conn)->connected(); }, 5000ms));

@@ -24,15 +24,7 @@ namespace {
 using namespace std::chrono_literals;
 using test::NatsServer;
 
-NatsConfig configFor(const std::vector<std::string>& servers) {
-  NatsConfig c;
-  c.servers = servers;
-  c.connect_timeout = 1000ms;
-  c.request_timeout = 1000ms;
-  c.reconnect_wait = 50ms;
-  c.reconnect_wait_max = 400ms;
-  return c;
-}
+using test::testNatsConfig;
 
 LeaseRecord sampleRecord(std::uint64_t epoch, const std::string& holder = "node-a") {
   LeaseRecord r;
@@ -111,7 +103,7 @@ class NatsLeaseStoreTest : public ::testing::Test {
   }
 
   std::unique_ptr<NatsConnection> connect(const std::string& name, ConnectionEvents events = {}) {
-    auto c = NatsConnection::connect(configFor({server_->url()}), name, std::move(events));
+    auto c = NatsConnection::connect(testNatsConfig({server_->url()}), name, std::move(events));
     EXPECT_TRUE(c.isOk()) << c.status().toString();
     return c.isOk() ? std::move(c).value() : nullptr;
   }

@@ -18,6 +18,7 @@
 #include "hacoord/node.h"
 #include "hacoord/status.h"
 #include "support/eventually.h"
+#include "support/nats_server_fixture.h"
 
 namespace hacoord::test {
 
@@ -62,11 +63,8 @@ inline Config makeNodeConfig(const std::string& cluster, const std::string& node
   Config c;
   c.cluster_id = cluster;
   c.node_id = node;
-  c.nats.servers = servers;
-  c.nats.connect_timeout = 1000ms;
+  c.nats = testNatsConfig(servers);
   c.nats.request_timeout = 500ms;
-  c.nats.reconnect_wait = 50ms;
-  c.nats.reconnect_wait_max = 250ms;
   c.election.lease_ttl = t.ttl;
   c.election.renew_interval = t.renew;
   c.election.cooldown = t.cooldown.count() > 0 ? t.cooldown : t.ttl;

@@ -438,4 +438,14 @@ int NatsCluster::streamLeader(const std::string& stream, milliseconds timeout) c
   return found;
 }
 
+NatsConfig testNatsConfig(const std::vector<std::string>& servers) {
+  NatsConfig c;
+  c.servers = servers;
+  c.connect_timeout = std::chrono::milliseconds(1000);
+  c.request_timeout = std::chrono::milliseconds(1000);
+  c.reconnect_wait = std::chrono::milliseconds(50);
+  c.reconnect_wait_max = std::chrono::milliseconds(400);
+  return c;
+}
+
 }  // namespace hacoord::test

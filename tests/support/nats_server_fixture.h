@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "hacoord/config.h"
+
 namespace hacoord::test {
 
 using std::chrono::milliseconds;
@@ -27,6 +29,10 @@ struct TlsMaterial {
 TlsMaterial makeTestCerts(const std::string& dir);
 
 // A port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, close).
+// Client settings for tests against a local server: 1 s connect and requests, reconnects every
+// 50 ms doubling to 400 ms.
+NatsConfig testNatsConfig(const std::vector<std::string>& servers);
+
 int freeLoopbackPort();
 // mkdtemp under $TMPDIR (or /tmp); the caller removes it with removeTree().
 std::string makeTempDir(const std::string& prefix);
