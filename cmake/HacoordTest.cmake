@@ -19,6 +19,9 @@ function(hacoord_add_tests)
     if(HACOORD_ASAN)
       set_tests_properties(${name} PROPERTIES
         ENVIRONMENT "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp")
+    elseif(HACOORD_TSAN)
+      set_tests_properties(${name} PROPERTIES
+        ENVIRONMENT "TSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp")
     endif()
   endforeach()
 endfunction()
