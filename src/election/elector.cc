@@ -509,22 +509,14 @@ void Elector::writeRelease(Epoch epoch, std::string successor, std::function<voi
     };
     return;
   }
-  LeaseRecord vacant;
-  vacant.epoch = epoch;
-  vacant.lease = config_.lease_ttl;
-  vacant.successor = std::move(successor);
+  const LeaseRecord vacant = vacantRecord(epoch, std::move(successor));
   write_in_flight_ = true;
   store_.write(vacant, leader_revision_,
                [this, alive = alive_, vacant, done = std::move(done)](Result<std::uint64_t> r) {
                  if (!*alive) return;
                  write_in_flight_ = false;
                  if (r.isOk()) {
-                   last_acked_revision_ = *r;
-                   // The watch may already have shown a successor's newer record: keep that one.
-                   if (*r > known_.revision) {
-                     known_ = {*r, vacant};
-                     observed_at_ = clock_.now();
-                   }
+                   noteOwnWrite(*r, vacant);
                    log()->info("node {} released epoch {} at rev {}", config_.node_id,
                                vacant.epoch.value(), *r);
                    finishRelease(done, Status::ok());
@@ -556,25 +548,34 @@ void Elector::finishRelease(const std::function<void(Status)>& done, Status stat
 // A lease won that this node no longer wants (not a candidate): hand it back at once, without
 // ever acting on it. If this write fails the lease simply expires.
 void Elector::disown(std::uint64_t revision, Epoch epoch) {
-  LeaseRecord vacant;
-  vacant.epoch = epoch;
-  vacant.lease = config_.lease_ttl;
+  const LeaseRecord vacant = vacantRecord(epoch, "");
   log()->info("node {} is not a candidate: hands back epoch {} at once", config_.node_id,
               epoch.value());
   write_in_flight_ = true;
   store_.write(vacant, revision, [this, alive = alive_, vacant](Result<std::uint64_t> r) {
     if (!*alive) return;
     write_in_flight_ = false;
-    if (r.isOk()) {
-      last_acked_revision_ = *r;
-      if (*r > known_.revision) {
-        known_ = {*r, vacant};
-        observed_at_ = clock_.now();
-      }
-    }
+    if (r.isOk()) noteOwnWrite(*r, vacant);
     runAfterWrite();
     if (state_ == State::kFollower) poll();
   });
+}
+
+LeaseRecord Elector::vacantRecord(Epoch epoch, std::string successor) const {
+  LeaseRecord vacant;
+  vacant.epoch = epoch;
+  vacant.lease = config_.lease_ttl;
+  vacant.successor = std::move(successor);
+  return vacant;
+}
+
+void Elector::noteOwnWrite(std::uint64_t revision, const LeaseRecord& record) {
+  last_acked_revision_ = revision;
+  // The watch may already have shown a successor's newer record: keep that one.
+  if (revision > known_.revision) {
+    known_ = {revision, record};
+    observed_at_ = clock_.now();
+  }
 }
 
 void Elector::runAfterWrite() {

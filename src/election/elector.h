@@ -118,6 +118,10 @@ class Elector {
   void release(LossReason reason, std::string successor, std::function<void(Status)> done);
   void writeRelease(Epoch epoch, std::string successor, std::function<void(Status)> done);
   void finishRelease(const std::function<void(Status)>& done, Status status);
+  // The record a release or hand-back writes: no holder, this epoch, optional successor.
+  LeaseRecord vacantRecord(Epoch epoch, std::string successor) const;
+  // Our own write of `record` was answered with `revision`.
+  void noteOwnWrite(std::uint64_t revision, const LeaseRecord& record);
   void runAfterWrite();
   void disown(std::uint64_t revision, Epoch epoch);
   // Helpers

@@ -215,6 +215,15 @@ std::string TestNetwork::ip(const std::string& ns, const std::vector<std::string
   return runOk(argv);
 }
 
+std::string TestNetwork::addHostAddress(const std::string& ns, const std::string& address) {
+  const bool v6 = address.find(':') != std::string::npos;
+  const std::string with_prefix = address + (v6 ? "/128" : "/32");
+  std::vector<std::string> add = {"addr", "add", with_prefix, "dev", "eth0"};
+  if (v6) add.push_back("nodad");
+  ip(ns, add);
+  return with_prefix;
+}
+
 namespace {
 std::optional<MacAddress> parseMacAfter(const std::string& text, const std::string& key) {
   auto at = text.find(key);

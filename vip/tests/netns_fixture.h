@@ -79,6 +79,9 @@ class TestNetwork {
   std::vector<std::string> addLan(int hosts);
   // `ip -n ns args...`; throws on failure.
   std::string ip(const std::string& ns, const std::vector<std::string>& args);
+  // Puts `address` on ns:eth0 as a host address (/32, or /128 without DAD), the way another
+  // owner of the VIP would hold it; returns it with that prefix (for a later `addr del`).
+  std::string addHostAddress(const std::string& ns, const std::string& address);
 
  private:
   std::vector<std::string> namespaces_;

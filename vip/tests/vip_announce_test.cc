@@ -162,43 +162,54 @@ TEST(VipAnnounce, UnsolicitedNeighbourAdvertisementWithOverride) {
 
 // The failover the announcements exist for: a peer's cached entry moves to the new owner at once,
 // before the peer sends anything.
-class VipRepoint : public ::testing::TestWithParam<const char*> {};
+// Three hosts on a LAN: the old owner holds the VIP, the new owner will take it over, and the
+// peer talks to it.
+class VipRepoint : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    HACOORD_REQUIRE_NETNS();
+    const auto hosts = net_.addLan(3);
+    new_owner_ = hosts[0];
+    peer_ = hosts[1];
+    old_owner_ = hosts[2];
+    old_mac_ = vip::test::macOf(old_owner_, "eth0");
+    with_prefix_ = net_.addHostAddress(old_owner_, address());
+  }
+  std::string address() const { return GetParam(); }
+  std::optional<vip::MacAddress> peerEntry() const {
+    return vip::test::neighbourMac(peer_, "eth0", address());
+  }
+  // The peer talks to the VIP until it has cached the old owner's MAC.
+  bool peerCachesTheOldOwner() const {
+    return eventually(
+        [&] {
+          vip::test::nudge(peer_, address());
+          return peerEntry() == old_mac_;
+        },
+        5s, 100ms);
+  }
+  // Failover: the old owner lets go, `manager` (on the new owner) acquires.
+  Status failOverTo(VipManager& manager) {
+    net_.ip(old_owner_, {"addr", "del", with_prefix_, "dev", "eth0"});
+    return manager.acquire(Epoch(11), now() + 1800ms);
+  }
+
+  TestNetwork net_;
+  std::string new_owner_, peer_, old_owner_, with_prefix_;
+  vip::MacAddress old_mac_{};
+};
 
 TEST_P(VipRepoint, PeerNeighbourEntryMovesToTheNewOwner) {
-  HACOORD_REQUIRE_NETNS();
-  TestNetwork net;
-  const auto hosts = net.addLan(3);
-  const std::string& new_owner = hosts[0];
-  const std::string& peer = hosts[1];
-  const std::string& old_owner = hosts[2];
-  const std::string address = GetParam();
-  const bool is_v6 = address.find(':') != std::string::npos;
-  const std::string with_prefix = address + (is_v6 ? "/128" : "/32");
-  const vip::MacAddress old_mac = vip::test::macOf(old_owner, "eth0");
-  const vip::MacAddress new_mac = vip::test::macOf(new_owner, "eth0");
-
-  std::vector<std::string> add = {"addr", "add", with_prefix, "dev", "eth0"};
-  if (is_v6) add.push_back("nodad");
-  net.ip(old_owner, add);
-  auto manager = createIn(new_owner, announceConfig(address));
+  const vip::MacAddress new_mac = vip::test::macOf(new_owner_, "eth0");
+  auto manager = createIn(new_owner_, announceConfig(address()));
   ASSERT_TRUE(manager);
-  // The peer talks to the VIP and caches the old owner's MAC.
-  ASSERT_TRUE(eventually(
-      [&] {
-        vip::test::nudge(peer, address);
-        return vip::test::neighbourMac(peer, "eth0", address) == old_mac;
-      },
-      5s, 100ms));
+  ASSERT_TRUE(peerCachesTheOldOwner());
 
-  // Failover: the old owner lets go, the new one acquires.
-  net.ip(old_owner, {"addr", "del", with_prefix, "dev", "eth0"});
   const auto acquired = now();
-  ASSERT_TRUE(manager->acquire(Epoch(11), now() + 1800ms).isOk());
-  EXPECT_TRUE(
-      eventually([&] { return vip::test::neighbourMac(peer, "eth0", address) == new_mac; }, 2s, 5ms))
-      << "peer still points at "
-      << vip::formatMac(vip::test::neighbourMac(peer, "eth0", address).value_or(old_mac));
-  std::cout << "  peer's entry for " << address << " moved to the new MAC "
+  ASSERT_TRUE(failOverTo(*manager).isOk());
+  EXPECT_TRUE(eventually([&] { return peerEntry() == new_mac; }, 2s, 5ms))
+      << "peer still points at " << vip::formatMac(peerEntry().value_or(old_mac_));
+  std::cout << "  peer's entry for " << address() << " moved to the new MAC "
             << toMillis(now() - acquired) << " ms after acquire\n";
   ASSERT_TRUE(manager->release(Epoch(11)).isOk());
 }
@@ -206,35 +217,15 @@ TEST_P(VipRepoint, PeerNeighbourEntryMovesToTheNewOwner) {
 // Control for the test above: with no announcements the entry keeps the old MAC, so the move
 // there is the GARP/NA's doing and not something the peer did by itself.
 TEST_P(VipRepoint, WithoutAnnouncementsThePeerKeepsTheOldMac) {
-  HACOORD_REQUIRE_NETNS();
-  TestNetwork net;
-  const auto hosts = net.addLan(3);
-  const std::string& new_owner = hosts[0];
-  const std::string& peer = hosts[1];
-  const std::string& old_owner = hosts[2];
-  const std::string address = GetParam();
-  const bool is_v6 = address.find(':') != std::string::npos;
-  const std::string with_prefix = address + (is_v6 ? "/128" : "/32");
-  const vip::MacAddress old_mac = vip::test::macOf(old_owner, "eth0");
-  std::vector<std::string> add = {"addr", "add", with_prefix, "dev", "eth0"};
-  if (is_v6) add.push_back("nodad");
-  net.ip(old_owner, add);
-  VipConfig config = announceConfig(address);
+  VipConfig config = announceConfig(address());
   config.garp_count = 0;
   config.garp_refresh = 60s;
-  auto manager = createIn(new_owner, config);
+  auto manager = createIn(new_owner_, config);
   ASSERT_TRUE(manager);
-  ASSERT_TRUE(eventually(
-      [&] {
-        vip::test::nudge(peer, address);
-        return vip::test::neighbourMac(peer, "eth0", address) == old_mac;
-      },
-      5s, 100ms));
-  net.ip(old_owner, {"addr", "del", with_prefix, "dev", "eth0"});
-  ASSERT_TRUE(manager->acquire(Epoch(11), now() + 1800ms).isOk());
+  ASSERT_TRUE(peerCachesTheOldOwner());
+  ASSERT_TRUE(failOverTo(*manager).isOk());
   // An observation window (proving an absence needs one): 500 ms, 100x the GARP case above.
-  EXPECT_FALSE(eventually([&] { return vip::test::neighbourMac(peer, "eth0", address) != old_mac; },
-                       500ms, 10ms));
+  EXPECT_FALSE(eventually([&] { return peerEntry() != old_mac_; }, 500ms, 10ms));
   EXPECT_EQ(manager->metrics().garps_sent + manager->metrics().nas_sent, 0u);
   ASSERT_TRUE(manager->release(Epoch(11)).isOk());
 }

@@ -413,13 +413,7 @@ TEST_P(VipDuplicateCheck, AnotherHostAnsweringTheProbeIsAnError) {
   const std::string& a = hosts[0];
   const std::string& other = hosts[1];
   const std::string address = GetParam();
-  const bool v6 = address.find(':') != std::string::npos;
-  const std::string with_prefix = address + (v6 ? "/128" : "/32");
-  if (v6) {
-    net.ip(other, {"addr", "add", with_prefix, "dev", "eth0", "nodad"});
-  } else {
-    net.ip(other, {"addr", "add", with_prefix, "dev", "eth0"});
-  }
+  const std::string with_prefix = net.addHostAddress(other, address);
   VipConfig config = vipConfig(address);
   config.duplicate_check = true;
   auto manager = createIn(a, config);
