@@ -76,6 +76,15 @@ class NodeTest : public ::testing::Test {
       ASSERT_TRUE(s.isOk()) << n->nodeId() << ": " << s.toString();
     }
   }
+  // Three nodes n0..n2 of `cluster` with kHandoverTiming, monitored and started; the index of
+  // their settled leader (nodes_.size() after a failure).
+  std::size_t startHandoverTrio(const std::string& cluster) {
+    for (int i = 0; i < 3; ++i) addNode(cluster, "n" + std::to_string(i), kHandoverTiming);
+    startMonitor();
+    startAll();
+    if (HasFatalFailure()) return nodes_.size();
+    return settledLeader();
+  }
   void startMonitor() {
     std::vector<const Node*> raw;
     for (auto& n : nodes_) raw.push_back(n.get());
@@ -178,10 +187,7 @@ INSTANTIATE_TEST_SUITE_P(Sizes, NodeElectionTest, ::testing::Values(1, 3, 5),
 
 TEST_F(NodeTest, StepDownHandsOverAfterTheHookAndBeforeTheLeaseExpires) {
   const std::string cluster = uniqueClusterId("stepdown");
-  for (int i = 0; i < 3; ++i) addNode(cluster, "n" + std::to_string(i), kHandoverTiming);
-  startMonitor();
-  ASSERT_NO_FATAL_FAILURE(startAll());
-  const std::size_t old = settledLeader();
+  const std::size_t old = startHandoverTrio(cluster);
   ASSERT_LT(old, nodes_.size());
   const Epoch epoch = nodes_[old]->epoch();
   const std::string old_id = nodes_[old]->nodeId();
@@ -272,10 +278,7 @@ TEST_F(NodeTest, StepDownHandsOverAfterTheHookAndBeforeTheLeaseExpires) {
 
 TEST_F(NodeTest, PromoteMakesThatFollowerTheLeader) {
   const std::string cluster = uniqueClusterId("promote");
-  for (int i = 0; i < 3; ++i) addNode(cluster, "n" + std::to_string(i), kHandoverTiming);
-  startMonitor();
-  ASSERT_NO_FATAL_FAILURE(startAll());
-  const std::size_t old = settledLeader();
+  const std::size_t old = startHandoverTrio(cluster);
   ASSERT_LT(old, nodes_.size());
   const Epoch epoch = nodes_[old]->epoch();
   EXPECT_TRUE(nodes_[old]->promote().isOk()) << "promote of the leader itself is a no-op";
@@ -310,10 +313,7 @@ TEST_F(NodeTest, PromoteMakesThatFollowerTheLeader) {
 
 TEST_F(NodeTest, StopOfTheLeaderIsAPlannedHandover) {
   const std::string cluster = uniqueClusterId("stop");
-  for (int i = 0; i < 3; ++i) addNode(cluster, "n" + std::to_string(i), kHandoverTiming);
-  startMonitor();
-  ASSERT_NO_FATAL_FAILURE(startAll());
-  const std::size_t old = settledLeader();
+  const std::size_t old = startHandoverTrio(cluster);
   ASSERT_LT(old, nodes_.size());
   const Epoch epoch = nodes_[old]->epoch();
 
