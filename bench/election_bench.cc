@@ -512,8 +512,9 @@ class RecordingHooks final : public Hooks {
     log_.add({node_, HookKind::kBecome, now(), "", epoch});
     return Status::ok();
   }
-  void onLoseLeadership(Epoch epoch, LossReason) override {
+  Status onLoseLeadership(Epoch epoch, LossReason) override {
     log_.add({node_, HookKind::kLose, now(), "", epoch});
+    return Status::ok();
   }
   void onLeaderChange(std::string_view leader, Epoch epoch) override {
     log_.add({node_, HookKind::kChange, now(), std::string(leader), epoch});

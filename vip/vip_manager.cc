@@ -146,7 +146,7 @@ VipManager::VipManager(VipConfig config, VipTimings timings, vip::IpPrefix addre
       netlink_(std::move(netlink)),
       announcer_(std::move(announcer)) {
   // The first reconcile is the owner's reconcile(false, ...) at start; the thread's follow.
-  next_refresh_ = std::chrono::steady_clock::now() + config_.garp_refresh;
+  next_refresh_ = leaseClockNow() + config_.garp_refresh;
   thread_ = std::thread([this] { run(); });
 }
 
@@ -167,7 +167,7 @@ Status VipManager::failLocked(Status status) {
 }
 
 Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why) {
-  if (std::chrono::steady_clock::now() >= valid_until) {
+  if (leaseClockNow() >= valid_until) {
     return failedPrecondition("the lease has already ended: VIP " + address_.addressText() +
                               " not added");
   }
@@ -199,7 +199,7 @@ Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why
   }
 
   // After the probe: the lifetime counts from the moment the kernel gets it.
-  const TimePoint now = std::chrono::steady_clock::now();
+  const TimePoint now = leaseClockNow();
   std::optional<std::uint32_t> lifetime_s;
   if (lifetime_) {
     const seconds lifetime = lifetimeFor(*lifetime_, valid_until, now);
@@ -337,7 +337,7 @@ void VipManager::refreshLocked(TimePoint now) {
 void VipManager::run() {
   std::unique_lock lock(mutex_);
   while (!stopping_) {
-    const TimePoint now = std::chrono::steady_clock::now();
+    const TimePoint now = leaseClockNow();
     const bool bursting = held_ && burst_left_ > 0;
     if (bursting && now >= next_announce_) {
       if (now < valid_until_) announceLocked();
@@ -371,7 +371,7 @@ Status VipManager::acquire(Epoch epoch, TimePoint valid_until) {
   if (held_) valid_until_ = valid_until;
   if (s.isOk()) {
     ++metrics_.acquires;
-    startBurstLocked(std::chrono::steady_clock::now());
+    startBurstLocked(leaseClockNow());
   } else if (held_) {
     burst_left_ = 0;  // nothing to announce yet; extend() adds the VIP and starts the burst
   }
@@ -388,7 +388,7 @@ Status VipManager::extend(Epoch epoch, TimePoint valid_until) {
   valid_until_ = std::max(valid_until_, valid_until);
   expired_warned_ = false;
   if (!lifetime_) return Status::ok();  // no kernel lifetime: nothing in the kernel to renew
-  const TimePoint now = std::chrono::steady_clock::now();
+  const TimePoint now = leaseClockNow();
   const seconds lifetime = lifetimeFor(*lifetime_, valid_until_, now);
   if (lifetime < seconds(1)) {
     // Nothing to do, and still safe: the lifetime now in the kernel was set at an earlier t0 as
@@ -436,7 +436,7 @@ Status VipManager::release(Epoch epoch) {
 
 Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_until) {
   std::lock_guard lock(mutex_);
-  const TimePoint now = std::chrono::steady_clock::now();
+  const TimePoint now = leaseClockNow();
   if (held_ && epoch < epoch_) {
     return aborted("reconcile for epoch " + epoch.toString() + " but the VIP is held for epoch " +
                    epoch_.toString());

@@ -22,11 +22,12 @@ class AppHooks final : public hacoord::Hooks {
     std::printf("became leader, epoch %llu\n", static_cast<unsigned long long>(epoch.value()));
     return hacoord::Status::ok();  // an error here makes the node step down
   }
-  void onLoseLeadership(hacoord::Epoch epoch, hacoord::LossReason reason) override {
+  hacoord::Status onLoseLeadership(hacoord::Epoch epoch, hacoord::LossReason reason) override {
     // Stop the primary workload here; on a planned handover the lease is released after this.
     std::printf("lost leadership of epoch %llu (%s)\n",
                 static_cast<unsigned long long>(epoch.value()),
                 std::string(hacoord::lossReasonName(reason)).c_str());
+    return hacoord::Status::ok();  // an error here keeps the lease from being handed over
   }
   void onLeaderChange(std::string_view leader, hacoord::Epoch epoch) override {
     std::printf("leader is '%.*s' (epoch %llu)\n", static_cast<int>(leader.size()), leader.data(),

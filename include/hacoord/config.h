@@ -21,6 +21,8 @@ struct NatsTlsConfig {
 struct NatsConfig {
   std::vector<std::string> servers;  // required, e.g. "nats://127.0.0.1:4222"; tls:// selects TLS
   std::string credentials;           // optional .creds file (JWT + seed)
+  std::string user;                  // optional user name (nats-server `authorization.users`)
+  std::string password_file;         // with user: a file holding the password (first line)
   NatsTlsConfig tls;
   // First reconnect delay; doubles up to reconnect_wait_max. The cap stays at the renew interval
   // so that a NATS server back within the TTL sees the leader renew before its deadline.
@@ -49,6 +51,9 @@ struct VipConfig {
   milliseconds garp_interval{200};
   milliseconds garp_refresh{60000};
   bool duplicate_check = false;
+  // The fast profile (e.g. TTL 300 ms) leaves no whole second of kernel lifetime: the VIP is then
+  // added without one, and a frozen daemon keeps it until it wakes. A config error unless true.
+  bool allow_without_kernel_lifetime = false;
   bool enabled() const { return !address.empty(); }
 };
 
@@ -70,6 +75,15 @@ struct HealthConfig {
   milliseconds fail_after{3000};  // a leader unhealthy this long hands over
 };
 
+// Shell commands the daemon runs on leadership changes (keepalived's notify_master/notify_backup),
+// through /bin/sh -c, with HACOORD_CLUSTER, HACOORD_NODE, HACOORD_EPOCH, HACOORD_LEADER and
+// HACOORD_REASON in the environment, each bounded by election.hookTimeLimitMs. "" = none.
+struct NotifyHooksConfig {
+  std::string on_become_leader;    // non-zero exit: the node steps down
+  std::string on_lose_leadership;  // non-zero exit: the lease is not released (left to expire)
+  std::string on_leader_change;
+};
+
 struct Config {
   std::string cluster_id;  // [A-Za-z0-9_-]+
   std::string node_id;     // [A-Za-z0-9_-]+
@@ -77,7 +91,13 @@ struct Config {
   ElectionConfig election;
   VipConfig vip;
   HealthConfig health;
+  NotifyHooksConfig hooks;
+  // Where the node keeps the highest epoch it has seen (fsynced before it acts on an epoch), so
+  // that epochs never repeat even if the KV bucket is lost while every node restarts.
+  std::string state_dir = "/var/lib/hacoord";
   std::string http_listen;  // "" = no HTTP listener; else "host:port" for /healthz /readyz /metrics
+  int http_max_connections = 64;          // open HTTP connections at most; more are refused
+  milliseconds http_request_timeout{5000};  // a connection must deliver its request in this time
   std::string log_level = "info";  // trace debug info warn error critical off
 
   std::string bucketName() const { return "HACOORD_" + cluster_id; }

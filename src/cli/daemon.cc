@@ -14,8 +14,9 @@ class LoggingHooks final : public Hooks {
     log_->info("{} is now LEADER (epoch {})", node_, epoch.value());
     return Status::ok();
   }
-  void onLoseLeadership(Epoch epoch, LossReason reason) override {
+  Status onLoseLeadership(Epoch epoch, LossReason reason) override {
     log_->info("{} is no longer leader of epoch {} ({})", node_, epoch.value(), lossReasonName(reason));
+    return Status::ok();
   }
   void onLeaderChange(std::string_view leader, Epoch epoch) override {
     log_->info("leader is now '{}' (epoch {})", leader, epoch.value());

@@ -74,14 +74,17 @@ struct Manager::Impl final : Hooks {
     }
     return app->onBecomeLeader(epoch);
   }
-  void onLoseLeadership(Epoch epoch, LossReason reason) override {
+  Status onLoseLeadership(Epoch epoch, LossReason reason) override {
+    Status vip_status;
     if (vip) {
       if (Status s = vip->release(epoch); !s.isOk()) {
         log()->error("epoch {}: cannot remove the VIP {}: {}", epoch.value(), vip->address(),
                      s.toString());
+        vip_status = s;
       }
     }
-    app->onLoseLeadership(epoch, reason);
+    Status app_status = app->onLoseLeadership(epoch, reason);
+    return vip_status.isOk() ? app_status : vip_status;
   }
   void onLeaderChange(std::string_view leader, Epoch epoch) override {
     app->onLeaderChange(leader, epoch);

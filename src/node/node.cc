@@ -85,7 +85,7 @@ struct Node::Impl final : ElectorListener {
       std::lock_guard lock(mutex);
       ++stats.lost_leadership;
     }
-    runner.run("onLoseLeadership", [this, epoch, reason] { hooks->onLoseLeadership(epoch, reason); },
+    runner.run("onLoseLeadership", [this, epoch, reason] { (void)hooks->onLoseLeadership(epoch, reason); },
                std::move(released));
   }
   void onLeaderChange(const std::string& leader, Epoch epoch) override {
@@ -188,7 +188,7 @@ struct Node::Impl final : ElectorListener {
   Config config;
   std::shared_ptr<Hooks> hooks;
   const std::string incarnation;
-  SteadyClock clock;
+  LeaseClock clock;
   AsioScheduler scheduler;
   HookRunner runner;
   WorkQueue control_worker;

@@ -105,7 +105,7 @@ class RecordingHooks final : public Hooks {
     if (fail) return internalError("test hook refuses leadership of epoch " + epoch.toString());
     return Status::ok();
   }
-  void onLoseLeadership(Epoch epoch, LossReason reason) override {
+  Status onLoseLeadership(Epoch epoch, LossReason reason) override {
     HookEvent e{HookEvent::Kind::kLose, epoch, reason, "", steadyNow(), {}};
     std::function<void(Epoch, LossReason)> fn;
     {
@@ -115,6 +115,8 @@ class RecordingHooks final : public Hooks {
     if (fn) fn(epoch, reason);
     e.t_end = steadyNow();
     add(e);
+    if (fail_lose.load()) return internalError("test hook could not stop epoch " + epoch.toString());
+    return Status::ok();
   }
   void onLeaderChange(std::string_view leader, Epoch epoch) override {
     add({HookEvent::Kind::kChange, epoch, LossReason::kStopped, std::string(leader), steadyNow(),
@@ -152,6 +154,7 @@ class RecordingHooks final : public Hooks {
   }
 
   std::atomic<bool> fail_become{false};
+  std::atomic<bool> fail_lose{false};
 
  private:
   void add(const HookEvent& e) {

@@ -42,10 +42,11 @@ class PrintingHooks final : public Hooks {
     if (fail_become_) return internalError("test node told to fail onBecomeLeader");
     return Status::ok();
   }
-  void onLoseLeadership(Epoch epoch, LossReason reason) override {
+  Status onLoseLeadership(Epoch epoch, LossReason reason) override {
     emit("\"event\":\"lose_leadership\",\"epoch\":" + epoch.toString() + ",\"reason\":\"" +
          std::string(lossReasonName(reason)) + "\"");
     if (slow_lose_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(slow_lose_ms_));
+    return Status::ok();
   }
   void onLeaderChange(std::string_view leader, Epoch epoch) override {
     emit("\"event\":\"leader_change\",\"leader\":\"" + std::string(leader) + "\",\"epoch\":" +

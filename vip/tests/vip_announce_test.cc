@@ -24,7 +24,7 @@ using namespace std::chrono_literals;
 constexpr const char* kVip4 = "192.0.2.100";
 constexpr const char* kVip6 = "2001:db8::100";
 
-TimePoint now() { return std::chrono::steady_clock::now(); }
+TimePoint now() { return leaseClockNow(); }
 
 VipConfig announceConfig(const std::string& address) {
   VipConfig c;
