@@ -421,7 +421,7 @@ TimedWrite timedWrite(NatsLeaseStore& store, const LeaseRecord& record, std::uin
   auto promise = std::make_shared<std::promise<Outcome>>();
   auto future = promise->get_future();
   const SteadyTime t0 = now();
-  store.write(record, expected, [promise](Result<std::uint64_t> r) {
+  store.write(record, expected, std::nullopt, [promise](Result<std::uint64_t> r) {
     promise->set_value({std::move(r), now()});
   });
   if (future.wait_for(10s) != std::future_status::ready) {

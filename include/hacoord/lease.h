@@ -3,7 +3,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "hacoord/clock.h"
 #include "hacoord/epoch.h"
@@ -24,13 +27,42 @@ struct LeaseRecord {
   bool operator==(const LeaseRecord&) const = default;
 };
 
-// One observed version of the record. revision 0 means the key does not exist yet. A key deleted
-// by hand (hacoord never deletes it) is reported as a vacant record at the marker's revision.
+// What the key holds at one revision.
+enum class LeaseEntryKind {
+  kAbsent,       // no message for the key (revision 0): never written, or the bucket is new
+  kRecord,       // a lease record (held or vacant)
+  kMarker,       // a delete or purge marker (by hand: hacoord never deletes the key)
+  kUndecodable,  // a value that is not a lease record
+};
+
+// One observed version of the key. Only kRecord says who holds the lease; a marker, an
+// undecodable value, or a key that vanished after it existed mean "holder unknown", never
+// "vacant": the holder may still be inside its lease (DESIGN §3).
 struct LeaseEntry {
   std::uint64_t revision = 0;
-  LeaseRecord record;
-  bool exists() const { return revision != 0; }
+  LeaseRecord record;  // meaningful only for kRecord
+  LeaseEntryKind kind = LeaseEntryKind::kAbsent;
+  // Which incarnation of the bucket this came from (NATS: its stream's creation time). Revisions
+  // restart when the bucket is re-created, so an equal revision (an absent key, say) seen before
+  // and after a node was cut off may hide a whole history; the generation tells them apart.
+  std::uint64_t generation = 0;
+
+  bool exists() const { return revision != 0; }  // some message is there (a compare-and-set base)
+  bool hasRecord() const { return kind == LeaseEntryKind::kRecord; }
+  bool operator==(const LeaseEntry&) const = default;
+
+  static LeaseEntry ofRecord(std::uint64_t revision, LeaseRecord record,
+                             std::uint64_t generation = 0) {
+    return {revision, std::move(record), LeaseEntryKind::kRecord, generation};
+  }
+  static LeaseEntry ofMarker(std::uint64_t revision, std::uint64_t generation = 0) {
+    return {revision, {}, LeaseEntryKind::kMarker, generation};
+  }
+  static LeaseEntry ofUndecodable(std::uint64_t revision, std::uint64_t generation = 0) {
+    return {revision, {}, LeaseEntryKind::kUndecodable, generation};
+  }
 };
+std::string_view leaseEntryKindName(LeaseEntryKind kind);
 
 // Compare-and-set access to the lease key. Every callback runs on the Scheduler the store was
 // given, never inline inside the call that started it.
@@ -46,14 +78,21 @@ class LeaseStore {
   // be reached.
   virtual void read(ReadDone done) = 0;
 
-  // Writes `record` only if the key's revision is still `expected_revision` (0: only if absent).
+  // Writes `record` only if the key's revision is still `expected_revision` (0: only if absent;
+  // a marker or undecodable value is replaced by giving its revision) and, when
+  // `expected_generation` is set, only if the bucket is still that generation: a revision (0
+  // above all) can come back after the bucket was re-created, and a node whose knowledge is a TTL
+  // old must not win on a stream it never saw. Campaigns set it; renewals of a live lease need not.
   // Successful writes create exactly expected_revision + 1 (the key is alone in its stream); a
   // store that sees any other outcome must report Aborted.
-  // Gives the new revision, or: Aborted = someone else wrote (CAS lost, re-read);
-  // Unavailable / DeadlineExceeded = outcome unknown (the write may have landed).
-  virtual void write(const LeaseRecord& record, std::uint64_t expected_revision, WriteDone done) = 0;
+  // Gives the new revision, or: Aborted = someone else wrote, or the bucket is another
+  // generation (CAS lost, re-read); Unavailable / DeadlineExceeded = outcome unknown (the write
+  // may have landed).
+  virtual void write(const LeaseRecord& record, std::uint64_t expected_revision,
+                     std::optional<std::uint64_t> expected_generation, WriteDone done) = 0;
 
-  // Starts delivering every new revision seen by a watch (best effort: the caller also polls).
+  // Starts delivering every entry seen by a watch (best effort: the caller also polls), markers
+  // and an absent key included (a bucket that was deleted and re-created restarts revisions).
   virtual void watch(WatchFn on_change) = 0;
 
   // Stops the watch and drops callbacks not yet delivered. Idempotent.

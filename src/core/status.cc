@@ -2,6 +2,7 @@
 #include "hacoord/status.h"
 
 #include "hacoord/hooks.h"
+#include "hacoord/lease.h"
 
 namespace hacoord {
 
@@ -49,6 +50,16 @@ std::string_view lossReasonName(LossReason reason) {
     case LossReason::kSuperseded: return "superseded";
     case LossReason::kHookFailed: return "hook-failed";
     case LossReason::kStopped: return "stopped";
+  }
+  return "unknown";
+}
+
+std::string_view leaseEntryKindName(LeaseEntryKind kind) {
+  switch (kind) {
+    case LeaseEntryKind::kAbsent: return "absent";
+    case LeaseEntryKind::kRecord: return "record";
+    case LeaseEntryKind::kMarker: return "marker";
+    case LeaseEntryKind::kUndecodable: return "undecodable";
   }
   return "unknown";
 }

@@ -2,13 +2,25 @@
 //
 // Safety rests on two clocks never being compared across hosts:
 //  - the leader's deadline is `send time of its last write known committed + TTL - margin`;
-//  - a follower's takeover timer starts when it *observed* a new revision, which is later.
+//  - a follower's takeover timer starts when it *observed* a change of the key, which is later.
 // Every write is a compare-and-set on the revision last seen, so stale reads only delay takeover.
+//
+// The key can also go away or go back (an operator deletes or purges it, the bucket is deleted and
+// re-created, a replica lags): any change of the observed entry, a lower revision included, is an
+// observation that restarts the takeover timer, and a key that holds no lease record (absent, a
+// marker, an undecodable value) means "holder unknown": a full TTL from that observation before
+// campaigning, exactly like a record held by someone. A leader that cannot see its record any
+// more stops at its own deadline, which comes before that TTL ends.
+//
+// Epochs only rise: every epoch observed is recorded in the EpochFloor (durably) before the node
+// acts on it, and an acquire goes above both the highest epoch seen and the floor, so a re-created
+// bucket or a restart of every node never hands out an epoch twice.
 #include "election/elector.h"
 
 #include <algorithm>
 #include <utility>
 
+#include "core/invariant.h"
 #include "core/logging.h"
 
 namespace hacoord {
@@ -26,13 +38,16 @@ bool outcomeUnknown(const Status& s) {
 }  // namespace
 
 Elector::Elector(ElectorConfig config, Clock& clock, Scheduler& scheduler, LeaseStore& store,
-                 ElectorListener& listener)
+                 EpochFloor& floor, FloorExchange* exchange, ElectorListener& listener)
     : config_(std::move(config)),
       clock_(clock),
       scheduler_(scheduler),
       store_(store),
+      floor_(floor),
+      exchange_(exchange),
       listener_(listener),
       candidate_(config_.candidate),
+      highest_epoch_(floor.current()),
       rng_(config_.jitter_seed),
       alive_(std::make_shared<bool>(true)) {}
 
@@ -47,8 +62,9 @@ Elector::~Elector() {
 void Elector::start() {
   if (state_ != State::kIdle) return;
   state_ = State::kFollower;
-  log()->info("node {} starting election (ttl {} ms, renew {} ms, candidate {})", config_.node_id,
-              config_.lease_ttl.count(), config_.renew_interval.count(), candidate_);
+  log()->info("node {} starting election (ttl {} ms, renew {} ms, candidate {}, epoch floor {})",
+              config_.node_id, config_.lease_ttl.count(), config_.renew_interval.count(),
+              candidate_, floor_.current().value());
   store_.watch([this, alive = alive_](const LeaseEntry& entry) {
     if (*alive) onObserved(entry);
   });
@@ -102,7 +118,9 @@ ElectorSnapshot Elector::snapshot() const {
            : state_ == State::kStopped ? Role::kStopped
                                        : Role::kFollower;
   s.leader = announced_leader_;
-  s.epoch = state_ == State::kLeader ? leader_epoch_ : known_.record.epoch;
+  s.epoch = state_ == State::kLeader ? leader_epoch_
+            : known_.hasRecord()      ? known_.record.epoch
+                                      : highest_epoch_;
   s.revision = known_.revision;
   s.valid_until = state_ == State::kLeader ? valid_until_ : TimePoint{};
   s.candidate = candidate_;
@@ -135,21 +153,51 @@ void Elector::poll() {
 
 void Elector::onObserved(const LeaseEntry& entry) {
   if (state_ == State::kStopped || state_ == State::kIdle) return;
-  const bool fresh = !have_observation_ || entry.revision > known_.revision;
-  if (!fresh) {
-    evaluate();  // same revision: nothing restarts, but a retry may be due
+  if ((state_ == State::kLeader || state_ == State::kReleasing) &&
+      entry.revision <= leader_revision_) {
+    // A stale read of our own term (or of what came before it), or a key that went away: while
+    // our lease runs nobody else may have written, and our next compare-and-set tells the truth.
     return;
   }
+  const bool fresh = !have_observation_ || entry != known_;
+  if (!fresh) {
+    evaluate();  // the same entry again: nothing restarts, but a retry may be due
+    return;
+  }
+  if (have_observation_ && entry.generation != known_.generation) {
+    log()->warn("node {} sees a new generation of the lease bucket (rev {} {}): it was deleted "
+                "and re-created; waiting a full TTL from now",
+                config_.node_id, entry.revision, leaseEntryKindName(entry.kind));
+  } else if (have_observation_ && entry.revision < known_.revision) {
+    log()->debug("node {} saw rev {} after rev {}: a lagging replica or a reordered reply",
+                 config_.node_id, entry.revision, known_.revision);
+  } else if (!entry.hasRecord() && entry.exists()) {
+    log()->warn("node {} found a {} at rev {} instead of a lease record: holder unknown, waiting "
+                "a full TTL from now",
+                config_.node_id, leaseEntryKindName(entry.kind), entry.revision);
+  }
+  // A holder whose lease we were still waiting out stays a possible holder until then, even if a
+  // write that never saw its record replaced it (nats-server 2.9 can accept a stale compare-and-set).
+  const TimePoint now = clock_.now();
+  if (have_observation_ && !(known_.hasRecord() && known_.record.vacant())) {
+    const TimePoint previous_expiry = observed_at_ + waitFor(known_);
+    if (previous_expiry > now) carried_expiry_ = std::max(carried_expiry_, previous_expiry);
+  }
+  if (entry.hasRecord() && entry.record.vacant()) carried_expiry_ = TimePoint{};
   known_ = entry;
-  observed_at_ = clock_.now();
+  observed_at_ = now;
   have_observation_ = true;
-  highest_epoch_ = std::max(highest_epoch_, entry.record.epoch);
-  retry_not_before_ = TimePoint{};  // the backoff was for the old revision (e.g. a lost race)
+  if (entry.generation != newest_generation_ || entry.revision > newest_revision_) {
+    newest_generation_ = entry.generation;
+    newest_revision_ = entry.revision;
+  }
+  retry_not_before_ = TimePoint{};  // the backoff was for the old entry (e.g. a lost race)
   takeover_jitter_ = drawTakeoverJitter();
-  log()->debug("node {} observed rev {} holder '{}' epoch {}", config_.node_id, entry.revision,
-               entry.record.holder, entry.record.epoch.value());
+  if (entry.hasRecord()) raiseFloor(entry.record.epoch, entry.record.lease);
+  log()->debug("node {} observed rev {} {} holder '{}' epoch {}", config_.node_id, entry.revision,
+               leaseEntryKindName(entry.kind), entry.record.holder, entry.record.epoch.value());
 
-  if (state_ == State::kLeader && entry.revision > leader_revision_ &&
+  if (state_ == State::kLeader && entry.hasRecord() &&
       !(isMine(entry.record) && entry.record.epoch == leader_epoch_)) {
     log()->warn("node {} superseded: rev {} held by '{}' epoch {}", config_.node_id,
                 entry.revision, entry.record.holder, entry.record.epoch.value());
@@ -157,13 +205,42 @@ void Elector::onObserved(const LeaseEntry& entry) {
   }
   // Our own acquire, seen by the watch before its answer came: becomeLeader() announces it after
   // onBecomeLeader, so the hooks never hear "the leader is you" before "you are the leader".
-  const bool own_acquire = isMine(entry.record) &&
+  const bool own_acquire = entry.hasRecord() && isMine(entry.record) &&
                            (write_in_flight_ || inDoubtSentAt(entry.record.epoch, entry.revision));
   if (state_ != State::kLeader && !own_acquire) {
-    announce(entry.exists() ? entry.record.holder : "", entry.record.epoch);
+    announce(entry.hasRecord() ? entry.record.holder : "", snapshot().epoch);
   }
   evaluate();
   publish();
+}
+
+// Records `epoch` in the floor when it is above everything seen. A failure is logged; campaign()
+// checks the floor again before it sends anything.
+void Elector::raiseFloor(Epoch epoch, milliseconds lease) {
+  highest_epoch_ = std::max(highest_epoch_, epoch);
+  if (epoch <= floor_.current() && lease <= floor_.longestLease()) return;
+  if (Status s = floor_.raise(epoch, lease); !s.isOk()) {
+    log()->error("node {} cannot record epoch {} in its state file: {}; it will not campaign "
+                 "until it can",
+                 config_.node_id, epoch.value(), s.toString());
+  }
+}
+
+// How long a holder we cannot see might still hold the lease: our own TTL, or a longer one that
+// a record announced (remembered in the floor, so across restarts too).
+Duration Elector::unknownHolderLease() const {
+  return std::max(Duration(config_.lease_ttl), Duration(floor_.longestLease()));
+}
+
+// How long to wait out `entry` from its observation. A record says how long its holder's lease
+// is. Without a record the holder is unknown. A record of our own that we cannot adopt (it landed
+// on a revision we did not expect: a stale compare-and-set accepted anyway) replaced a write we
+// never saw, whose holder is unknown too.
+Duration Elector::waitFor(const LeaseEntry& entry) const {
+  if (!entry.hasRecord()) return unknownHolderLease();
+  const LeaseRecord& rec = entry.record;
+  if (!rec.vacant() && isMine(rec) && !mayAdopt(entry)) return unknownHolderLease();
+  return rec.lease.count() > 0 ? Duration(rec.lease) : Duration(config_.lease_ttl);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,17 +248,19 @@ void Elector::onObserved(const LeaseEntry& entry) {
 
 void Elector::evaluate() {
   cancel(evaluate_timer_);
-  if (state_ != State::kFollower || !have_observation_ || write_in_flight_) return;
+  if (state_ != State::kFollower || !have_observation_ || write_in_flight_ || gather_in_flight_) {
+    return;
+  }
   const TimePoint now = clock_.now();
   const LeaseRecord& rec = known_.record;
-  const Duration lease = rec.lease.count() > 0 ? Duration(rec.lease) : Duration(config_.lease_ttl);
+  const Duration lease = waitFor(known_);
 
-  if (known_.exists() && isMine(rec) && mayAdopt(known_)) {
+  if (known_.hasRecord() && isMine(rec) && mayAdopt(known_)) {
     // An acquire whose answer was lost did land: the lease is ours since that write was sent.
     if (candidate_) {
       adopt();
     } else {
-      in_doubt_.clear();
+      clearInDoubt();
       disown(known_.revision, rec.epoch);
     }
     return;
@@ -189,9 +268,7 @@ void Elector::evaluate() {
   if (!candidate_) return;
 
   TimePoint may_campaign_at = now;
-  if (!known_.exists()) {
-    // First election of this cluster: Create on the absent key.
-  } else if (rec.vacant()) {
+  if (known_.hasRecord() && rec.vacant()) {
     if (!rec.successor.empty() && rec.successor != config_.node_id) {
       may_campaign_at = std::max(may_campaign_at, observed_at_ + config_.renew_interval);
     }
@@ -200,12 +277,14 @@ void Elector::evaluate() {
       may_campaign_at = std::max(may_campaign_at, std::min(cooldown_until_, observed_at_ + lease));
     }
   } else {
-    const TimePoint expiry = observed_at_ + lease;
+    // Held by someone, or holder unknown (no record: even a key that was never written may belong
+    // to a bucket re-created a moment ago under a live leader): a whole lease from the observation.
+    const TimePoint expiry = std::max(observed_at_ + lease, carried_expiry_);
     if (now < expiry) {
       scheduleEvaluate(expiry);
       return;
     }
-    announce("", rec.epoch);
+    announce("", snapshot().epoch);
     // Followers that saw the same revision would all write at the same instant. nats-server 2.9
     // can accept several such compare-and-sets after a stream-leader change (the store refuses
     // to lead on them, so nobody leads for a TTL): a small per-node jitter keeps them apart.
@@ -219,19 +298,59 @@ void Elector::evaluate() {
     scheduleEvaluate(may_campaign_at);
     return;
   }
+  if (!known_.hasRecord() && exchange_ != nullptr &&
+      !(have_gathered_ && gathered_for_ == observed_at_)) {
+    // The key remembers no epoch: go above every floor the other nodes can tell us first.
+    gatherFloors();
+    return;
+  }
   campaign();
+}
+
+void Elector::gatherFloors() {
+  if (gather_in_flight_) return;
+  gather_in_flight_ = true;
+  const TimePoint observation = observed_at_;
+  exchange_->gather([this, alive = alive_, observation](Epoch epoch, milliseconds lease) {
+    if (!*alive) return;
+    gather_in_flight_ = false;
+    have_gathered_ = true;
+    gathered_for_ = observation;
+    if (epoch > highest_epoch_) {
+      log()->info("node {} learned epoch {} from another node's state: campaigning above it",
+                  config_.node_id, epoch.value());
+    }
+    raiseFloor(epoch, lease);
+    evaluate();
+  });
 }
 
 void Elector::scheduleEvaluate(TimePoint at) { arm(evaluate_timer_, at, &Elector::evaluate); }
 
 void Elector::campaign() {
-  const Epoch epoch = highest_epoch_.next();
+  const Epoch epoch = std::max(highest_epoch_, floor_.current()).next();
+  HACOORD_INVARIANT(epoch > highest_epoch_ && epoch > floor_.current() && epoch > last_led_epoch_,
+                    "node {} would campaign for epoch {} (highest seen {}, floor {}, last led {})",
+                    config_.node_id, epoch.value(), highest_epoch_.value(),
+                    floor_.current().value(), last_led_epoch_.value());
+  // The epoch is on stable storage before it can be on the wire: after a restart of every node
+  // and the loss of the bucket, the next acquire still goes above it.
+  if (Status s = floor_.raise(epoch, config_.lease_ttl); !s.isOk()) {
+    log()->error("node {} cannot record epoch {} before campaigning: {}; retrying later",
+                 config_.node_id, epoch.value(), s.toString());
+    retry_not_before_ = clock_.now() + config_.renew_interval;
+    scheduleEvaluate(retry_not_before_);
+    return;
+  }
+  highest_epoch_ = epoch;
   const LeaseRecord record = recordFor(epoch);
   const std::uint64_t base = known_.revision;
   const TimePoint sent_at = clock_.now();
   write_in_flight_ = true;
+  base_generation_ = known_.generation;
   log()->debug("node {} campaigns for epoch {} on rev {}", config_.node_id, epoch.value(), base);
-  store_.write(record, base, [this, alive = alive_, record, sent_at, base](Result<std::uint64_t> r) {
+  store_.write(record, base, known_.generation,
+               [this, alive = alive_, record, sent_at, base](Result<std::uint64_t> r) {
     if (*alive) onAcquireDone(record, sent_at, base, std::move(r));
   });
 }
@@ -244,19 +363,30 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uin
     return;
   }
   if (result.isOk()) {
-    in_doubt_.clear();
+    clearInDoubt();
     last_acked_revision_ = *result;
+    if (known_.hasRecord() && known_.revision > *result && !isMine(known_.record)) {
+      // The watch already showed someone else's record above ours (nats-server 2.9 can accept a
+      // second compare-and-set on the same revision): our win is superseded before we act on it.
+      log()->warn("node {} won epoch {} at rev {} but rev {} (holder '{}') is already newer: "
+                  "not leading",
+                  config_.node_id, sent.epoch.value(), *result, known_.revision,
+                  known_.record.holder);
+      evaluate();
+      return;
+    }
     if (!candidate_) {
       disown(*result, sent.epoch);  // candidacy was left while the acquire was in flight
       return;
     }
-    becomeLeader(*result, sent, sent_at);
+    becomeLeader(*result, sent, sent_at, base_generation_);
     return;
   }
   const Status& s = result.status();
+  have_gathered_ = false;  // the next campaign asks the other nodes again (we may have been cut off)
   if (outcomeUnknown(s)) {
     // The write may still land: remember when it was sent, so a later read can adopt it safely.
-    in_doubt_.push_back({sent.epoch, sent_at, base});
+    noteInDoubt(sent.epoch, sent_at, base);
     retry_not_before_ = clock_.now() + retryBackoff();
     log()->info("node {} acquire of epoch {} outcome unknown: {}", config_.node_id,
                 sent.epoch.value(), s.toString());
@@ -271,7 +401,38 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uin
   poll();  // re-read: never retry a compare-and-set blindly
 }
 
+// One entry per (epoch, base revision) with the earliest send time: during a long write outage
+// every retry has the same epoch and base, so the list stays as long as the distinct attempts.
+// Past kMaxInDoubt distinct attempts the oldest entries would have to go, and a later send time
+// could then be adopted for an earlier write: instead nothing is adopted until a write is
+// answered (the lease simply expires, which is safe).
+void Elector::noteInDoubt(Epoch epoch, TimePoint sent_at, std::uint64_t base) {
+  for (auto& w : in_doubt_) {
+    if (w.epoch == epoch && w.base_revision == base) {
+      w.sent_at = std::min(w.sent_at, sent_at);
+      return;
+    }
+  }
+  if (in_doubt_.size() >= kMaxInDoubt) {
+    if (!in_doubt_overflow_) {
+      log()->warn("node {} has {} writes of unknown outcome: it will not adopt any of them",
+                  config_.node_id, in_doubt_.size());
+    }
+    in_doubt_overflow_ = true;
+    return;
+  }
+  in_doubt_.push_back({epoch, sent_at, base});
+}
+
+void Elector::clearInDoubt() {
+  in_doubt_.clear();
+  in_doubt_overflow_ = false;
+}
+
 bool Elector::mayAdopt(const LeaseEntry& entry) const {
+  if (in_doubt_overflow_) return false;
+  // A stale read of our unanswered write proves nothing once a newer revision was seen.
+  if (entry.generation == newest_generation_ && entry.revision < newest_revision_) return false;
   // Only a revision above our last answered write proves that an unanswered one landed.
   if (entry.revision <= last_acked_revision_) return false;
   const auto sent_at = inDoubtSentAt(entry.record.epoch, entry.revision);
@@ -295,16 +456,17 @@ void Elector::adopt() {
   const TimePoint sent_at = *inDoubtSentAt(known_.record.epoch, known_.revision);
   log()->info("node {} adopts rev {} epoch {}: its unanswered acquire landed", config_.node_id,
               known_.revision, known_.record.epoch.value());
-  in_doubt_.clear();
-  becomeLeader(known_.revision, known_.record, sent_at);
+  clearInDoubt();
+  becomeLeader(known_.revision, known_.record, sent_at, known_.generation);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Leader
 
-void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, TimePoint sent_at) {
+void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, TimePoint sent_at,
+                           std::uint64_t generation) {
   const TimePoint valid_until = sent_at + config_.lease_ttl - config_.safety_margin;
-  known_ = {revision, record};
+  known_ = LeaseEntry::ofRecord(revision, record, generation);
   observed_at_ = clock_.now();
   have_observation_ = true;
   highest_epoch_ = std::max(highest_epoch_, record.epoch);
@@ -316,6 +478,10 @@ void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, Ti
     return;
   }
   cancel(evaluate_timer_);
+  HACOORD_INVARIANT(record.epoch > last_led_epoch_,
+                    "node {} would lead epoch {} after having led epoch {}", config_.node_id,
+                    record.epoch.value(), last_led_epoch_.value());
+  last_led_epoch_ = record.epoch;
   state_ = State::kLeader;
   leader_epoch_ = record.epoch;
   leader_revision_ = revision;
@@ -324,7 +490,7 @@ void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, Ti
   scheduleRenew(sent_at + config_.renew_interval);
   log()->info("node {} became leader: epoch {} rev {}", config_.node_id, record.epoch.value(),
               revision);
-  listener_.onBecomeLeader(leader_epoch_);
+  listener_.onBecomeLeader(leader_epoch_, valid_until_);
   announce(config_.node_id, leader_epoch_);
   publish();
 }
@@ -341,7 +507,8 @@ void Elector::renew() {
   const TimePoint sent_at = clock_.now();
   const std::uint64_t base = leader_revision_;
   write_in_flight_ = true;
-  store_.write(recordFor(leader_epoch_), base,
+  base_generation_ = known_.generation;
+  store_.write(recordFor(leader_epoch_), base, std::nullopt,
                [this, alive = alive_, sent_at, base](Result<std::uint64_t> r) {
                  if (*alive) onRenewDone(sent_at, base, std::move(r));
                });
@@ -355,19 +522,19 @@ void Elector::onRenewDone(TimePoint sent_at, std::uint64_t base, Result<std::uin
     return;
   }
   if (result.isOk()) {
-    in_doubt_.clear();
+    clearInDoubt();
     last_acked_revision_ = *result;
     if (state_ == State::kLeader || state_ == State::kReleasing) {
       // Also while releasing: the release must compare-and-set on this newest revision.
       leader_revision_ = *result;
-      known_ = {*result, recordFor(leader_epoch_)};
+      known_ = LeaseEntry::ofRecord(*result, recordFor(leader_epoch_), base_generation_);
       observed_at_ = clock_.now();
     }
     if (state_ == State::kLeader) {
-      listener_.onRenewed(clock_.now() - sent_at);
       valid_until_ = std::max(valid_until_, sent_at + config_.lease_ttl - config_.safety_margin);
       armDeadline();
       scheduleRenew(sent_at + config_.renew_interval);
+      listener_.onRenewed(leader_epoch_, valid_until_, clock_.now() - sent_at);
       publish();
     }
     runAfterWrite();
@@ -376,7 +543,7 @@ void Elector::onRenewDone(TimePoint sent_at, std::uint64_t base, Result<std::uin
   const Status& s = result.status();
   if (state_ == State::kLeader) {
     if (outcomeUnknown(s)) {
-      in_doubt_.push_back({leader_epoch_, sent_at, base});
+      noteInDoubt(leader_epoch_, sent_at, base);
       log()->warn("node {} renew of epoch {} outcome unknown ({}); retrying until {} ms left",
                   config_.node_id, leader_epoch_.value(), s.toString(),
                   toMillis(valid_until_ - clock_.now()));
@@ -407,18 +574,20 @@ void Elector::reconcileAfterConflict() {
       runAfterWrite();
       return;
     }
-    if (result.isOk() && isMine(result->record) && result->record.epoch == leader_epoch_ &&
+    if (result.isOk() && result->hasRecord() && isMine(result->record) &&
+        result->record.epoch == leader_epoch_ &&
         result->revision > leader_revision_ &&
         inDoubtSentAt(leader_epoch_, result->revision)) {
       // One of our unanswered renewals landed: the deadline runs from when it was sent.
       const TimePoint sent_at = *inDoubtSentAt(leader_epoch_, result->revision);
-      in_doubt_.clear();
+      clearInDoubt();
       leader_revision_ = result->revision;
       known_ = *result;
       observed_at_ = clock_.now();
       valid_until_ = std::max(valid_until_, sent_at + config_.lease_ttl - config_.safety_margin);
       armDeadline();
       scheduleRenew(clock_.now());
+      listener_.onRenewed(leader_epoch_, valid_until_, clock_.now() - sent_at);
       publish();
     } else if (result.isOk()) {
       loseLeadership(LossReason::kSuperseded);
@@ -462,12 +631,12 @@ void Elector::loseLeadership(LossReason reason) {
   cancel(renew_timer_);
   cancel(deadline_timer_);
   valid_until_ = TimePoint{};
-  in_doubt_.clear();  // never adopt an old-epoch record after fencing: let it expire instead
+  clearInDoubt();  // never adopt an old-epoch record after fencing: let it expire instead
   log()->info("node {} lost leadership of epoch {}: {}", config_.node_id, leader_epoch_.value(),
               lossReasonName(reason));
   listener_.onLoseLeadership(leader_epoch_, reason, [](bool) {});
-  announce(known_.exists() && !isMine(known_.record) ? known_.record.holder : "",
-           known_.record.epoch);
+  announce(known_.hasRecord() && !isMine(known_.record) ? known_.record.holder : "",
+           snapshot().epoch);
   evaluate();
   publish();
 }
@@ -476,7 +645,7 @@ void Elector::loseLeadership(LossReason reason) {
 // and only then write the vacant record, compare-and-set on our last revision.
 void Elector::release(LossReason reason, std::string successor, std::function<void(Status)> done) {
   state_ = State::kReleasing;
-  in_doubt_.clear();  // a handed-over lease is never adopted back
+  clearInDoubt();  // a handed-over lease is never adopted back
   cancel(renew_timer_);
   cancel(deadline_timer_);
   const TimePoint deadline = valid_until_;
@@ -511,7 +680,8 @@ void Elector::writeRelease(Epoch epoch, std::string successor, std::function<voi
   }
   const LeaseRecord vacant = vacantRecord(epoch, std::move(successor));
   write_in_flight_ = true;
-  store_.write(vacant, leader_revision_,
+  base_generation_ = known_.generation;
+  store_.write(vacant, leader_revision_, std::nullopt,
                [this, alive = alive_, vacant, done = std::move(done)](Result<std::uint64_t> r) {
                  if (!*alive) return;
                  write_in_flight_ = false;
@@ -530,10 +700,10 @@ void Elector::writeRelease(Epoch epoch, std::string successor, std::function<voi
 
 void Elector::finishRelease(const std::function<void(Status)>& done, Status status) {
   if (state_ == State::kReleasing) state_ = State::kFollower;
-  announce(known_.exists() && !known_.record.vacant() && !isMine(known_.record)
+  announce(known_.hasRecord() && !known_.record.vacant() && !isMine(known_.record)
                ? known_.record.holder
                : "",
-           known_.record.epoch);
+           snapshot().epoch);
   publish();
   if (done) done(std::move(status));
   if (after_release_) {
@@ -552,7 +722,8 @@ void Elector::disown(std::uint64_t revision, Epoch epoch) {
   log()->info("node {} is not a candidate: hands back epoch {} at once", config_.node_id,
               epoch.value());
   write_in_flight_ = true;
-  store_.write(vacant, revision, [this, alive = alive_, vacant](Result<std::uint64_t> r) {
+  base_generation_ = known_.generation;
+  store_.write(vacant, revision, std::nullopt, [this, alive = alive_, vacant](Result<std::uint64_t> r) {
     if (!*alive) return;
     write_in_flight_ = false;
     if (r.isOk()) noteOwnWrite(*r, vacant);
@@ -573,7 +744,7 @@ void Elector::noteOwnWrite(std::uint64_t revision, const LeaseRecord& record) {
   last_acked_revision_ = revision;
   // The watch may already have shown a successor's newer record: keep that one.
   if (revision > known_.revision) {
-    known_ = {revision, record};
+    known_ = LeaseEntry::ofRecord(revision, record, base_generation_);
     observed_at_ = clock_.now();
   }
 }

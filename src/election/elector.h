@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "election/epoch_floor.h"
 #include "hacoord/clock.h"
 #include "hacoord/epoch.h"
 #include "hacoord/hooks.h"
@@ -34,7 +35,7 @@ struct ElectorConfig {
 struct ElectorSnapshot {
   Role role = Role::kFollower;
   std::string leader;            // "" when vacant / unknown
-  Epoch epoch;                   // of the latest record seen
+  Epoch epoch;                   // of the latest record seen (the highest seen when none is there)
   std::uint64_t revision = 0;    // of the latest record seen
   TimePoint valid_until{};       // leader only: local self-fencing deadline
   bool candidate = true;
@@ -44,7 +45,8 @@ struct ElectorSnapshot {
 class ElectorListener {
  public:
   virtual ~ElectorListener() = default;
-  virtual void onBecomeLeader(Epoch epoch) = 0;
+  // This node leads `epoch` until `valid_until` (on the elector's clock) unless renewed.
+  virtual void onBecomeLeader(Epoch epoch, TimePoint valid_until) = 0;
   // `released` must be called once leader-only resources are gone (for a planned handover the lease
   // is released only then; pass false if that could not be confirmed in time: the lease then
   // expires instead). It may be called later, from the scheduler.
@@ -53,16 +55,26 @@ class ElectorListener {
   virtual void onLeaderChange(const std::string& leader, Epoch epoch) = 0;
   // The snapshot changed (role, leader, epoch, deadline, candidacy): for thread-safe accessors.
   virtual void onSnapshot(const ElectorSnapshot& snapshot) { (void)snapshot; }
-  // A renewal was confirmed `latency` after it was sent (for metrics).
-  virtual void onRenewed(Duration latency) { (void)latency; }
+  // A renewal was confirmed `latency` after it was sent: the lease now runs until `valid_until`.
+  virtual void onRenewed(Epoch epoch, TimePoint valid_until, Duration latency) {
+    (void)epoch;
+    (void)valid_until;
+    (void)latency;
+  }
 };
 
 
-// Every method must be called on `scheduler`. The store's callbacks arrive there too.
+// Threading: every method must be called on `scheduler`; the store's callbacks arrive there too.
+// Dependencies are injected (clock, scheduler, store, floor, listener), so a test or a simulation
+// drives the elector on virtual time. The safety argument is at the top of elector.cc.
 class Elector {
  public:
+  // A node remembers at most this many compare-and-sets of unknown outcome (see noteInDoubt).
+  static constexpr std::size_t kMaxInDoubt = 32;
+
+  // `exchange` may be null (a single node, or a test that does not exercise bucket loss).
   Elector(ElectorConfig config, Clock& clock, Scheduler& scheduler, LeaseStore& store,
-          ElectorListener& listener);
+          EpochFloor& floor, FloorExchange* exchange, ElectorListener& listener);
   ~Elector();
   Elector(const Elector&) = delete;
   Elector& operator=(const Elector&) = delete;
@@ -83,6 +95,8 @@ class Elector {
   // Leader and inside the local deadline, checked against the clock now.
   bool isLeader() const;
   const ElectorConfig& config() const { return config_; }
+  // Compare-and-sets of unknown outcome remembered now (tests, metrics).
+  std::size_t inDoubtCount() const { return in_doubt_.size(); }
 
  private:
   enum class State { kIdle, kFollower, kLeader, kReleasing, kStopped };
@@ -95,18 +109,25 @@ class Elector {
   // Observation
   void poll();
   void onObserved(const LeaseEntry& entry);
+  void raiseFloor(Epoch epoch, milliseconds lease);
+  Duration unknownHolderLease() const;
+  Duration waitFor(const LeaseEntry& entry) const;
   // Follower
   void evaluate();
   void scheduleEvaluate(TimePoint at);
+  void gatherFloors();
   void campaign();
   void onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uint64_t base,
                      Result<std::uint64_t> result);
+  void noteInDoubt(Epoch epoch, TimePoint sent_at, std::uint64_t base);
+  void clearInDoubt();
   bool mayAdopt(const LeaseEntry& entry) const;
   // Send time of the unanswered write of `epoch` that could have created `revision`, if any.
   std::optional<TimePoint> inDoubtSentAt(Epoch epoch, std::uint64_t revision) const;
   void adopt();
   // Leader
-  void becomeLeader(std::uint64_t revision, const LeaseRecord& record, TimePoint sent_at);
+  void becomeLeader(std::uint64_t revision, const LeaseRecord& record, TimePoint sent_at,
+                    std::uint64_t generation);
   void scheduleRenew(TimePoint at);
   void renew();
   void onRenewDone(TimePoint sent_at, std::uint64_t base, Result<std::uint64_t> result);
@@ -140,21 +161,32 @@ class Elector {
   Clock& clock_;
   Scheduler& scheduler_;
   LeaseStore& store_;
+  EpochFloor& floor_;
+  FloorExchange* exchange_;
   ElectorListener& listener_;
 
   State state_ = State::kIdle;
   bool candidate_;
   LeaseEntry known_;                 // latest revision observed
   TimePoint observed_at_{};          // when known_.revision was first observed (local clock)
+  TimePoint carried_expiry_{};       // a replaced holder's lease still being waited out
   bool have_observation_ = false;
-  Epoch highest_epoch_;              // highest epoch ever seen: a new acquire goes above it
+  std::uint64_t newest_generation_ = 0;  // the newest entry observed (stale reads go back)
+  std::uint64_t newest_revision_ = 0;
+  Epoch highest_epoch_;              // highest epoch ever seen (or floored): acquires go above it
+  Epoch last_led_epoch_;             // epochs this process led only rise
   std::string announced_leader_;     // last leader passed to onLeaderChange
   Epoch announced_epoch_;
   bool read_in_flight_ = false;
+  bool gather_in_flight_ = false;
+  bool have_gathered_ = false;       // the floors were gathered for the entry observed at...
+  TimePoint gathered_for_{};         // ...this observation time
   bool write_in_flight_ = false;     // at most one write at a time
+  std::uint64_t base_generation_ = 0;  // generation of the entry the write in flight is based on
   std::function<void()> after_write_;    // runs once the write in flight completes
   std::function<void()> after_release_;  // stop() requested during a handover
-  std::vector<InDoubtWrite> in_doubt_;
+  std::vector<InDoubtWrite> in_doubt_;  // one per (epoch, base); see noteInDoubt
+  bool in_doubt_overflow_ = false;      // too many to track: adopt nothing until an answer
   std::uint64_t last_acked_revision_ = 0;  // revision our last answered write created
   TimePoint retry_not_before_{};
   std::mt19937_64 rng_;

@@ -52,26 +52,17 @@ std::string clusterOf(const std::string& bucket) {
 // A stored value that is not a lease record still has a revision the elector must CAS against.
 LeaseEntry decodeEntry(const std::string& bucket, std::uint64_t revision, std::string_view value,
                        std::string* error, std::atomic<std::uint64_t>* last_logged) {
-  LeaseEntry entry;
-  entry.revision = revision;
   auto decoded = decodeLease(value);
-  if (decoded.isOk()) {
-    entry.record = std::move(decoded).value();
-    return entry;
-  }
+  if (decoded.isOk()) return LeaseEntry::ofRecord(revision, std::move(decoded).value());
   if (error != nullptr) *error = decoded.status().message();
   // Once per revision: the poll and the watch would otherwise repeat it every renew interval.
   // Without a tracker (readLeaseOnce) the caller reports `error` itself.
   if (last_logged != nullptr && last_logged->exchange(revision) != revision) {
-    logger()->error("bucket {} key {} revision {} is not a lease record ({}); treating it as "
-                    "holder '{}' epoch 0",
-                    bucket, NatsLeaseStore::kLeaderKey, revision, decoded.status().message(),
-                    kUndecodableHolder);
+    logger()->error("bucket {} key {} revision {} is not a lease record ({}); the holder is "
+                    "unknown until it is replaced",
+                    bucket, NatsLeaseStore::kLeaderKey, revision, decoded.status().message());
   }
-  entry.record.holder = kUndecodableHolder;
-  entry.record.epoch = Epoch(0);
-  entry.record.lease = milliseconds(0);
-  return entry;
+  return LeaseEntry::ofUndecodable(revision);
 }
 
 // The bucket settings DESIGN §3 requires, checked against an existing bucket's stream.
@@ -243,7 +234,8 @@ void NatsLeaseStore::read(ReadDone done) {
 }
 
 void NatsLeaseStore::write(const LeaseRecord& record, std::uint64_t expected_revision,
-                           WriteDone done) {
+                           std::optional<std::uint64_t> expected_generation, WriteDone done) {
+  (void)expected_generation;  // TODO(lead): checked in the store rework
   enqueue([this, value = encodeLease(record), expected_revision, done = std::move(done)]() mutable {
     auto result = doWrite(value, expected_revision);
     scheduler_.post([alive = alive_, done = std::move(done), result = std::move(result)]() mutable {
@@ -258,11 +250,10 @@ Result<LeaseEntry> NatsLeaseStore::doRead() {
   kvEntry* e = nullptr;
   natsStatus s = kvStore_Get(&e, kv_, kLeaderKey);
   if (s == NATS_NOT_FOUND) {
-    // Missing, or deleted / purged by hand. A marker has a revision: report it as a vacant
-    // record there, so that observers move past the deleted revision and CAS on the marker.
-    LeaseEntry entry;
-    entry.revision = tombstoneRevision();
-    return entry;
+    // Missing, or deleted / purged by hand. A marker has a revision: observers see it as
+    // "holder unknown" there, and a compare-and-set names it.
+    const std::uint64_t marker = tombstoneRevision();
+    return marker != 0 ? LeaseEntry::ofMarker(marker) : LeaseEntry{};
   }
   if (s != NATS_OK) {
     return transportError(s, "read " + bucket_ + "/" + kLeaderKey, connection_.requestTimeout());
@@ -386,9 +377,8 @@ void NatsLeaseStore::watchBackoff(std::unique_lock<std::mutex>& lock, millisecon
 }
 
 void NatsLeaseStore::deliverEntry(kvEntry* e) {
-  // A Delete / Purge marker (by hand: hacoord never deletes) is a vacant record at its revision.
-  LeaseEntry entry;
-  entry.revision = kvEntry_Revision(e);
+  // A Delete / Purge marker (by hand: hacoord never deletes) means "holder unknown" there.
+  LeaseEntry entry = LeaseEntry::ofMarker(kvEntry_Revision(e));
   const kvOperation op = kvEntry_Operation(e);
   if (op != kvOp_Delete && op != kvOp_Purge) {
     std::string_view value(static_cast<const char*>(kvEntry_Value(e)),

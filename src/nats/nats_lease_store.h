@@ -21,9 +21,6 @@ namespace hacoord {
 
 class NatsConnection;
 
-// The holder shown for a stored value that is not a lease record (lease 0 = "use your own TTL").
-inline constexpr const char* kUndecodableHolder = "(undecodable)";
-
 // Bucket HACOORD_<clusterId>, key `leader` (DESIGN §3). Blocking nats.c calls run on threads of
 // the store's own (one worker for reads and writes, one for the watcher); every result is posted
 // to the Scheduler given to open(). The NatsConnection must outlive the store.
@@ -43,13 +40,14 @@ class NatsLeaseStore final : public LeaseStore {
   NatsLeaseStore& operator=(const NatsLeaseStore&) = delete;
 
   // Missing, deleted or purged key: revision 0. A value that is not a lease record is logged once
-  // per revision and given as holder kUndecodableHolder, epoch 0, lease 0.
+  // per revision and given as an undecodable entry (holder unknown).
   void read(ReadDone done) override;
   // CAS by js_PublishMsg on $KV.<bucket>.leader with the expected last subject sequence (or "no
   // message" for 0; over a delete marker, the marker's revision, like kvStore_Create). Errors:
   // Aborted = wrong last sequence (someone else wrote); Unavailable = not connected, no responders
   // (stream without a leader), other transport errors; DeadlineExceeded = no ack in time.
-  void write(const LeaseRecord& record, std::uint64_t expected_revision, WriteDone done) override;
+  void write(const LeaseRecord& record, std::uint64_t expected_revision,
+             std::optional<std::uint64_t> expected_generation, WriteDone done) override;
   // Starts the watcher thread (once; a second call replaces the callback). Every Put is delivered,
   // including the current value each time the watcher is (re)created; Delete / Purge markers are
   // delivered as an absent entry (revision 0).

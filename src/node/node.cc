@@ -15,6 +15,7 @@
 #include "nats/nats_connection.h"
 #include "nats/nats_control.h"
 #include "nats/nats_lease_store.h"
+#include "node/state_file.h"
 
 namespace hacoord {
 namespace {
@@ -57,7 +58,7 @@ struct Node::Impl final : ElectorListener {
   }
 
   // --- ElectorListener: runs on the scheduler; hooks go to the runner thread, in order.
-  void onBecomeLeader(Epoch epoch) override {
+  void onBecomeLeader(Epoch epoch, TimePoint) override {
     {
       std::lock_guard lock(mutex);
       ++stats.became_leader;
@@ -105,7 +106,7 @@ struct Node::Impl final : ElectorListener {
       });
     }
   }
-  void onRenewed(Duration latency) override {
+  void onRenewed(Epoch, TimePoint, Duration latency) override {
     const double ms = std::chrono::duration<double, std::milli>(latency).count();
     std::size_t bucket = 0;
     while (bucket < std::size(NodeStats::kRenewLatencyBoundsMs) &&
@@ -194,6 +195,7 @@ struct Node::Impl final : ElectorListener {
   WorkQueue control_worker;
   std::unique_ptr<NatsConnection> connection;
   std::unique_ptr<NatsLeaseStore> store;
+  std::unique_ptr<StateFile> floor;
   std::unique_ptr<Elector> elector;
   std::vector<std::unique_ptr<NatsResponder>> responders;
   bool started = false;
@@ -239,7 +241,14 @@ Status Node::start() {
   ec.safety_margin = d.config.election.safety_margin;
   ec.candidate = d.config.election.candidate;
   ec.jitter_seed = std::hash<std::string>{}(d.incarnation);
-  d.elector = std::make_unique<Elector>(ec, d.clock, d.scheduler, *d.store, d);
+  auto floor = StateFile::open(d.config.state_dir, d.config.cluster_id, d.config.node_id);
+  if (!floor.isOk()) {
+    d.store.reset();
+    d.connection.reset();
+    return floor.status();
+  }
+  d.floor = std::move(*floor);
+  d.elector = std::make_unique<Elector>(ec, d.clock, d.scheduler, *d.store, *d.floor, nullptr, d);
   d.scheduler.runSync([&d] { d.elector->start(); });
   d.serveControl();
   d.started = true;

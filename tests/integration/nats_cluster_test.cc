@@ -54,7 +54,7 @@ TEST(NatsClusterTest, R3BucketRidesOutAStreamLeaderCrash) {
   auto writer = NatsLeaseStore::open(**writer_conn, "HACOORD_r3", 3, scheduler);
   ASSERT_TRUE(writer.isOk()) << writer.status().toString();
   auto rev = awaitCallback<std::uint64_t>(
-      [&](auto done) { (*writer)->write(record(1), 0, std::move(done)); });
+      [&](auto done) { (*writer)->write(record(1), 0, std::nullopt, std::move(done)); });
   ASSERT_TRUE(rev.isOk()) << rev.status().toString();
 
   const int leader = cluster.streamLeader("KV_HACOORD_r3");
@@ -92,7 +92,7 @@ TEST(NatsClusterTest, R3BucketRidesOutAStreamLeaderCrash) {
   bool recovered = eventually(
       [&] {
         auto r = awaitCallback<std::uint64_t>(
-            [&](auto done) { (*writer)->write(record(epoch + 1), current, std::move(done)); });
+            [&](auto done) { (*writer)->write(record(epoch + 1), current, std::nullopt, std::move(done)); });
         if (r.isOk()) {
           current = *r;
           ++epoch;
@@ -135,7 +135,7 @@ TEST(NatsClusterTest, R3BucketRidesOutAStreamLeaderCrash) {
   // The killed node comes back and the bucket keeps working.
   cluster.restart(leader);
   auto after = awaitCallback<std::uint64_t>(
-      [&](auto done) { (*writer)->write(record(epoch + 1), current, std::move(done)); });
+      [&](auto done) { (*writer)->write(record(epoch + 1), current, std::nullopt, std::move(done)); });
   ASSERT_TRUE(after.isOk()) << after.status().toString();
   EXPECT_TRUE(eventually([&] { return saw(*after); }, 5000ms));
 
@@ -163,7 +163,7 @@ TEST(NatsClusterTest, R3BucketOpensOnEveryNodeAndAgrees) {
   for (auto& s : stores) {
     auto promise = std::make_shared<std::promise<Result<std::uint64_t>>>();
     results.push_back(promise->get_future());
-    s->write(record(1), 0, [promise](Result<std::uint64_t> r) { promise->set_value(std::move(r)); });
+    s->write(record(1), 0, std::nullopt, [promise](Result<std::uint64_t> r) { promise->set_value(std::move(r)); });
   }
   int won = 0;
   for (auto& f : results) {

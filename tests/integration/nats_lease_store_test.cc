@@ -61,7 +61,7 @@ Result<T> awaitCallback(AsioScheduler& scheduler, Start start, milliseconds time
 Result<std::uint64_t> writeSync(AsioScheduler& s, LeaseStore& store, const LeaseRecord& record,
                                 std::uint64_t expected) {
   return awaitCallback<std::uint64_t>(
-      s, [&](auto done) { store.write(record, expected, std::move(done)); });
+      s, [&](auto done) { store.write(record, expected, std::nullopt, std::move(done)); });
 }
 
 Result<LeaseEntry> readSync(AsioScheduler& s, LeaseStore& store) {
@@ -248,21 +248,21 @@ TEST_F(NatsLeaseStoreTest, UndecodableValueIsDeliveredAsPlaceholderAndCanBeOverw
   auto read = readSync(scheduler_, *store);
   ASSERT_TRUE(read.isOk()) << read.status().toString();
   EXPECT_EQ(read->revision, garbage_rev);
-  EXPECT_EQ(read->record.holder, kUndecodableHolder);
+  EXPECT_EQ(read->kind, LeaseEntryKind::kUndecodable);
   EXPECT_EQ(read->record.epoch, Epoch(0));
   EXPECT_EQ(read->record.lease, 0ms);
 
   ASSERT_TRUE(eventually([&] { return log.sawRevision(garbage_rev); }, 3000ms));
   for (const auto& e : log.snapshot()) {
     if (e.revision == garbage_rev) {
-      EXPECT_EQ(e.record.holder, kUndecodableHolder);
+      EXPECT_EQ(e.kind, LeaseEntryKind::kUndecodable);
     }
   }
 
   // `hacoord status` sees the same placeholder and the reason.
   auto snap = readLeaseOnce(*conn_, "HACOORD_garbage");
   ASSERT_TRUE(snap.isOk()) << snap.status().toString();
-  EXPECT_EQ(snap->entry.record.holder, kUndecodableHolder);
+  EXPECT_EQ(snap->entry.kind, LeaseEntryKind::kUndecodable);
   EXPECT_FALSE(snap->decode_error.empty());
 
   // The elector recovers by a CAS on that revision.
@@ -355,7 +355,7 @@ TEST_F(NatsLeaseStoreTest, CloseDropsCallbacksNotYetDelivered) {
     store->watch(log.fn(scheduler_));
     for (int i = 0; i < 20; ++i) {
       store->read([&](Result<LeaseEntry>) { ++delivered; });
-      store->write(sampleRecord(1), 0, [&](Result<std::uint64_t>) { ++delivered; });
+      store->write(sampleRecord(1), 0, std::nullopt, [&](Result<std::uint64_t>) { ++delivered; });
     }
     // Nothing ran yet (this task occupies the scheduler). close() joins the worker, so all that it
     // posted is queued before the marker below, and must be dropped.

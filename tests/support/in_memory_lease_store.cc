@@ -21,10 +21,27 @@ const LeaseEntry& LeaseServer::stateAt(TimePoint at) const {
   return std::prev(it)->entry;
 }
 
-std::uint64_t LeaseServer::put(const LeaseRecord& record) { return apply(record); }
+std::uint64_t LeaseServer::put(const LeaseRecord& record) {
+  return apply(LeaseEntryKind::kRecord, record);
+}
 
-std::uint64_t LeaseServer::apply(const LeaseRecord& record) {
-  LeaseEntry entry{current().revision + 1, record};
+std::uint64_t LeaseServer::putMarker() { return apply(LeaseEntryKind::kMarker, {}); }
+
+std::uint64_t LeaseServer::putUndecodable() { return apply(LeaseEntryKind::kUndecodable, {}); }
+
+void LeaseServer::resetBucket() {
+  ++resets_;
+  last_reset_at_ = loop_.now();
+  LeaseEntry empty;
+  empty.generation = static_cast<std::uint64_t>(resets_);
+  history_.push_back(HistoryItem{loop_.now(), empty});
+}
+
+void LeaseServer::doubleAcceptNext(const std::string& node) { ++double_accept_next_[node]; }
+
+std::uint64_t LeaseServer::apply(LeaseEntryKind kind, const LeaseRecord& record) {
+  LeaseEntry entry{current().revision + 1, kind == LeaseEntryKind::kRecord ? record : LeaseRecord{},
+                   kind, static_cast<std::uint64_t>(resets_)};
   history_.push_back(HistoryItem{loop_.now(), entry});
   // Copy: a watch callback never runs inline, but attach/detach could in principle happen here.
   const std::vector<InMemoryLeaseStore*> clients = clients_;
@@ -50,6 +67,7 @@ void LeaseServer::healAll() {
   partitioned_.clear();
   fail_next_.clear();
   drop_next_write_.clear();
+  double_accept_next_.clear();
   request_delay_ = {};
   response_delay_ = {};
   watch_delay_ = {};
@@ -145,7 +163,9 @@ void InMemoryLeaseStore::read(ReadDone done) {
     // Half the reads hit an up-to-date replica; the rest one lagging by up to stale_reads_.
     if (server->stale_reads_ > Duration::zero() && server->chance(0.5)) {
       const Duration lag = server->draw(LeaseServer::DelayRange{Duration::zero(), server->stale_reads_});
-      entry = server->stateAt(server->loop().now() - lag);
+      // A lagging replica of the current stream: a deleted stream's replicas serve nothing, so
+      // the lag never reaches back past the last re-creation of the bucket.
+      entry = server->stateAt(std::max(server->loop().now() - lag, server->last_reset_at_));
     }
     const TimePoint reply_at =
         nextResponseArrival(server->loop().now() + server->draw(server->response_delay_));
@@ -165,7 +185,7 @@ void InMemoryLeaseStore::read(ReadDone done) {
 }
 
 void InMemoryLeaseStore::write(const LeaseRecord& record, std::uint64_t expected_revision,
-                               WriteDone done) {
+                               std::optional<std::uint64_t> expected_generation, WriteDone done) {
   ++writes_;
   if (state_->closed) return;
   SimLoop& loop = server_.loop();
@@ -197,8 +217,8 @@ void InMemoryLeaseStore::write(const LeaseRecord& record, std::uint64_t expected
   std::shared_ptr<State> state = state_;
   // The request is on the wire: it lands even if the client crashes or closes meanwhile (kill -9
   // does not recall a packet). Only the reply needs the client.
-  loop.schedule(arrival, [this, state, server, log_index, record, expected_revision, give_up,
-                          answer] {
+  loop.schedule(arrival, [this, state, server, log_index, record, expected_revision,
+                          expected_generation, give_up, answer] {
     LeaseServer::WriteLogItem& item = server->write_log_[log_index];
     if (server->isPartitioned(item.node)) {
       if (!state->closed) answer(give_up, unavailable("partitioned: request lost"));
@@ -207,10 +227,22 @@ void InMemoryLeaseStore::write(const LeaseRecord& record, std::uint64_t expected
     item.reached_server = true;
     item.applied_at = server->loop().now();
     Result<std::uint64_t> result = aborted("wrong last sequence");
-    if (server->current().revision == expected_revision) {
-      const std::uint64_t revision = server->apply(record);
+    auto& double_accept = server->double_accept_next_[item.node];
+    if (expected_generation && *expected_generation != server->current().generation) {
+      result = aborted("the bucket is another generation");
+    } else if (server->current().revision == expected_revision) {
+      const std::uint64_t revision = server->apply(LeaseEntryKind::kRecord, record);
       server->write_log_[log_index].revision = revision;
       result = revision;
+    } else if (double_accept > 0 && server->current().revision == expected_revision + 1) {
+      // Only a write that raced with the one that just landed on the same base (what nats-server
+      // 2.9 does around a stream-leader change), not any stale write.
+      --double_accept;
+      const std::uint64_t revision = server->apply(LeaseEntryKind::kRecord, record);
+      server->write_log_[log_index].revision = revision;
+      server->write_log_[log_index].double_accepted = true;
+      result = aborted("landed at revision " + std::to_string(revision) + " instead of " +
+                       std::to_string(expected_revision + 1));
     }
     if (state->closed) return;
     const TimePoint reply_at =

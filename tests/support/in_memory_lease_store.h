@@ -20,8 +20,10 @@ namespace hacoord::test {
 class InMemoryLeaseStore;
 
 // The shared register every node's client talks to: the stand-in for the NATS KV key `leader`.
-// Revision 0 = absent; every successful write raises it by exactly one. All times are global
-// (SimLoop) times.
+// Revision 0 = absent; every successful write raises it by exactly one, except that resetBucket()
+// starts over at 0 (the bucket deleted and re-created) and doubleAcceptNext() lets one stale
+// compare-and-set land anyway (nats-server 2.9 after a stream-leader change). Operator faults put
+// a delete marker or an undecodable value on the key. All times are global (SimLoop) times.
 //
 // Network model of one operation sent by a client at time s (per-client FIFO, like one TCP
 // connection):
@@ -52,6 +54,7 @@ class LeaseServer {
     TimePoint applied_at{};       // when it reached the server (if it did)
     std::uint64_t revision = 0;   // revision it created; 0 if not applied (CAS lost, lost, failed)
     StatusCode client_saw = StatusCode::kOk;  // what the client was told (kCancelled: not yet)
+    bool double_accepted = false;  // a stale compare-and-set applied anyway (doubleAcceptNext)
   };
 
   explicit LeaseServer(SimLoop& loop, std::uint64_t seed = 1);
@@ -67,6 +70,14 @@ class LeaseServer {
   const std::vector<WriteLogItem>& writeLog() const { return write_log_; }
   // An operator's unconditional write (e.g. a test's starting record). Notifies watchers.
   std::uint64_t put(const LeaseRecord& record);
+  // Operator faults on the key itself. Markers and garbage notify watchers like any write.
+  std::uint64_t putMarker();
+  std::uint64_t putUndecodable();
+  // The bucket is deleted and re-created: the key is absent and revisions restart at 1. Watchers
+  // hear nothing (a deleted stream's consumers just stop); polls find the empty key.
+  void resetBucket();
+  // How many times resetBucket() ran (the "generation" of the bucket).
+  int resets() const { return resets_; }
 
   // --- Faults ---
   void partition(const std::string& node, bool partitioned);
@@ -87,6 +98,10 @@ class LeaseServer {
   void failNext(const std::string& node, Status status);
   // The next write of `node` is applied but its reply is lost: DeadlineExceeded after opTimeout.
   void dropNextWriteResponse(const std::string& node);
+  // The next compare-and-set of `node` that races with the write that just landed on the same base
+  // revision is applied anyway (it lands at expected + 2), as nats-server 2.9 can do right after
+  // a stream-leader change; the client is told Aborted, as the LeaseStore contract demands.
+  void doubleAcceptNext(const std::string& node);
   // Back to a perfect network (zero delays, no loss, no staleness, no partitions, no failNext).
   void healAll();
 
@@ -102,7 +117,8 @@ class LeaseServer {
 
   Duration draw(const DelayRange& range);
   bool chance(double probability);
-  std::uint64_t apply(const LeaseRecord& record);  // unconditional; records history, notifies
+  // Unconditional; records history, notifies watchers.
+  std::uint64_t apply(LeaseEntryKind kind, const LeaseRecord& record);
   void attach(InMemoryLeaseStore* client);
   void detach(InMemoryLeaseStore* client);
 
@@ -113,6 +129,9 @@ class LeaseServer {
   std::set<std::string> partitioned_;
   std::map<std::string, std::vector<Status>> fail_next_;
   std::map<std::string, int> drop_next_write_;
+  std::map<std::string, int> double_accept_next_;
+  int resets_ = 0;
+  TimePoint last_reset_at_{};
   DelayRange request_delay_;
   DelayRange response_delay_;
   DelayRange watch_delay_;
@@ -134,7 +153,8 @@ class InMemoryLeaseStore : public LeaseStore {
   InMemoryLeaseStore& operator=(const InMemoryLeaseStore&) = delete;
 
   void read(ReadDone done) override;
-  void write(const LeaseRecord& record, std::uint64_t expected_revision, WriteDone done) override;
+  void write(const LeaseRecord& record, std::uint64_t expected_revision,
+             std::optional<std::uint64_t> expected_generation, WriteDone done) override;
   void watch(WatchFn on_change) override;
   void close() override;
 

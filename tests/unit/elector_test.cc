@@ -3,10 +3,14 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/logging.h"
 #include "support/fake_scheduler.h"
 #include "support/in_memory_lease_store.h"
 
@@ -26,7 +30,7 @@ constexpr milliseconds kMargin{200};
 // Records every callback; releases at once unless told to hold the release.
 class Recorder final : public ElectorListener {
  public:
-  void onBecomeLeader(Epoch epoch) override { events.push_back("become " + epoch.toString()); }
+  void onBecomeLeader(Epoch epoch, TimePoint) override { events.push_back("become " + epoch.toString()); }
   void onLoseLeadership(Epoch epoch, LossReason reason, std::function<void(bool)> released) override {
     events.push_back("lose " + epoch.toString() + " " + std::string(lossReasonName(reason)));
     if (hold_release) {
@@ -50,37 +54,89 @@ class Recorder final : public ElectorListener {
   std::function<void(bool)> pending_release;
 };
 
+// The other nodes' floors, as a FloorExchange over NATS would gather them: those in `peers`.
+struct TestExchange final : FloorExchange {
+  explicit TestExchange(FakeScheduler& s) : scheduler(s) {}
+  void gather(std::function<void(Epoch, milliseconds)> done) override {
+    ++gathers;
+    Epoch e;
+    milliseconds l{0};
+    for (auto* p : peers) {
+      e = std::max(e, p->current());
+      l = std::max(l, p->longestLease());
+    }
+    scheduler.post([done, e, l] { done(e, l); });
+  }
+  FakeScheduler& scheduler;
+  std::vector<EpochFloor*> peers;
+  int gathers = 0;
+};
+
 struct TestNode {
-  TestNode(SimLoop& loop, LeaseServer& server, const std::string& id, bool candidate = true)
-      : scheduler(loop), store(server, scheduler, id) {
+  TestNode(SimLoop& loop, LeaseServer& server, const std::string& id, EpochFloor& floor,
+           bool candidate = true, const std::string& incarnation = "")
+      : scheduler(loop), store(server, scheduler, id), exchange(scheduler) {
     ElectorConfig c;
     c.node_id = id;
-    c.incarnation = id + "-inc";
+    c.incarnation = incarnation.empty() ? id + "-inc" : incarnation;
     c.lease_ttl = kTtl;
     c.renew_interval = kRenew;
     c.cooldown = kTtl;
     c.safety_margin = kMargin;
     c.candidate = candidate;
-    elector = std::make_unique<Elector>(c, loop, scheduler, store, listener);
+    elector = std::make_unique<Elector>(c, loop, scheduler, store, floor, &exchange, listener);
   }
   FakeScheduler scheduler;
   InMemoryLeaseStore store;
+  TestExchange exchange;
   Recorder listener;
   std::unique_ptr<Elector> elector;
 };
 
-class ElectorTest : public ::testing::Test {
+// Each node's floor (its state file) outlives the node's process, like a file on its host.
+class ElectorFixture : public ::testing::Test {
  protected:
-  std::unique_ptr<TestNode> makeNode(const std::string& id, bool candidate = true) {
-    return std::make_unique<TestNode>(loop, server, id, candidate);
+  void SetUp() override { setLogLevel(std::getenv("HACOORD_TEST_VERBOSE") ? "debug" : "off"); }
+  std::unique_ptr<TestNode> makeNode(const std::string& id, bool candidate = true,
+                                     const std::string& incarnation = "") {
+    return std::make_unique<TestNode>(loop, server, id, floors[id], candidate, incarnation);
+  }
+  // Runs until exactly one of `nodes` leads (false if none does by `deadline`); fails the test if
+  // two ever lead at once on the way.
+  bool runUntilOneLeads(const std::vector<TestNode*>& nodes, TimePoint deadline) {
+    bool two = false;
+    const bool one = loop.runUntilCondition(
+        [&] {
+          int leaders = 0;
+          for (auto* n : nodes) leaders += n->elector->isLeader() ? 1 : 0;
+          two = two || leaders > 1;
+          return leaders == 1;
+        },
+        deadline);
+    EXPECT_FALSE(two) << "two leaders at once";
+    return one;
   }
   const LeaseRecord& record() const { return server.current().record; }
 
   SimLoop loop;
   LeaseServer server{loop};
+  std::map<std::string, InMemoryEpochFloor> floors;
 };
 
-TEST_F(ElectorTest, FirstNodeCreatesTheRecordWithEpochOneAndRenews) {
+// Most tests start from a cluster whose last leader handed over: a vacant record of epoch 0, which
+// a candidate takes at once. ElectorBootstrapTest starts from an absent key instead.
+class ElectorTest : public ElectorFixture {
+ protected:
+  ElectorTest() {
+    LeaseRecord vacant;
+    vacant.lease = kTtl;
+    server.put(vacant);
+  }
+};
+
+class ElectorBootstrapTest : public ElectorFixture {};
+
+TEST_F(ElectorTest, FirstNodeTakesTheVacantRecordWithEpochOneAndRenews) {
   auto a = makeNode("a");
   a->elector->start();
   loop.runDue();
@@ -159,7 +215,7 @@ TEST_F(ElectorTest, PlannedHandoverReleasesWithEpochKeptAndAnotherNodeTakesOverA
   // The release itself is in the history: vacant, epoch kept.
   bool saw_vacant = false;
   for (const auto& h : server.history()) {
-    if (h.entry.exists() && h.entry.record.vacant()) {
+    if (h.entry.hasRecord() && h.entry.record.vacant() && !h.entry.record.epoch.isZero()) {
       saw_vacant = true;
       EXPECT_EQ(h.entry.record.epoch, Epoch(1));
     }
@@ -294,7 +350,8 @@ TEST_F(ElectorTest, NonCandidateObservesButNeverCampaignsUntilItJoins) {
   a->elector->start();
   loop.advance(milliseconds(10'000));
   EXPECT_FALSE(a->elector->isLeader());
-  EXPECT_FALSE(server.current().exists());
+  EXPECT_TRUE(record().vacant());
+  EXPECT_TRUE(record().epoch.isZero()) << "nobody ever campaigned";
   a->elector->setCandidate(true);
   loop.runDue();
   EXPECT_TRUE(a->elector->isLeader());
@@ -349,7 +406,7 @@ TEST_F(ElectorTest, RecordOfAPreviousIncarnationIsNotMineAndExpiresNormally) {
 }
 
 TEST_F(ElectorTest, RecordWithoutLeaseDurationUsesOwnTtl) {
-  LeaseRecord odd{"(undecodable)", "", Epoch(0), milliseconds(0), ""};
+  LeaseRecord odd{"x", "x-inc", Epoch(0), milliseconds(0), ""};
   server.put(odd);
   auto a = makeNode("a");
   a->elector->start();
@@ -377,6 +434,184 @@ TEST_F(ElectorTest, PausedLeaderIsNotLeaderPastItsDeadlineAndFencesFirstOnResume
   EXPECT_TRUE(b->elector->isLeader());
   EXPECT_EQ(record().holder, "b");
   EXPECT_EQ(record().epoch, Epoch(2));
+}
+
+// --- The key going away or going back (DESIGN §3): "holder unknown", never "vacant" ----------
+
+TEST_F(ElectorBootstrapTest, AnAbsentKeyMeansHolderUnknownAndTheFirstLeaderWaitsOneTtl) {
+  auto a = makeNode("a");
+  auto b = makeNode("b");
+  a->elector->start();
+  b->elector->start();
+  const TimePoint started = loop.now();
+  ASSERT_TRUE(runUntilOneLeads({a.get(), b.get()}, started + kTtl + kRenew));
+  // A key with no record may belong to a bucket re-created a moment ago under a live leader.
+  EXPECT_GE(loop.now(), started + kTtl);
+  EXPECT_EQ(record().epoch, Epoch(1));
+}
+
+// An operator deletes (marker) or overwrites (garbage) the key while `a` leads: `b` must not take
+// that as a vacancy. `a` cannot renew on its old revision and stops; `b` waits a whole TTL from
+// what it saw.
+void holderUnknownStory(ElectorFixture& f, SimLoop& loop, LeaseServer& server, TestNode& a,
+                        TestNode& b, const std::function<void()>& fault) {
+  a.elector->start();
+  loop.runDue();
+  b.elector->start();
+  loop.advance(milliseconds(700));
+  ASSERT_TRUE(a.elector->isLeader());
+  fault();
+  const TimePoint faulted = loop.now();
+  loop.runUntil(faulted + kTtl - milliseconds(1));
+  EXPECT_FALSE(b.elector->isLeader()) << "took over inside the holder's lease";
+  EXPECT_FALSE(a.elector->isLeader()) << "kept leading on a record it can no longer renew";
+  (void)f;
+  loop.runUntilCondition([&] { return a.elector->isLeader() || b.elector->isLeader(); },
+                         faulted + kTtl + kRenew + milliseconds(50));
+  EXPECT_TRUE(a.elector->isLeader() || b.elector->isLeader());
+  EXPECT_EQ(server.current().record.epoch, Epoch(2)) << "above the epoch the key forgot";
+}
+
+TEST_F(ElectorTest, ADeleteMarkerIsNotAVacancy) {
+  auto a = makeNode("a");
+  auto b = makeNode("b");
+  holderUnknownStory(*this, loop, server, *a, *b, [&] { server.putMarker(); });
+}
+
+TEST_F(ElectorTest, AnUndecodableValueIsNotAVacancy) {
+  auto a = makeNode("a");
+  auto b = makeNode("b");
+  holderUnknownStory(*this, loop, server, *a, *b, [&] { server.putUndecodable(); });
+}
+
+TEST_F(ElectorTest, ABucketReCreatedUnderALiveLeaderIsNotAVacancy) {
+  // Revisions restart at 0: the follower's next poll finds an absent key at a LOWER revision.
+  auto a = makeNode("a");
+  auto b = makeNode("b");
+  holderUnknownStory(*this, loop, server, *a, *b, [&] { server.resetBucket(); });
+  EXPECT_EQ(server.resets(), 1);
+}
+
+TEST_F(ElectorTest, ALowerRevisionWithARecordRestartsTheTakeoverTimer) {
+  // A lagging replica, or a re-created bucket someone wrote into: revision 1 after revision 9.
+  auto b = makeNode("b");
+  LeaseRecord held{"x", "x-inc", Epoch(3), kTtl, ""};
+  for (int i = 0; i < 8; ++i) server.put(held);
+  b->elector->start();
+  loop.advance(milliseconds(1500));
+  server.resetBucket();
+  server.put(held);  // the same holder's record, now at revision 1
+  const TimePoint went_back = loop.now();
+  loop.runUntilCondition([&] { return b->elector->isLeader(); }, went_back + 2 * kTtl);
+  ASSERT_TRUE(b->elector->isLeader());
+  EXPECT_GE(loop.now(), went_back + kTtl) << "a revision that went back is news, not noise";
+  EXPECT_EQ(record().epoch, Epoch(4));
+}
+
+TEST_F(ElectorTest, EpochsRiseAcrossALostBucketAndARestartOfEveryNode) {
+  auto a = makeNode("a");
+  auto b = makeNode("b");
+  a->elector->start();
+  loop.runDue();
+  b->elector->start();
+  loop.advance(milliseconds(100));
+  for (int i = 0; i < 2; ++i) {  // two handovers to a named successor: epoch 3 now
+    const bool a_leads = a->elector->isLeader();
+    (a_leads ? a : b)->elector->stepDown(a_leads ? "b" : "a", [](Status) {});
+    loop.advance(milliseconds(100));
+  }
+  ASSERT_EQ(record().epoch, Epoch(3));
+  // Every process dies; the bucket is lost meanwhile; the state files survive.
+  a->scheduler.crash();
+  b->scheduler.crash();
+  a.reset();
+  b.reset();
+  server.resetBucket();
+  loop.advance(kTtl);
+  a = makeNode("a", true, "a-inc2");
+  b = makeNode("b", true, "b-inc2");
+  a->elector->start();
+  b->elector->start();
+  ASSERT_TRUE(runUntilOneLeads({a.get(), b.get()}, loop.now() + kTtl + kRenew));
+  EXPECT_EQ(record().epoch, Epoch(4)) << "epoch 1 again would be a fencing token reused";
+}
+
+TEST_F(ElectorTest, ANodeThatMissedTheLatestEpochsLearnsThemFromItsPeersFloors) {
+  // c is down while a and b go up to epoch 3; then the bucket is lost. a and b stay up but leave
+  // candidacy; c, whose own floor is 0, must not hand out epoch 1 again.
+  auto a = makeNode("a");
+  auto b = makeNode("b");
+  a->elector->start();
+  loop.runDue();
+  b->elector->start();
+  loop.advance(milliseconds(100));
+  for (int i = 0; i < 2; ++i) {
+    const bool a_leads = a->elector->isLeader();
+    (a_leads ? a : b)->elector->stepDown(a_leads ? "b" : "a", [](Status) {});
+    loop.advance(milliseconds(100));
+  }
+  ASSERT_EQ(record().epoch, Epoch(3));
+  a->elector->setCandidate(false);
+  b->elector->setCandidate(false);
+  loop.advance(milliseconds(100));
+  server.resetBucket();
+  auto c = makeNode("c");
+  c->exchange.peers = {&floors["a"], &floors["b"]};
+  c->elector->start();
+  ASSERT_TRUE(runUntilOneLeads({c.get()}, loop.now() + kTtl + kRenew));
+  EXPECT_EQ(record().epoch, Epoch(4));
+  EXPECT_EQ(c->exchange.gathers, 1);
+  EXPECT_EQ(floors["c"].current(), Epoch(4));
+}
+
+TEST_F(ElectorTest, ANodeThatCannotRecordAnEpochNeverCampaigns) {
+  floors["a"].setFailing(true);  // the state file cannot be written (a full disk)
+  auto a = makeNode("a");
+  a->elector->start();
+  loop.advance(3 * kTtl);
+  EXPECT_FALSE(a->elector->isLeader());
+  EXPECT_EQ(a->store.writeCount(), 0u) << "an epoch left the node before it was recorded";
+  floors["a"].setFailing(false);
+  loop.runUntilCondition([&] { return a->elector->isLeader(); }, loop.now() + kTtl);
+  EXPECT_TRUE(a->elector->isLeader());
+  EXPECT_EQ(floors["a"].current(), Epoch(1));
+}
+
+TEST_F(ElectorTest, AStaleCompareAndSetAcceptedAnywayIsALostRace) {
+  // nats-server 2.9 right after a stream-leader change: a and b campaign on the same revision; a's
+  // write lands at R+1, b's is accepted too and lands at R+2 (the store tells b Aborted). Epoch 1
+  // then belongs to a, whose next renewal fails; nobody may lead on b's stray record.
+  auto a = makeNode("a");
+  auto b = makeNode("b");
+  server.doubleAcceptNext("b");
+  a->elector->start();
+  b->elector->start();
+  loop.runDue();
+  ASSERT_EQ(server.current().revision, 3u) << "both writes landed";
+  EXPECT_EQ(record().holder, "b");
+  const TimePoint stray = loop.now();
+  // a saw b's newer record before its own answer came: it does not act on a superseded win.
+  EXPECT_FALSE(a->listener.saw("become 1"));
+  loop.runUntilCondition([&] { return a->elector->isLeader() || b->elector->isLeader(); },
+                         stray + kTtl - milliseconds(1));
+  EXPECT_FALSE(a->elector->isLeader() || b->elector->isLeader())
+      << "someone led inside the stray record's lease";
+  ASSERT_TRUE(runUntilOneLeads({a.get(), b.get()}, stray + kTtl + kRenew + milliseconds(50)));
+  EXPECT_EQ(record().epoch, Epoch(2));
+}
+
+TEST_F(ElectorTest, WritesOfUnknownOutcomeAreRememberedOncePerAttempt) {
+  // A long write outage where every answer is lost: the leader retries its renewal many times on
+  // the same base revision; it remembers one attempt, with the earliest send time.
+  auto a = makeNode("a");
+  a->elector->start();
+  loop.runDue();
+  ASSERT_TRUE(a->elector->isLeader());
+  server.setOpTimeout(milliseconds(50));
+  server.setDropResponses(1.0);
+  loop.advance(kTtl - kMargin - milliseconds(10));
+  EXPECT_GE(a->store.writeCount(), 5u);
+  EXPECT_LE(a->elector->inDoubtCount(), 1u);
 }
 
 }  // namespace

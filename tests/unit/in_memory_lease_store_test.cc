@@ -33,7 +33,7 @@ class InMemoryLeaseStoreTest : public ::testing::Test {
   Result<std::uint64_t> writeAndWait(InMemoryLeaseStore& store, const LeaseRecord& r,
                                      std::uint64_t expected) {
     std::optional<Result<std::uint64_t>> got;
-    store.write(r, expected, [&](Result<std::uint64_t> res) { got = std::move(res); });
+    store.write(r, expected, std::nullopt, [&](Result<std::uint64_t> res) { got = std::move(res); });
     EXPECT_FALSE(got.has_value()) << "callbacks never run inline";
     loop.runUntilCondition([&] { return got.has_value(); }, loop.now() + milliseconds(10'000));
     EXPECT_TRUE(got.has_value());
@@ -109,7 +109,7 @@ TEST_F(InMemoryLeaseStoreTest, DelaysApplyTheWriteAtSendPlusRequestDelayAndAnswe
   server.setRequestDelay(milliseconds(30), milliseconds(30));
   server.setResponseDelay(milliseconds(20), milliseconds(20));
   std::optional<Result<std::uint64_t>> got;
-  a.write(rec("a", 1), 0, [&](Result<std::uint64_t> r) { got = r; });
+  a.write(rec("a", 1), 0, std::nullopt, [&](Result<std::uint64_t> r) { got = r; });
   loop.advance(milliseconds(29));
   EXPECT_FALSE(server.current().exists());
   loop.advance(milliseconds(1));
@@ -124,7 +124,7 @@ TEST_F(InMemoryLeaseStoreTest, DelaysApplyTheWriteAtSendPlusRequestDelayAndAnswe
 TEST_F(InMemoryLeaseStoreTest, CasIsCheckedAgainstTheStateWhenTheRequestArrives) {
   server.setRequestDelay(milliseconds(50), milliseconds(50));
   std::optional<Result<std::uint64_t>> got;
-  a.write(rec("a", 1), 0, [&](Result<std::uint64_t> r) { got = r; });
+  a.write(rec("a", 1), 0, std::nullopt, [&](Result<std::uint64_t> r) { got = r; });
   loop.advance(milliseconds(10));
   server.put(rec("op", 1));  // lands first
   loop.advance(milliseconds(100));
@@ -142,7 +142,7 @@ TEST_F(InMemoryLeaseStoreTest, PartitionedClientGetsUnavailableAfterTheTimeoutAn
   std::optional<Result<LeaseEntry>> read;
   std::optional<Result<std::uint64_t>> wrote;
   a.read([&](Result<LeaseEntry> r) { read = r; });
-  a.write(rec("a", 1), 0, [&](Result<std::uint64_t> r) { wrote = r; });
+  a.write(rec("a", 1), 0, std::nullopt, [&](Result<std::uint64_t> r) { wrote = r; });
   ASSERT_TRUE(writeAndWait(b, rec("b", 1), 0).isOk());
   loop.advance(milliseconds(299));
   EXPECT_FALSE(read.has_value());
@@ -164,7 +164,7 @@ TEST_F(InMemoryLeaseStoreTest, AWriteInFlightWhenThePartitionStartsLandsButItsRe
   server.setRequestDelay(milliseconds(10), milliseconds(10));
   server.setResponseDelay(milliseconds(50), milliseconds(50));
   std::optional<Result<std::uint64_t>> got;
-  a.write(rec("a", 1), 0, [&](Result<std::uint64_t> r) { got = r; });
+  a.write(rec("a", 1), 0, std::nullopt, [&](Result<std::uint64_t> r) { got = r; });
   loop.advance(milliseconds(20));  // applied at 10
   EXPECT_EQ(server.current().record.holder, "a");
   server.partition("a", true);  // the reply (due at 60) is cut off
@@ -179,7 +179,7 @@ TEST_F(InMemoryLeaseStoreTest, ARequestThatArrivesDuringAPartitionIsLost) {
   server.setOpTimeout(milliseconds(500));
   server.setRequestDelay(milliseconds(100), milliseconds(100));
   std::optional<Result<std::uint64_t>> got;
-  a.write(rec("a", 1), 0, [&](Result<std::uint64_t> r) { got = r; });
+  a.write(rec("a", 1), 0, std::nullopt, [&](Result<std::uint64_t> r) { got = r; });
   loop.advance(milliseconds(50));
   server.partition("a", true);
   loop.advance(milliseconds(450));
@@ -254,7 +254,7 @@ TEST_F(InMemoryLeaseStoreTest, StaleReadsReturnAnOlderStateWithinTheBound) {
 
 TEST_F(InMemoryLeaseStoreTest, PausedNodeGetsRepliesOnlyOnResume) {
   std::optional<Result<std::uint64_t>> got;
-  a.write(rec("a", 1), 0, [&](Result<std::uint64_t> r) { got = r; });
+  a.write(rec("a", 1), 0, std::nullopt, [&](Result<std::uint64_t> r) { got = r; });
   sa.pause();
   loop.advance(milliseconds(1000));
   EXPECT_TRUE(server.current().exists()) << "the request left before the pause";
@@ -270,7 +270,7 @@ TEST_F(InMemoryLeaseStoreTest, CloseDropsEverythingButAWriteOnTheWireStillLands)
   bool called = false;
   std::vector<std::uint64_t> seen;
   a.watch([&](const LeaseEntry& e) { seen.push_back(e.revision); });
-  a.write(rec("a", 1), 0, [&](Result<std::uint64_t>) { called = true; });
+  a.write(rec("a", 1), 0, std::nullopt, [&](Result<std::uint64_t>) { called = true; });
   a.close();
   a.close();  // idempotent
   EXPECT_TRUE(a.closed());
@@ -289,7 +289,7 @@ TEST_F(InMemoryLeaseStoreTest, ADestroyedClientsRepliesAreDroppedSafely) {
   {
     InMemoryLeaseStore c(server, sc, "c");
     c.watch([&](const LeaseEntry&) { called = true; });
-    c.write(rec("c", 1), 0, [&](Result<std::uint64_t>) { called = true; });
+    c.write(rec("c", 1), 0, std::nullopt, [&](Result<std::uint64_t>) { called = true; });
     c.read([&](Result<LeaseEntry>) { called = true; });
   }
   loop.advance(milliseconds(100));
@@ -308,7 +308,7 @@ TEST_F(InMemoryLeaseStoreTest, SameSeedSameHistory) {
     s.setDropResponses(0.3);
     std::vector<long long> trace;
     for (int i = 0; i < 50; ++i) {
-      c.write(rec("c", 1), s.current().revision, [&](Result<std::uint64_t> r) {
+      c.write(rec("c", 1), s.current().revision, std::nullopt, [&](Result<std::uint64_t> r) {
         trace.push_back(static_cast<long long>(r.status().code()) * 1'000'000'000LL +
                         toMillis(l.elapsed()));
       });
