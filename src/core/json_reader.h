@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "hacoord/status.h"
@@ -91,8 +92,9 @@ class Value {
   // value has another type; nullopt silently when absent or after an earlier problem.
   std::optional<std::string> string() const;
   std::optional<bool> boolean() const;
-  // An integer as written: no fraction, no exponent (1.0, 1e3 are refused). `rule` judges it;
-  // numbers beyond 64 bits reach it saturated to the limits of long long.
+  // An integer as written: no fraction, no exponent (1.0, 1e3 are refused). `rule` judges it.
+  // A number beyond long long reaches the rule saturated to its limits (so "at most 100" still
+  // names the number as written), and is refused even if the rule accepts the saturated value.
   std::optional<long long> integer(const IntegerRule& rule) const;
   // 0 .. 2^64-1.
   std::optional<std::uint64_t> unsignedInteger() const;
