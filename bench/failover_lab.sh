@@ -5,6 +5,8 @@
 # kind as a markdown table, then the daemons' idle RSS and CPU over 10 s. A measurement, not a test: it never judges timings.
 #
 # Usage: bench/failover_lab.sh [HACOORD_BINARY] [ROUNDS=20]     (env TTL_MS=2000 RENEW_MS=500)
+# A TTL under ~1.5 s leaves the VIP no kernel lifetime: add LAB_ALLOW_NO_KERNEL_LIFETIME=true to
+# measure that fast profile (the daemons refuse the config otherwise, and say so).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/lab.sh"

@@ -1,72 +1,21 @@
-// NodeStatus <-> JSON (jsoncpp): strict on types so a garbled reply is an error, not a default.
+// NodeStatus <-> JSON: strict on types so a garbled reply is an error, not a default.
 #include "hacoord/node_status.h"
 
-#include <memory>
-
 #include <json/json.h>
+
+#include "core/json_reader.h"
 
 namespace hacoord {
 namespace {
 
-// Reads fields of one JSON object; the first problem is kept and later reads become no-ops, so
-// the parser reads straight through and reports the first offending key.
-class FieldReader {
- public:
-  FieldReader(const Json::Value& object, std::string path, std::string* error)
-      : object_(object), path_(std::move(path)), error_(error) {}
+// Replies are small and machine-written: no comments. A NUL inside a check's output is kept.
+json::Rules statusRules() {
+  json::Rules rules;
+  rules.nul_in_strings = true;
+  return rules;
+}
 
-  void str(const char* key, std::string& out) {
-    if (const Json::Value* v = get(key)) {
-      if (!v->isString()) return fail(key, "must be a string");
-      out = v->asString();
-    }
-  }
-  void boolean(const char* key, bool& out) {
-    if (const Json::Value* v = get(key)) {
-      if (!v->isBool()) return fail(key, "must be a boolean");
-      out = v->asBool();
-    }
-  }
-  void uint64(const char* key, uint64_t& out) {
-    if (const Json::Value* v = get(key)) {
-      // isUInt64() alone also accepts an integral double such as 3.0; keep to integers.
-      if (!(v->isIntegral() && v->isUInt64())) return fail(key, "must be an integer >= 0");
-      out = v->asUInt64();
-    }
-  }
-  void int64(const char* key, int64_t& out) {
-    if (const Json::Value* v = get(key)) {
-      if (!(v->isIntegral() && v->isInt64() && v->asInt64() >= 0)) {
-        return fail(key, "must be an integer >= 0");
-      }
-      out = v->asInt64();
-    }
-  }
-  void count(const char* key, int& out) {
-    if (const Json::Value* v = get(key)) {
-      if (!(v->isIntegral() && v->isInt() && v->asInt() >= 0)) {
-        return fail(key, "must be an integer >= 0");
-      }
-      out = v->asInt();
-    }
-  }
-  // The member when present (and no earlier error), else null after recording "missing".
-  const Json::Value* get(const char* key) {
-    if (!error_->empty()) return nullptr;
-    const Json::Value* v = object_.find(key, key + std::char_traits<char>::length(key));
-    if (v == nullptr) fail(key, "missing");
-    return v;
-  }
-  void fail(const std::string& key, const std::string& reason) {
-    if (error_->empty()) *error_ = path(key) + ": " + reason;
-  }
-  std::string path(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
-
- private:
-  const Json::Value& object_;
-  std::string path_;
-  std::string* error_;
-};
+bool isRoleName(std::string_view role) { return role == "leader" || role == "follower" || role == "stopped"; }
 
 }  // namespace
 
@@ -102,76 +51,44 @@ std::string NodeStatus::toJson() const {
   return Json::writeString(writer, v);
 }
 
-Result<NodeStatus> NodeStatus::fromJson(std::string_view json) {
-  Json::CharReaderBuilder builder;
-  builder["collectComments"] = false;
-  builder["rejectDupKeys"] = true;  // two "role"s would be ambiguous: refuse rather than guess
-  Json::Value root;
-  std::string parse_errors;
-  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  if (!reader->parse(json.data(), json.data() + json.size(), &root, &parse_errors)) {
-    // jsoncpp's text is multi-line ("* Line 1, Column 1\n  Syntax error..."): keep it on one line.
-    std::string one_line;
-    for (char ch : parse_errors) {
-      if (ch == '\n') {
-        if (!one_line.empty() && one_line.back() != ' ') one_line += ' ';
-      } else {
-        one_line += ch;
-      }
-    }
-    while (!one_line.empty() && one_line.back() == ' ') one_line.pop_back();
-    return invalidArgument("status JSON: not valid JSON: " + one_line);
-  }
-  if (!root.isObject()) return invalidArgument("status JSON: must be a JSON object");
-
+Result<NodeStatus> NodeStatus::fromJson(std::string_view text) {
+  Result<json::Document> doc = json::Document::parse(text, statusRules());
+  if (!doc.isOk()) return invalidArgument("status JSON: not valid JSON: " + doc.status().message());
+  json::Problems problems;
   NodeStatus s;
-  std::string error;
-  FieldReader top(root, "", &error);
-  top.str("nodeId", s.node_id);
-  top.str("role", s.role);
-  if (error.empty() && s.role != "leader" && s.role != "follower" && s.role != "stopped") {
-    top.fail("role", "must be leader, follower or stopped (got \"" + s.role + "\")");
-  }
-  top.str("leader", s.leader);
-  top.uint64("epoch", s.epoch);
-  top.int64("uptimeMs", s.uptime_ms);
-  top.boolean("natsConnected", s.nats_connected);
-  if (const Json::Value* vip = top.get("vip")) {
-    if (!vip->isObject()) {
-      top.fail("vip", "must be an object");
-    } else {
-      FieldReader vr(*vip, "vip", &error);
-      vr.str("address", s.vip.address);
-      vr.boolean("held", s.vip.held);
+  // Unknown keys are ignored at every level: a newer node may add fields.
+  if (auto top = doc->root(problems).object(json::kIgnoreUnknownKeys)) {
+    top->require("nodeId", s.node_id);
+    if (top->require("role", s.role) && !isRoleName(s.role)) {
+      top->fail("role", "must be leader, follower or stopped (got " + json::quote(s.role) + ")");
     }
-  }
-  if (const Json::Value* checks = top.get("checks")) {
-    if (!checks->isArray()) {
-      top.fail("checks", "must be an array");
-    } else {
-      for (Json::ArrayIndex i = 0; i < checks->size() && error.empty(); ++i) {
-        const Json::Value& item = (*checks)[i];
-        const std::string path = "checks[" + std::to_string(i) + "]";
-        if (!item.isObject()) {
-          top.fail(path, "must be an object");
-          break;
-        }
+    top->require("leader", s.leader);
+    top->require("epoch", s.epoch);
+    top->require("uptimeMs", s.uptime_ms, 0);
+    top->require("natsConnected", s.nats_connected);
+    if (auto vip = top->require("vip").object(json::kIgnoreUnknownKeys)) {
+      vip->require("address", s.vip.address);
+      vip->require("held", s.vip.held);
+    }
+    if (auto checks = top->require("checks").array("objects")) {
+      for (const json::Value& item : *checks) {
+        auto check = item.object(json::kIgnoreUnknownKeys);
+        if (!check) break;
         CheckStatus c;
-        FieldReader cr(item, path, &error);
-        cr.str("name", c.name);
-        cr.str("type", c.type);
-        cr.boolean("healthy", c.healthy);
-        cr.str("lastResult", c.last_result);
-        cr.count("consecutivePasses", c.consecutive_passes);
-        cr.count("consecutiveFailures", c.consecutive_failures);
+        check->require("name", c.name);
+        check->require("type", c.type);
+        check->require("healthy", c.healthy);
+        check->require("lastResult", c.last_result);
+        check->require("consecutivePasses", c.consecutive_passes, 0);
+        check->require("consecutiveFailures", c.consecutive_failures, 0);
         s.checks.push_back(std::move(c));
       }
     }
+    top->require("healthy", s.healthy);
+    top->require("candidate", s.candidate);
+    top->require("version", s.version);
   }
-  top.boolean("healthy", s.healthy);
-  top.boolean("candidate", s.candidate);
-  top.str("version", s.version);
-  if (!error.empty()) return invalidArgument("status JSON: " + error);
+  if (!problems.ok()) return problems.toStatus("status JSON");
   return s;
 }
 

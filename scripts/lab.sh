@@ -9,6 +9,8 @@
 # lab_cleanup deletes (call it from an EXIT trap). Every process is started by us and killed by PID.
 #
 #   lab_init HACOORD_BINARY [N_HOSTS=3] [TTL_MS=2000] [RENEW_MS=500]
+#                               (env LAB_ALLOW_NO_KERNEL_LIFETIME=true for a TTL under ~1.5 s: the
+#                               config's vip.allowWithoutKernelLifetime, the fast profile)
 #   lab_up                      namespaces, bridge, veths, sysctls, nats-server, config files
 #   lab_start h2 | lab_stop h2 (SIGTERM, waits) | lab_kill h2 (-9) | lab_sigstop h2 | lab_sigcont h2
 #   lab_nats_stop | lab_nats_start   SIGTERM nats-server (by PID, waits) | start it again (same store)
@@ -90,13 +92,17 @@ lab_attach() {  # NAME IP: a namespace with eth0 (veth into the hub bridge)
 }
 
 lab_write_config() {  # HOST
+  # The epoch floor goes to the lab's temp dir, never to the host's /var/lib/hacoord.
+  mkdir -p "$LAB_DIR/state-$1"
   cat >"$LAB_DIR/$1.json" <<EOF
 {
   "clusterId": "lab",
   "nodeId": "$1",
+  "stateDir": "$LAB_DIR/state-$1",
   "nats": { "servers": ["nats://$LAB_HUB_IP:4222"] },
   "election": { "leaseTtlMs": $LAB_TTL, "renewIntervalMs": $LAB_RENEW },
-  "vip": { "address": "$LAB_VIP", "netmask": 32, "interface": "eth0" },
+  "vip": { "address": "$LAB_VIP", "netmask": 32, "interface": "eth0",
+           "allowWithoutKernelLifetime": ${LAB_ALLOW_NO_KERNEL_LIFETIME:-false} },
   "log": { "level": "info" }
 }
 EOF

@@ -93,42 +93,76 @@ TEST(NodeStatusJson, IgnoresUnknownKeysForForwardCompatibility) {
   EXPECT_EQ(*r, sample());
 }
 
-void expectRejected(const std::string& json, const std::string& needle) {
+// The message starts with `prefix` (the whole message where it does not quote jsoncpp or a number).
+void expectRejected(const std::string& json, const std::string& prefix) {
   auto r = NodeStatus::fromJson(json);
   ASSERT_FALSE(r.isOk()) << "accepted: " << json;
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find(needle), std::string::npos)
-      << "message \"" << r.status().message() << "\" does not mention \"" << needle << "\"";
+  EXPECT_TRUE(r.status().message().starts_with(prefix))
+      << "message \"" << r.status().message() << "\" does not start with \"" << prefix << "\"";
   EXPECT_EQ(r.status().message().find('\n'), std::string::npos) << r.status().message();
 }
 
 TEST(NodeStatusJson, RejectsGarbageWithAClearMessage) {
-  expectRejected("", "not valid JSON");
-  expectRejected("hello", "not valid JSON");
-  expectRejected("{\"nodeId\":", "not valid JSON");
-  expectRejected("[1,2]", "must be a JSON object");
-  expectRejected("42", "must be a JSON object");
-  expectRejected("{}", "nodeId: missing");
-  expectRejected(edited([](Json::Value& v) { v.removeMember("version"); }), "version: missing");
-  expectRejected(edited([](Json::Value& v) { v["nodeId"] = 7; }), "nodeId: must be a string");
-  expectRejected(edited([](Json::Value& v) { v["role"] = "boss"; }), "role: must be leader, follower or stopped");
-  expectRejected(edited([](Json::Value& v) { v["epoch"] = -1; }), "epoch: must be an integer >= 0");
-  expectRejected(edited([](Json::Value& v) { v["epoch"] = 1.5; }), "epoch: must be an integer >= 0");
-  expectRejected(edited([](Json::Value& v) { v["epoch"] = "3"; }), "epoch: must be an integer >= 0");
-  expectRejected(edited([](Json::Value& v) { v["uptimeMs"] = -5; }), "uptimeMs: must be an integer >= 0");
-  expectRejected(edited([](Json::Value& v) { v["natsConnected"] = "yes"; }), "natsConnected: must be a boolean");
-  expectRejected(edited([](Json::Value& v) { v["vip"] = "192.0.2.10"; }), "vip: must be an object");
-  expectRejected(edited([](Json::Value& v) { v["vip"].removeMember("held"); }), "vip.held: missing");
+  expectRejected("", "status JSON: not valid JSON: line 1, column 1: ");
+  expectRejected("hello", "status JSON: not valid JSON: line 1, column 1: ");
+  expectRejected("{\"nodeId\":", "status JSON: not valid JSON: line 1, column ");
+  expectRejected("42", "status JSON: not valid JSON: line 1, column 1: ");
+  expectRejected("[1,2]", "status JSON: (root): expected an object, got array");
+  expectRejected("{}", "status JSON: nodeId: required");
+  expectRejected(edited([](Json::Value& v) { v.removeMember("version"); }), "status JSON: version: required");
+  expectRejected(edited([](Json::Value& v) { v["nodeId"] = 7; }), "status JSON: nodeId: expected a string, got number");
+  expectRejected(edited([](Json::Value& v) { v["role"] = "boss"; }),
+                 "status JSON: role: must be leader, follower or stopped (got \"boss\")");
+  expectRejected(edited([](Json::Value& v) { v["epoch"] = -1; }), "status JSON: epoch: must be at least 0, got -1");
+  expectRejected(edited([](Json::Value& v) { v["epoch"] = 1.5; }),
+                 "status JSON: epoch: expected an integer, got a number with a fraction or exponent");
+  expectRejected(edited([](Json::Value& v) { v["epoch"] = "3"; }), "status JSON: epoch: expected an integer, got string");
+  expectRejected(edited([](Json::Value& v) { v["uptimeMs"] = -5; }),
+                 "status JSON: uptimeMs: must be at least 0, got -5");
+  expectRejected(edited([](Json::Value& v) { v["natsConnected"] = "yes"; }),
+                 "status JSON: natsConnected: expected a boolean (true or false), got string");
+  expectRejected(edited([](Json::Value& v) { v["vip"] = "192.0.2.10"; }),
+                 "status JSON: vip: expected an object, got string");
+  expectRejected(edited([](Json::Value& v) { v["vip"].removeMember("held"); }), "status JSON: vip.held: required");
   expectRejected(edited([](Json::Value& v) { v["checks"] = Json::Value(Json::objectValue); }),
-                 "checks: must be an array");
-  expectRejected(edited([](Json::Value& v) { v["checks"][1] = 3; }), "checks[1]: must be an object");
+                 "status JSON: checks: expected an array of objects, got object");
+  expectRejected(edited([](Json::Value& v) { v["checks"][1] = 3; }),
+                 "status JSON: checks[1]: expected an object, got number");
   expectRejected(edited([](Json::Value& v) { v["checks"][1]["healthy"] = 1; }),
-                 "checks[1].healthy: must be a boolean");
+                 "status JSON: checks[1].healthy: expected a boolean (true or false), got number");
   expectRejected(edited([](Json::Value& v) { v["checks"][0]["consecutiveFailures"] = -1; }),
-                 "checks[0].consecutiveFailures: must be an integer >= 0");
-  expectRejected(edited([](Json::Value& v) { v["candidate"] = Json::Value(); }), "candidate: must be a boolean");
+                 "status JSON: checks[0].consecutiveFailures: must be between 0 and 2147483647, got -1");
+  expectRejected(edited([](Json::Value& v) { v["candidate"] = Json::Value(); }),
+                 "status JSON: candidate: expected a boolean (true or false), got null");
   // Two values for one key would be a guess either way.
-  expectRejected(R"({"nodeId":"a","nodeId":"b"})", "not valid JSON");
+  expectRejected(R"({"nodeId":"a","nodeId":"b"})", "status JSON: not valid JSON: line 1, column ");
+}
+
+// The first offending key in reading order is named, however many follow.
+TEST(NodeStatusJson, NamesTheFirstOffendingKey) {
+  expectRejected(edited([](Json::Value& v) {
+                   v["epoch"] = "x";
+                   v["version"] = 1;
+                   v["checks"][0]["name"] = false;
+                 }),
+                 "status JSON: epoch: expected an integer, got string");
+  expectRejected(edited([](Json::Value& v) {
+                   v["checks"][1]["name"] = false;
+                   v["version"] = 1;
+                 }),
+                 "status JSON: checks[1].name: expected a string, got boolean");
+}
+
+// An epoch beyond 64 bits is not silently cut; a bigger count than int holds is refused.
+TEST(NodeStatusJson, NumbersOutOfRangeAreRejected) {
+  std::string text = sample().toJson();
+  const std::string epoch = "\"epoch\":18446744073709551615";
+  ASSERT_NE(text.find(epoch), std::string::npos) << text;
+  text.replace(text.find(epoch), epoch.size(), "\"epoch\":18446744073709551616");
+  expectRejected(text, "status JSON: epoch: must be at most 18446744073709551615, got ");
+  expectRejected(edited([](Json::Value& v) { v["checks"][0]["consecutivePasses"] = Json::Int64(1) << 31; }),
+                 "status JSON: checks[0].consecutivePasses: must be between 0 and 2147483647, got 2147483648");
 }
 
 }  // namespace

@@ -48,9 +48,10 @@ struct NodeStatus {
   std::string toJson() const;
 
   // Strict on what is there: every key above is required with its JSON type, the role must be
-  // one of the three, epoch/uptime/counts must be >= 0. Unknown keys are ignored so that a newer
-  // node can add fields without breaking older CLIs. InvalidArgument naming the first offending
-  // key, e.g. "status JSON: checks[1].healthy: must be a boolean".
+  // one of the three, epoch/uptime/counts must be integers >= 0. Unknown keys are ignored so that
+  // a newer node can add fields without breaking older CLIs. InvalidArgument naming the first
+  // offending key, e.g. "status JSON: checks[1].healthy: expected a boolean (true or false), got
+  // number", or "status JSON: not valid JSON: line 1, column 9: ..." for a syntax error.
   static Result<NodeStatus> fromJson(std::string_view json);
 
   bool operator==(const NodeStatus&) const = default;

@@ -15,10 +15,15 @@ constexpr const char* kSampleConfig = R"(// hacoord node configuration (JSON wit
   "clusterId": "%CLUSTER%",
   "nodeId": "%NODE%",
 
+  // The highest epoch (fencing token) this node has seen, kept across restarts so that epochs
+  // never repeat. A persistent directory the daemon can write (systemd: StateDirectory=hacoord).
+  "stateDir": "/var/lib/hacoord",
+
   "nats": {
     // Every server of the NATS cluster; tls:// selects TLS.
     "servers": ["nats://127.0.0.1:4222"]
     // "credentials": "/etc/hacoord/node.creds",
+    // or, instead of credentials: "user": "hacoord", "passwordFile": "/etc/hacoord/nats-password",
     // "tls": { "ca": "/etc/hacoord/ca.pem", "cert": "/etc/hacoord/node.pem", "key": "/etc/hacoord/node.key" }
   },
 
@@ -45,6 +50,16 @@ constexpr const char* kSampleConfig = R"(// hacoord node configuration (JSON wit
     "checks": [],
     "failAfterMs": 3000
   },
+
+  // Shell commands (/bin/sh -c) on leadership changes, each within election.hookTimeLimitMs, with
+  // HACOORD_CLUSTER, HACOORD_NODE, HACOORD_EPOCH, HACOORD_LEADER and HACOORD_REASON set; output
+  // goes to the log. onBecomeLeader runs after the VIP is added (non-zero exit: step down);
+  // onLoseLeadership after it is removed (non-zero exit: the lease is left to expire, not handed over).
+  // "hooks": {
+  //   "onBecomeLeader": "/etc/hacoord/become-leader.sh",
+  //   "onLoseLeadership": "/etc/hacoord/lose-leadership.sh",
+  //   "onLeaderChange": ""
+  // },
 
   // /healthz, /readyz and Prometheus /metrics.
   "http": { "listen": "127.0.0.1:9180" },

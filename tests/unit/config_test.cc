@@ -7,12 +7,15 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "vip/vip_manager.h"
 
 namespace hacoord {
 namespace {
@@ -107,6 +110,15 @@ const std::vector<Rejection> kUnknownKeys = {
      checksDoc(R"({"name": "a", "type": "tcp", "address": "h:1"}, {"name": "b", "bogus": 1})"),
      "health.checks[1].bogus: unknown key"},
     {"Http", doc(R"("http": {"listen": "127.0.0.1:9090", "bogus": 1})"), "http.bogus: unknown key"},
+    {"HttpNearMiss", doc(R"("http": {"listen": "127.0.0.1:9090", "maxConnection": 1})"),
+     "http.maxConnection: unknown key (did you mean maxConnections?)"},
+    {"Hooks", doc(R"("hooks": {"onBecomeLeader": "true", "bogus": 1})"), "hooks.bogus: unknown key"},
+    {"HooksNearMiss", doc(R"("hooks": {"onBecomeMaster": "true"})"),
+     "hooks.onBecomeMaster: unknown key"},
+    {"HooksCaseTypo", doc(R"("hooks": {"onLeaderchange": "true"})"),
+     "hooks.onLeaderchange: unknown key (did you mean onLeaderChange?)"},
+    {"StateDirCase", doc(R"("statedir": "/var/lib/x")"), "statedir: unknown key (did you mean stateDir?)"},
+    {"NatsPassword", natsWith(R"("password": "s3cret")"), "nats.password: unknown key"},
     {"Log", doc(R"("log": {"bogus": 1})"), "log.bogus: unknown key"},
     {"CaseTypoGetsSuggestion", electionDoc(R"("leaseTTLMs": 2000)"),
      "election.leaseTTLMs: unknown key (did you mean leaseTtlMs?)"},
@@ -175,6 +187,23 @@ const std::vector<Rejection> kWrongTypes = {
     {"HttpString", doc(R"("http": "127.0.0.1:9090")"), "http: expected an object, got string"},
     {"HttpListenNumber", doc(R"("http": {"listen": 9090})"), "http.listen: expected a string, got number"},
     {"LogArray", doc(R"("log": ["info"])"), "log: expected an object, got array"},
+    {"StateDirNumber", doc(R"("stateDir": 1)"), "stateDir: expected a string, got number"},
+    {"StateDirNull", doc(R"("stateDir": null)"), "stateDir: expected a string, got null"},
+    {"NatsUserNumber", natsWith(R"("user": 7)"), "nats.user: expected a string, got number"},
+    {"NatsPasswordFileArray", natsWith(R"("passwordFile": ["/p"])"), "nats.passwordFile: expected a string, got array"},
+    {"VipAllowString", vipWith(R"("allowWithoutKernelLifetime": "true")"),
+     "vip.allowWithoutKernelLifetime: expected a boolean (true or false), got string"},
+    {"VipAllowNumber", vipWith(R"("allowWithoutKernelLifetime": 1)"),
+     "vip.allowWithoutKernelLifetime: expected a boolean (true or false), got number"},
+    {"HooksString", doc(R"("hooks": "/bin/true")"), "hooks: expected an object, got string"},
+    {"HookNumber", doc(R"("hooks": {"onBecomeLeader": 1})"), "hooks.onBecomeLeader: expected a string, got number"},
+    {"HookArray", doc(R"("hooks": {"onLoseLeadership": ["/bin/sh", "-c", "x"]})"),
+     "hooks.onLoseLeadership: expected a string, got array"},
+    {"HookNull", doc(R"("hooks": {"onLeaderChange": null})"), "hooks.onLeaderChange: expected a string, got null"},
+    {"HttpMaxConnectionsString", doc(R"("http": {"listen": "127.0.0.1:0", "maxConnections": "64"})"),
+     "http.maxConnections: expected an integer, got string"},
+    {"HttpMaxConnectionsFraction", doc(R"("http": {"listen": "127.0.0.1:0", "maxConnections": 6.5})"),
+     "http.maxConnections: expected an integer, got a number with a fraction or exponent"},
     {"LogLevelNumber", doc(R"("log": {"level": 2})"), "log.level: expected a string, got number"},
 };
 INSTANTIATE_TEST_SUITE_P(WrongType, RejectionTest, ::testing::ValuesIn(kWrongTypes),
@@ -326,7 +355,65 @@ const std::vector<Rejection> kBadValues = {
     {"RiseZero", tcpCheckWith(R"("rise": 0)"), "health.checks[0].rise: must be between 1 and 100, got 0"},
     {"FallZero", tcpCheckWith(R"("fall": 0)"), "health.checks[0].fall: must be between 1 and 100, got 0"},
     {"Rise101", tcpCheckWith(R"("rise": 101)"), "health.checks[0].rise: must be between 1 and 100, got 101"},
+    // State directory.
+    {"StateDirEmpty", doc(R"("stateDir": "")"),
+     "stateDir: must not be empty: the highest epoch this node has seen is kept there, and it must survive "
+     "restarts so that epochs never repeat"},
+    {"StateDirRelative", doc(R"("stateDir": "var/lib/hacoord")"),
+     R"(stateDir: must be an absolute path (got "var/lib/hacoord"))"},
+    {"StateDirDot", doc(R"("stateDir": "./state")"), R"(stateDir: must be an absolute path (got "./state"))"},
+    {"StateDirNul", doc(R"("stateDir": "/var/lib/a\u0000b")"), "stateDir: must not contain a NUL character"},
+    // NATS user and password.
+    {"UserWithoutPasswordFile", natsWith(R"("user": "hacoord")"), "nats.passwordFile: required when nats.user is set"},
+    {"PasswordFileWithoutUser", natsWith(R"("passwordFile": "/etc/hacoord/nats-password")"),
+     "nats.user: required when nats.passwordFile is set"},
+    {"EmptyUserWithPasswordFile", natsWith(R"("user": "", "passwordFile": "/etc/hacoord/nats-password")"),
+     "nats.user: required when nats.passwordFile is set"},
+    {"UserWithCredentials",
+     natsWith(R"("user": "hacoord", "passwordFile": "/p", "credentials": "/etc/hacoord/hacoord.creds")"),
+     "nats.user: cannot be combined with nats.credentials: the .creds file is a login of its own; use one or the "
+     "other"},
+    {"PasswordFileNul", natsWith(R"("user": "u", "passwordFile": "/p\u0000x")"),
+     "nats.passwordFile: must not contain a NUL character"},
+    {"UserWithPasswordInUrl",
+     natsDoc(R"("servers": ["nats://127.0.0.1:4222", "nats://alice:s3cret@h:4222"], "user": "u", "passwordFile": "/p")"),
+     "nats.servers[1]: carries credentials before the host (user:password@ or token@), which conflicts with "
+     R"(nats.user; keep the user in nats.user and the password in nats.passwordFile (got "nats://***@h:4222"))"},
+    {"UserWithTokenInUrl", natsDoc(R"("servers": ["tls://t0ken@h:4222"], "user": "u", "passwordFile": "/p")"),
+     "nats.servers[0]: carries credentials before the host (user:password@ or token@), which conflicts with "
+     R"(nats.user; keep the user in nats.user and the password in nats.passwordFile (got "tls://***@h:4222"))"},
+    // Hooks.
+    {"HookTooLong", doc(R"("hooks": {"onBecomeLeader": ")" + std::string(4097, 'x') + R"("})"),
+     "hooks.onBecomeLeader: must be at most 4096 bytes (put a longer command in a script), got 4097"},
+    {"HookNul", doc(R"("hooks": {"onLoseLeadership": "true\u0000false"})"),
+     "hooks.onLoseLeadership: must not contain a NUL character"},
+    {"HookChangeTooLong", doc(R"("hooks": {"onLeaderChange": ")" + std::string(5000, 'y') + R"("})"),
+     "hooks.onLeaderChange: must be at most 4096 bytes (put a longer command in a script), got 5000"},
+    // VIP kernel lifetime (DESIGN §4: renew interval < lifetime < TTL - 0.3 s, in whole seconds).
+    {"VipWithoutKernelLifetime",
+     doc(R"("election": {"leaseTtlMs": 1000}, "vip": {"address": "192.0.2.100", "interface": "eth0"})"),
+     "vip: leaseTtlMs 1000 - safetyMarginMs 100 - 300 ms kernel slack leaves no whole second of kernel lifetime "
+     "above renewIntervalMs 250; the kernel could not remove the VIP if this daemon froze. Raise "
+     "election.leaseTtlMs to at least 1500, or set vip.allowWithoutKernelLifetime: true (the fast profile: a "
+     "frozen daemon keeps the VIP until it wakes)"},
+    {"VipLifetimeNotAboveRenew",
+     doc(R"("election": {"leaseTtlMs": 2100, "renewIntervalMs": 1000, "safetyMarginMs": 200},)"
+         R"( "vip": {"address": "2001:db8::1", "interface": "eth0"})"),
+     "vip: leaseTtlMs 2100 - safetyMarginMs 200 - 300 ms kernel slack leaves no whole second of kernel lifetime "
+     "above renewIntervalMs 1000; the kernel could not remove the VIP if this daemon froze. Raise "
+     "election.leaseTtlMs to at least 2500, or set vip.allowWithoutKernelLifetime: true (the fast profile: a "
+     "frozen daemon keeps the VIP until it wakes)"},
+    {"VipAllowWithoutAddress", vipDoc(R"("allowWithoutKernelLifetime": true)"),
+     "vip.allowWithoutKernelLifetime: set without vip.address"},
     // HTTP listener and log level.
+    {"HttpMaxConnectionsZero", doc(R"("http": {"listen": "127.0.0.1:0", "maxConnections": 0})"),
+     "http.maxConnections: must be between 1 and 10000, got 0"},
+    {"HttpMaxConnectionsTooMany", doc(R"("http": {"listen": "127.0.0.1:0", "maxConnections": 10001})"),
+     "http.maxConnections: must be between 1 and 10000, got 10001"},
+    {"HttpMaxConnectionsWithoutListen", doc(R"("http": {"maxConnections": 10})"),
+     "http.maxConnections: set without http.listen"},
+    {"HttpRequestTimeoutWithoutListen", doc(R"("http": {"listen": "", "requestTimeoutMs": 1000})"),
+     "http.requestTimeoutMs: set without http.listen"},
     {"ListenNoHost", doc(R"("http": {"listen": "9090"})"), R"(http.listen: expected host:port (got "9090"))"},
     {"ListenBadPort", doc(R"("http": {"listen": "127.0.0.1:70000"})"),
      R"(http.listen: port must be between 0 and 65535 (got "127.0.0.1:70000"))"},
@@ -374,6 +461,8 @@ std::vector<MillisKey> millisKeys() {
       {"health.failAfterMs", [](const std::string& v) { return doc(R"("health": {"failAfterMs": )" + v + "}"); }},
       {"health.checks[0].intervalMs", check("intervalMs")},
       {"health.checks[0].timeoutMs", check("timeoutMs")},
+      {"http.requestTimeoutMs",
+       [](const std::string& v) { return doc(R"("http": {"listen": "127.0.0.1:0", "requestTimeoutMs": )" + v + "}"); }},
   };
 }
 
@@ -426,6 +515,8 @@ TEST(ConfigInts, IntegerKeysRejectNonIntegers) {
       {"vip.netmask", [](const std::string& v) { return vipWith(R"("netmask": )" + v); }},
       {"health.checks[0].rise", [](const std::string& v) { return tcpCheckWith(R"("rise": )" + v); }},
       {"health.checks[0].fall", [](const std::string& v) { return tcpCheckWith(R"("fall": )" + v); }},
+      {"http.maxConnections",
+       [](const std::string& v) { return doc(R"("http": {"listen": "127.0.0.1:0", "maxConnections": )" + v + "}"); }},
   };
   for (const auto& [path, build] : keys) {
     EXPECT_EQ(errorOf(build("2.0")),
@@ -509,7 +600,7 @@ TEST(ConfigSyntax, EmptyAndScalarDocumentsAreRejected) {
 }
 
 TEST(ConfigSyntax, DeepNestingIsRejectedWithoutCrashing) {
-  EXPECT_EQ(errorOf(std::string(100000, '[')), "node.json: (root): nested deeper than 32 levels");
+  EXPECT_EQ(errorOf(std::string(100000, '[')), "node.json: line 1, column 33: nested deeper than 32 levels");
 }
 
 TEST(ConfigSyntax, ByteOrderMarkIsAccepted) {
@@ -562,10 +653,19 @@ TEST(ConfigDefaults, MinimalDocumentGetsEveryDefault) {
   EXPECT_EQ(c.health.fail_after, milliseconds(3000));
   EXPECT_EQ(c.http_listen, "");
   EXPECT_EQ(c.log_level, "info");
+  EXPECT_EQ(c.state_dir, "/var/lib/hacoord");
+  EXPECT_EQ(c.nats.user, "");
+  EXPECT_EQ(c.nats.password_file, "");
+  EXPECT_FALSE(c.vip.allow_without_kernel_lifetime);
+  EXPECT_EQ(c.hooks.on_become_leader, "");
+  EXPECT_EQ(c.hooks.on_lose_leadership, "");
+  EXPECT_EQ(c.hooks.on_leader_change, "");
+  EXPECT_EQ(c.http_max_connections, 64);
+  EXPECT_EQ(c.http_request_timeout, milliseconds(5000));
 }
 
 TEST(ConfigDefaults, EmptySectionsAreAllowed) {
-  Config c = parseOk(doc(R"("election": {}, "vip": {}, "health": {}, "http": {}, "log": {})"));
+  Config c = parseOk(doc(R"("election": {}, "vip": {}, "health": {}, "hooks": {}, "http": {}, "log": {})"));
   EXPECT_EQ(c.election.renew_interval, milliseconds(500));
   EXPECT_FALSE(c.vip.enabled());
   EXPECT_EQ(c.http_listen, "");
@@ -656,17 +756,105 @@ TEST(ConfigBounds, VipInterfaceNames) {
             "abcdefghijklmno");
 }
 
-TEST(ConfigBounds, VipLifetimeRuleEdges) {
-  auto with = [](const std::string& election) {
-    return doc(R"("election": {)" + election + R"(}, "vip": {"address": "192.0.2.100", "interface": "eth0"})");
-  };
-  // A TTL that leaves no whole second for the VIP's kernel lifetime is accepted: the VIP module
-  // says so at start and relies on the daemon's own deadline (issue: VIP failover).
-  EXPECT_EQ(parseOk(with(R"("leaseTtlMs": 1300, "renewIntervalMs": 200)")).election.lease_ttl, milliseconds(1300));
-  EXPECT_EQ(parseOk(with(R"("leaseTtlMs": 2301, "renewIntervalMs": 1000)")).election.lease_ttl, milliseconds(2301));
-  EXPECT_EQ(parseOk(with(R"("leaseTtlMs": 12000)")).election.renew_interval, milliseconds(3000));
-  // Without a VIP the same short TTL is fine.
-  EXPECT_EQ(parseOk(electionDoc(R"("leaseTtlMs": 1000)")).election.lease_ttl, milliseconds(1000));
+// ---- the VIP's kernel lifetime (DESIGN §4) ----
+
+std::string vipElectionDoc(const std::string& election, const std::string& vip_extra = "") {
+  return doc(R"("election": {)" + election + R"(}, "vip": {"address": "192.0.2.100", "interface": "eth0")" +
+             vip_extra + "}");
+}
+
+TEST(ConfigVipLifetime, TimingsWithoutAKernelLifetimeNeedTheFastProfileKey) {
+  const std::string fast = R"("leaseTtlMs": 300, "renewIntervalMs": 100, "safetyMarginMs": 30)";
+  EXPECT_TRUE(errorOf(vipElectionDoc(fast)).starts_with(
+      "node.json: vip: leaseTtlMs 300 - safetyMarginMs 30 - 300 ms kernel slack leaves no whole second"))
+      << errorOf(vipElectionDoc(fast));
+  Config c = parseOk(vipElectionDoc(fast, R"(, "allowWithoutKernelLifetime": true)"));
+  EXPECT_TRUE(c.vip.allow_without_kernel_lifetime);
+  EXPECT_EQ(c.election.lease_ttl, milliseconds(300));
+  // Without a VIP there is nothing for the kernel to remove.
+  EXPECT_EQ(parseOk(electionDoc(fast)).election.lease_ttl, milliseconds(300));
+  // Where a lifetime exists the key changes nothing.
+  EXPECT_TRUE(parseOk(vipElectionDoc("", R"(, "allowWithoutKernelLifetime": true)")).vip.allow_without_kernel_lifetime);
+}
+
+TEST(ConfigVipLifetime, Edges) {
+  // TTL - margin - 300 ms must leave a whole second, and that second must exceed the renew interval.
+  EXPECT_EQ(parseOk(vipElectionDoc(R"("leaseTtlMs": 1500, "renewIntervalMs": 300, "safetyMarginMs": 200)"))
+                .election.lease_ttl,
+            milliseconds(1500));
+  EXPECT_NE(errorOf(vipElectionDoc(R"("leaseTtlMs": 1499, "renewIntervalMs": 300, "safetyMarginMs": 200)")),
+            "<accepted>");
+  EXPECT_EQ(parseOk(vipElectionDoc(R"("leaseTtlMs": 2100, "renewIntervalMs": 999, "safetyMarginMs": 200)"))
+                .election.renew_interval,
+            milliseconds(999));
+  EXPECT_NE(errorOf(vipElectionDoc(R"("leaseTtlMs": 2100, "renewIntervalMs": 1000, "safetyMarginMs": 200)")),
+            "<accepted>");
+  // The defaults (2000/500/200) and the samples' long TTLs keep a lifetime.
+  EXPECT_EQ(parseOk(vipElectionDoc("")).election.lease_ttl, milliseconds(2000));
+  EXPECT_EQ(parseOk(vipElectionDoc(R"("leaseTtlMs": 12000)")).election.renew_interval, milliseconds(3000));
+  // The rule also holds for a short TTL whose derived renew and margin alone would not fail.
+  EXPECT_NE(errorOf(vipElectionDoc(R"("leaseTtlMs": 1300, "renewIntervalMs": 200)")), "<accepted>");
+}
+
+// docs/configuration.md: "with the derived defaults any leaseTtlMs of 1444 or more gives one".
+TEST(ConfigVipLifetime, DerivedDefaultsGiveALifetimeFrom1444) {
+  for (int ttl = 1000; ttl <= 30000; ttl += ttl < 1500 ? 1 : 37) {
+    const bool accepted = parseConfig(vipElectionDoc("\"leaseTtlMs\": " + std::to_string(ttl))).isOk();
+    EXPECT_EQ(accepted, ttl >= 1444) << ttl;
+  }
+}
+
+// The config rule restates VipManager::chooseKernelLifetime (the core must not link the VIP
+// module), so the two are compared here over a table of timings: a config loads without
+// allowWithoutKernelLifetime exactly when the VIP manager will find a kernel lifetime for it.
+TEST(ConfigVipLifetime, AgreesWithVipManagerOverATableOfTimings) {
+  std::vector<int> ttls;
+  for (int ttl = 300; ttl <= 7000; ttl += 100) ttls.push_back(ttl);
+  for (int ttl : {1299, 1301, 1399, 1401, 1499, 1501, 2299, 2301, 2499, 2501, 3001}) ttls.push_back(ttl);
+  const std::vector<int> renews = {0 /* derived */, 50, 100, 199, 200, 250, 333, 499, 500, 999, 1000, 1001, 1999, 2000};
+  const std::vector<int> margins = {0 /* derived */, 1, 50, 100, 200, 300, 500, 1000};
+  int compared = 0;
+  int with_lifetime = 0;
+  std::regex advice("Raise election.leaseTtlMs to at least ([0-9]+),");
+  for (int ttl : ttls) {
+    for (int renew : renews) {
+      for (int margin : margins) {
+        std::string election = "\"leaseTtlMs\": " + std::to_string(ttl);
+        std::string others;
+        if (renew > 0) others += ", \"renewIntervalMs\": " + std::to_string(renew);
+        if (margin > 0) others += ", \"safetyMarginMs\": " + std::to_string(margin);
+        // With the fast-profile key the document loads whenever the election rules hold, and
+        // shows the effective timings (derived defaults included).
+        Result<Config> fast = parseConfig(vipElectionDoc(election + others, R"(, "allowWithoutKernelLifetime": true)"));
+        if (!fast.isOk()) continue;
+        const ElectionConfig& e = fast->election;
+        const auto lifetime =
+            VipManager::chooseKernelLifetime(VipTimings{e.lease_ttl, e.renew_interval, e.safety_margin});
+        Result<Config> strict = parseConfig(vipElectionDoc(election + others), "node.json");
+        const std::string where = election + others;
+        ++compared;
+        ASSERT_EQ(strict.isOk(), lifetime.has_value()) << where << ": " << strict.status().toString();
+        if (lifetime) {
+          ++with_lifetime;
+          continue;
+        }
+        const std::string& message = strict.status().message();
+        EXPECT_TRUE(message.starts_with("node.json: vip: leaseTtlMs " + std::to_string(ttl) + " - safetyMarginMs " +
+                                        std::to_string(e.safety_margin.count()) + " - 300 ms kernel slack"))
+            << message;
+        // The advice works whether the operator keeps the other timings or lets them follow the TTL.
+        std::smatch m;
+        ASSERT_TRUE(std::regex_search(message, m, advice)) << message;
+        const std::string raised = "\"leaseTtlMs\": " + m[1].str();
+        EXPECT_EQ(errorOf(vipElectionDoc(raised + others)), "<accepted>") << where << " -> " << raised;
+        EXPECT_EQ(errorOf(vipElectionDoc(raised)), "<accepted>") << where << " -> " << raised;
+      }
+    }
+  }
+  // The table spans both outcomes generously.
+  EXPECT_GT(compared, 3000);
+  EXPECT_GT(with_lifetime, 1000);
+  EXPECT_GT(compared - with_lifetime, 1000);
 }
 
 TEST(ConfigBounds, HealthCheckKinds) {
@@ -778,6 +966,41 @@ TEST(ConfigValidate, ReportsJsonPaths) {
   check([](Config& c) { c.http_listen = "localhost"; }, R"(config: http.listen: expected host:port (got "localhost"))");
   check([](Config& c) { c.log_level = "loud"; },
         R"(config: log.level: must be one of trace, debug, info, warn, error, critical, off (got "loud"))");
+  check([](Config& c) { c.state_dir = ""; },
+        "config: stateDir: must not be empty: the highest epoch this node has seen is kept there, and it must "
+        "survive restarts so that epochs never repeat");
+  check([](Config& c) { c.state_dir = "state"; }, R"(config: stateDir: must be an absolute path (got "state"))");
+  check([](Config& c) { c.nats.user = "hacoord"; }, "config: nats.passwordFile: required when nats.user is set");
+  check([](Config& c) { c.hooks.on_leader_change = std::string(4097, 'x'); },
+        "config: hooks.onLeaderChange: must be at most 4096 bytes (put a longer command in a script), got 4097");
+  check([](Config& c) { c.http_max_connections = 0; }, "config: http.maxConnections: must be between 1 and 10000, got 0");
+  check([](Config& c) { c.http_request_timeout = milliseconds(0); },
+        "config: http.requestTimeoutMs: must be a positive number of milliseconds, got 0");
+  check([](Config& c) { c.vip.allow_without_kernel_lifetime = true; },
+        "config: vip.allowWithoutKernelLifetime: set without vip.address");
+  check(
+      [](Config& c) {
+        c.vip.address = "192.0.2.1";
+        c.vip.interface = "eth0";
+        c.election.lease_ttl = milliseconds(1000);
+        c.election.renew_interval = milliseconds(250);
+        c.election.safety_margin = milliseconds(100);
+      },
+      "config: vip: leaseTtlMs 1000 - safetyMarginMs 100 - 300 ms kernel slack leaves no whole second of kernel "
+      "lifetime above renewIntervalMs 250; the kernel could not remove the VIP if this daemon froze. Raise "
+      "election.leaseTtlMs to at least 1500, or set vip.allowWithoutKernelLifetime: true (the fast profile: a "
+      "frozen daemon keeps the VIP until it wakes)");
+}
+
+TEST(ConfigValidate, CodeBuiltFastProfilePasses) {
+  Config c = validCodeConfig();
+  c.vip.address = "192.0.2.1";
+  c.vip.interface = "eth0";
+  c.election.lease_ttl = milliseconds(300);
+  c.election.renew_interval = milliseconds(100);
+  c.election.safety_margin = milliseconds(30);
+  c.vip.allow_without_kernel_lifetime = true;
+  EXPECT_TRUE(validateConfig(c).isOk()) << validateConfig(c).toString();
 }
 
 // ---- files ----
@@ -907,7 +1130,9 @@ const std::vector<std::string> kAllKeys = {
     "vip.interface", "vip.garpCount", "vip.garpIntervalMs", "vip.garpRefreshMs", "vip.duplicateCheck",
     "health.checks", "health.checks[].name", "health.checks[].type", "health.checks[].command",
     "health.checks[].address", "health.checks[].url", "health.checks[].intervalMs", "health.checks[].timeoutMs",
-    "health.checks[].rise", "health.checks[].fall", "health.failAfterMs", "http.listen", "log.level"};
+    "health.checks[].rise", "health.checks[].fall", "health.failAfterMs", "http.listen", "log.level",
+    "stateDir", "nats.user", "nats.passwordFile", "vip.allowWithoutKernelLifetime", "hooks.onBecomeLeader",
+    "hooks.onLoseLeadership", "hooks.onLeaderChange", "http.maxConnections", "http.requestTimeoutMs"};
 
 TEST(ConfigSamples, FullSetsEveryKey) {
   Result<Config> r = loadConfigFile((kSourceDir / "config" / "full.json").string());
@@ -925,6 +1150,30 @@ TEST(ConfigSamples, FullSetsEveryKey) {
   std::set<HealthCheckConfig::Type> types;
   for (const auto& c : r->health.checks) types.insert(c.type);
   EXPECT_EQ(types.size(), 3u) << "full.json shows one check of each type";
+  EXPECT_TRUE(r->state_dir.starts_with("/"));
+  EXPECT_FALSE(r->hooks.on_become_leader.empty());
+  EXPECT_FALSE(r->hooks.on_lose_leadership.empty());
+  EXPECT_FALSE(r->hooks.on_leader_change.empty());
+  EXPECT_NE(r->http_max_connections, Config{}.http_max_connections);
+  EXPECT_NE(r->http_request_timeout, Config{}.http_request_timeout);
+}
+
+// nats.user/passwordFile and nats.credentials exclude each other, so full.json shows the user and
+// password as a commented alternative; swapped in for the credentials line, it must load.
+TEST(ConfigSamples, FullShowsUserAndPasswordAsALoadableAlternative) {
+  std::string text = readText(kSourceDir / "config" / "full.json");
+  const std::size_t credentials = text.find("\"credentials\":");
+  ASSERT_NE(credentials, std::string::npos);
+  const std::size_t credentials_line = text.rfind('\n', credentials) + 1;
+  text.erase(credentials_line, text.find('\n', credentials) + 1 - credentials_line);
+  const std::size_t commented = text.find("// \"user\":");
+  ASSERT_NE(commented, std::string::npos) << "full.json shows no commented \"user\" alternative";
+  text.erase(commented, 3);
+  Result<Config> r = parseConfig(text, "full.json");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_FALSE(r->nats.user.empty());
+  EXPECT_TRUE(r->nats.password_file.starts_with("/etc/hacoord/"));
+  EXPECT_TRUE(r->nats.credentials.empty());
 }
 
 TEST(ConfigSamples, ReferenceDocumentsEveryKey) {
