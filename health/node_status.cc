@@ -1,6 +1,7 @@
 // NodeStatus <-> JSON (jsoncpp): strict on types so a garbled reply is an error, not a default.
 #include "hacoord/node_status.h"
 
+#include <exception>
 #include <memory>
 
 #include <json/json.h>
@@ -109,7 +110,15 @@ Result<NodeStatus> NodeStatus::fromJson(std::string_view json) {
   Json::Value root;
   std::string parse_errors;
   std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  if (!reader->parse(json.data(), json.data() + json.size(), &root, &parse_errors)) {
+  bool parsed = false;
+  try {
+    parsed = reader->parse(json.data(), json.data() + json.size(), &root, &parse_errors);
+  } catch (const std::exception& e) {
+    // jsoncpp throws, rather than fails, on nesting deeper than its stackLimit (1000): a garbled
+    // reply must not abort the CLI or the manager (found by tests/fuzz/status_fuzz).
+    parse_errors = e.what();
+  }
+  if (!parsed) {
     // jsoncpp's text is multi-line ("* Line 1, Column 1\n  Syntax error..."): keep it on one line.
     std::string one_line;
     for (char ch : parse_errors) {

@@ -131,5 +131,12 @@ TEST(NodeStatusJson, RejectsGarbageWithAClearMessage) {
   expectRejected(R"({"nodeId":"a","nodeId":"b"})", "not valid JSON");
 }
 
+// Found by tests/fuzz/status_fuzz: jsoncpp throws past 1000 levels of nesting, which used to
+// abort whoever decoded the reply (the CLI, the manager).
+TEST(NodeStatusJson, RejectsDeepNestingInsteadOfAborting) {
+  expectRejected(std::string(1016, '['), "not valid JSON");
+  expectRejected(R"({"nodeId":)" + std::string(5000, '{'), "not valid JSON");
+}
+
 }  // namespace
 }  // namespace hacoord
