@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages hacoord builds, tests and demos with (needs root or sudo).
+# Installs the Debian 12 packages hacoord builds, tests, fuzzes and demos with (needs root or sudo).
 set -euo pipefail
 PACKAGES=(
   cmake g++ make pkg-config
@@ -7,6 +7,7 @@ PACKAGES=(
   libnl-3-dev libnl-route-3-dev
   libgtest-dev libgmock-dev
   nats-server openssl iproute2 procps python3
+  clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer and clang's sanitizer runtimes
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

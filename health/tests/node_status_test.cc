@@ -165,5 +165,12 @@ TEST(NodeStatusJson, NumbersOutOfRangeAreRejected) {
                  "status JSON: checks[0].consecutivePasses: must be between 0 and 2147483647, got 2147483648");
 }
 
+// Found by tests/fuzz/status_fuzz: jsoncpp throws past 1000 levels of nesting, which used to
+// abort whoever decoded the reply (the CLI, the manager).
+TEST(NodeStatusJson, RejectsDeepNestingInsteadOfAborting) {
+  expectRejected(std::string(1016, '['), "not valid JSON");
+  expectRejected(R"({"nodeId":)" + std::string(5000, '{'), "not valid JSON");
+}
+
 }  // namespace
 }  // namespace hacoord

@@ -34,7 +34,8 @@ struct LeaseChronoClock {
   using rep = duration::rep;
   using period = duration::period;
   using time_point = TimePoint;
-  static constexpr bool is_steady = true;
+  // Part of the Clock requirements though nothing here reads it (clang warns about that).
+  [[maybe_unused]] static constexpr bool is_steady = true;
   static time_point now() { return leaseClockNow(); }
 };
 
@@ -148,8 +149,9 @@ void StrandScheduler::shutdown() {
       timers_->idle.wait(lock, [&] { return !timers_->running; });
     }
   }
-  for (auto& [id, timer] : timers) {
-    boost::asio::post(strand_, [timer] { timer->cancel(); });
+  // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+  for (auto& entry : timers) {
+    boost::asio::post(strand_, [timer = entry.second] { timer->cancel(); });
   }
 }
 

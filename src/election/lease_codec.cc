@@ -1,6 +1,7 @@
 // Lease record JSON codec (jsoncpp). Strict on types; unknown fields are ignored for forward compat.
 #include "election/lease_codec.h"
 
+#include <exception>
 #include <memory>
 
 #include <json/json.h>
@@ -24,7 +25,15 @@ Result<LeaseRecord> decodeLease(std::string_view bytes) {
   Json::Value v;
   std::string errors;
   std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  if (!reader->parse(bytes.data(), bytes.data() + bytes.size(), &v, &errors) || !v.isObject()) {
+  bool parsed = false;
+  try {
+    parsed = reader->parse(bytes.data(), bytes.data() + bytes.size(), &v, &errors);
+  } catch (const std::exception&) {
+    // jsoncpp throws, rather than fails, on nesting deeper than its stackLimit (1000): garbage in
+    // the bucket must not abort every node that reads it (fuzzing found it in the status decoder).
+    parsed = false;
+  }
+  if (!parsed || !v.isObject()) {
     return Status(StatusCode::kDataLoss, "lease record is not a JSON object");
   }
   auto str = [&](const char* key, std::string& out) -> bool {

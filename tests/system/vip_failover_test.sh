@@ -7,7 +7,8 @@
 # leader (per `hacoord status --json`) holds the VIP and the client's neighbour entry is its MAC.
 # Also throughout, the client sends an ARP who-has for the VIP every 20 ms and the test fails if one
 # request is answered by two MACs.
-# Usage: vip_failover_test.sh HACOORD_BINARY   (exit 77 = skipped: not root / no netns)
+# Usage: vip_failover_test.sh HACOORD_BINARY   (exit 77 = skipped: not root / no netns;
+# with HACOORD_REQUIRE_SYSTEM_TESTS=1 that is a failure instead, so CI cannot pass by skipping)
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../../scripts/lab.sh
@@ -16,6 +17,10 @@ source "$HERE/../../scripts/lab.sh"
 HACOORD=${1:?usage: vip_failover_test.sh HACOORD_BINARY}
 [ -x "$HACOORD" ] || { echo "FAIL: $HACOORD is not executable"; exit 1; }
 if ! why=$(lab_available); then
+  if [ "${HACOORD_REQUIRE_SYSTEM_TESTS:-0}" = 1 ]; then
+    echo "FAIL: HACOORD_REQUIRE_SYSTEM_TESTS=1 but this system test cannot run: $why"
+    exit 1
+  fi
   echo "SKIP: system test needs root with network namespaces, veth and bridge: $why"
   exit 77
 fi

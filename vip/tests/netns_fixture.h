@@ -3,10 +3,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <future>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -22,11 +25,57 @@ using namespace std::chrono_literals;
 // "" when this machine can run the system tests (root, and `ip netns add` works); else the reason.
 std::string systemTestSkipReason();
 
-#define HACOORD_REQUIRE_NETNS()                                                           \
-  do {                                                                                    \
-    const std::string hacoord_skip_reason = ::hacoord::vip::test::systemTestSkipReason(); \
-    if (!hacoord_skip_reason.empty()) GTEST_SKIP() << hacoord_skip_reason;                \
+// True under HACOORD_REQUIRE_SYSTEM_TESTS=1 (CI sets it): a system test that cannot run is then
+// a failure, because a skipped test leaves the suite green without having checked anything.
+inline bool systemTestsRequired() {
+  const char* value = std::getenv("HACOORD_REQUIRE_SYSTEM_TESTS");
+  return value != nullptr && std::string_view(value) == "1";
+}
+
+// A binary's exit code when it skipped as a whole (ctest's SKIP_RETURN_CODE, like Automake's).
+inline constexpr int kSkippedExitCode = 77;
+
+#define HACOORD_REQUIRE_NETNS()                                                                \
+  do {                                                                                         \
+    const std::string hacoord_skip_reason = ::hacoord::vip::test::systemTestSkipReason();      \
+    if (!hacoord_skip_reason.empty()) {                                                        \
+      if (::hacoord::vip::test::systemTestsRequired()) {                                       \
+        GTEST_FAIL() << "HACOORD_REQUIRE_SYSTEM_TESTS=1 but " << hacoord_skip_reason;          \
+      }                                                                                        \
+      GTEST_SKIP() << hacoord_skip_reason;                                                     \
+    }                                                                                          \
   } while (0)
+
+// Decides for the whole binary before any test runs, so that ctest sees the outcome in the exit
+// code alone and never has to read the output (matching "[  SKIPPED ]" there once turned a binary
+// with one failed and one skipped test into "skipped"). Missing environment: exit 77 (skipped),
+// or a failure under HACOORD_REQUIRE_SYSTEM_TESTS=1. Under that switch, any test that still
+// skipped for another reason also fails the binary.
+class SystemTestGate : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    const std::string reason = systemTestSkipReason();
+    if (reason.empty()) return;
+    missing_ = true;
+    if (systemTestsRequired()) GTEST_FAIL() << "HACOORD_REQUIRE_SYSTEM_TESTS=1 but " << reason;
+    std::printf("%s (the whole binary: exit %d)\n", reason.c_str(), kSkippedExitCode);
+    std::fflush(stdout);
+    std::exit(kSkippedExitCode);
+  }
+  void TearDown() override {
+    const int skipped = ::testing::UnitTest::GetInstance()->skipped_test_count();
+    // missing_: SetUp already failed the binary; gtest then counts every test as skipped.
+    if (systemTestsRequired() && !missing_ && skipped > 0) {
+      ADD_FAILURE() << "HACOORD_REQUIRE_SYSTEM_TESTS=1 but " << skipped << " test(s) skipped";
+    }
+  }
+
+ private:
+  bool missing_ = false;
+};
+// Every binary that includes this header registers the gate once (an inline variable).
+inline ::testing::Environment* const kSystemTestGate =
+    ::testing::AddGlobalTestEnvironment(new SystemTestGate);
 
 struct CommandResult {
   int exit_code = -1;  // -1: did not run or was killed at the timeout
