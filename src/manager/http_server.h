@@ -1,17 +1,18 @@
-// HttpServer: a minimal HTTP/1.1 listener (Boost.Beast) for /healthz, /readyz and /metrics.
+// HttpServer: a hardened HTTP/1.1 listener (Boost.Beast) for /healthz, /readyz and /metrics.
 #pragma once
 
-#include <utility>  // before Asio: Boost 1.74 under C++20 needs it
-
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
-
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
 
 #include "hacoord/status.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
 
 namespace hacoord {
 
@@ -21,30 +22,72 @@ struct HttpResponse {
   std::string body;
 };
 
-// GET only; one request per connection is enough for probes and Prometheus scrapes. Runs on a
-// thread of its own so that a slow client never delays the election.
+struct HttpServerOptions {
+  // "ip:port" or "[ipv6]:port"; port 0 picks a free one (see HttpServer::port()). The host must be
+  // an IP literal: the listener never resolves names.
+  std::string listen;
+  // Open connections at most; a connection beyond them is accepted, answered 503 and closed at
+  // once. At most half of the process's RLIMIT_NOFILE, so NATS and health checks keep descriptors.
+  int max_connections = 64;
+  // A connection must deliver its complete request within this time (idle and slow clients alike);
+  // the response must be taken within it too. Either way the connection is closed.
+  std::chrono::milliseconds request_timeout{5000};
+};
+
+// Counters since start(), for /metrics. Every connection accept() returned counts once, in
+// `accepted` or in `refused_at_cap`.
+struct HttpServerStats {
+  std::uint64_t accepted = 0;           // taken into service
+  std::uint64_t refused_at_cap = 0;     // closed at once: max_connections were open
+  std::uint64_t closed_by_timeout = 0;  // request not delivered (or response not taken) in time
+  std::uint64_t accept_errors = 0;      // accept() failed (EMFILE, ENFILE, ...); each one backs off
+  std::uint64_t open = 0;               // open connections now
+};
+
+// One GET (or HEAD) per connection, enough for probes and Prometheus scrapes. The server has no
+// thread of its own: it runs on a strand of the io_context it is given (the Runtime's hc-io), so
+// nothing it does may block, and a slow or hostile client costs one socket and a timer, never a
+// thread. Requests are capped at kMaxHeaderBytes of header; a body over kMaxBodyBytes is refused.
 class HttpServer {
  public:
+  // Called on the server's strand for GET and HEAD, with the target's path (query cut off). It
+  // must be cheap and must not block: it runs on hc-io.
   using Handler = std::function<HttpResponse(const std::string& path)>;
 
-  // `listen` is "host:port" (port 0 picks a free one). InvalidArgument / Unavailable when it
-  // cannot be parsed or bound.
-  static Result<std::unique_ptr<HttpServer>> start(const std::string& listen, Handler handler);
-  ~HttpServer();  // stops accepting and joins
+  static constexpr std::size_t kMaxHeaderBytes = 8 * 1024;
+  static constexpr std::size_t kMaxBodyBytes = 1024;
+  // How long the acceptor waits before it retries after accept() failed (EMFILE and the like):
+  // retrying at once would spin on hc-io while the descriptors stay exhausted.
+  static constexpr std::chrono::milliseconds kAcceptBackoff{100};
+
+  // Binds and starts accepting on `io`, which must be run by one thread (hacoord's hc-io).
+  // InvalidArgument (saying what is wrong, quoting `listen`) for bad options; Unavailable when the
+  // address cannot be bound.
+  static Result<std::unique_ptr<HttpServer>> start(boost::asio::io_context& io,
+                                                   const HttpServerOptions& options,
+                                                   Handler handler);
+  ~HttpServer();  // stop()
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // Closes the acceptor and every open connection. When it returns the port is closed and the
+  // Handler will not be called again (nor anything else that touches the owner), so the owner may
+  // be destroyed right after. Idempotent; callable from any thread, from the Handler, and after
+  // the io_context has stopped.
+  void stop();
+
   int port() const { return port_; }
+  // Safe from any thread.
+  HttpServerStats stats() const;
 
  private:
-  HttpServer(Handler handler);
-  void accept();
+  struct Core;  // the state the strand's handlers share; outlives this object until they are done
+  class Session;
 
-  Handler handler_;
-  boost::asio::io_context io_;
-  boost::asio::ip::tcp::acceptor acceptor_;
+  HttpServer(std::shared_ptr<Core> core, int port);
+
+  std::shared_ptr<Core> core_;
   int port_ = 0;
-  std::thread thread_;
 };
 
 }  // namespace hacoord
