@@ -94,8 +94,8 @@ std::string permissionDeniedText(const std::string& user, const std::string& sub
   return "permission denied: user " + user + " may not publish to " + subject;
 }
 
-// Wakes the requests for which `touch` says something happened.
-void pokeWaiters(State& state, const std::function<bool(Waiter&)>& touch) {
+// Wakes the requests for which `touch` says something happened; returns how many.
+int pokeWaiters(State& state, const std::function<bool(Waiter&)>& touch) {
   std::vector<std::shared_ptr<Waiter>> live;
   {
     std::lock_guard lock(state.requests_mutex);
@@ -103,21 +103,26 @@ void pokeWaiters(State& state, const std::function<bool(Waiter&)>& touch) {
       if (auto w = weak.lock()) live.push_back(std::move(w));
     }
   }
+  int woken = 0;
   for (const auto& w : live) {
     bool woke;
     {
       std::lock_guard lock(w->mutex);
       woke = touch(*w);
     }
-    if (woke) w->cv.notify_all();
+    if (woke) {
+      w->cv.notify_all();
+      ++woken;
+    }
   }
+  return woken;
 }
 
 void onDisconnected(natsConnection*, void* closure) {
   auto* state = static_cast<State*>(closure);
   // A request in flight will not get its reply over this link: fail it now, as nats.c's own
   // request does with FailRequestsOnDisconnect.
-  pokeWaiters(*state, [](Waiter& w) { return w.dropped = true; });
+  (void)pokeWaiters(*state, [](Waiter& w) { return w.dropped = true; });
   if (state->closing) return;
   logger()->warn("{}: disconnected from NATS, reconnecting", state->name);
   if (state->events.onDisconnected) state->events.onDisconnected();
@@ -134,7 +139,7 @@ void onReconnected(natsConnection* nc, void* closure) {
 
 void onClosed(natsConnection*, void* closure) {
   auto* state = static_cast<State*>(closure);
-  pokeWaiters(*state, [](Waiter& w) { return w.dropped = true; });
+  (void)pokeWaiters(*state, [](Waiter& w) { return w.dropped = true; });
   if (!state->closing) {
     logger()->error("{}: NATS connection closed for good", state->name);
     if (state->events.onClosed) state->events.onClosed();
@@ -157,8 +162,15 @@ std::optional<std::string> refusedSubject(const std::string& text, const std::st
   return subject;
 }
 
-// Logs a refusal at error level, but one subject at most once a minute.
-void logRefusal(State& state, const std::string& what, const std::string& subject) {
+// Logs a refusal at error level, but one subject at most once a minute. A refusal that ended a
+// request() is only logged at debug level: its caller reports it (the CLI prints it once).
+void logRefusal(State& state, const std::string& what, const std::string& subject,
+                bool reported) {
+  if (reported) {
+    logger()->debug("{}: permission denied: user {} may not {} {}", state.name, state.user, what,
+                    subject);
+    return;
+  }
   const auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(state.requests_mutex);
@@ -185,13 +197,15 @@ void onAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus err, voi
         state->refusals.push_back({++state->refusal_seq, *subject});
         if (state->refusals.size() > kRefusalsKept) state->refusals.pop_front();
       }
-      pokeWaiters(*state, [&](Waiter& w) { return w.subject == *subject && (w.refused = true); });
-      logRefusal(*state, "publish to", *subject);
+      const int reported = pokeWaiters(
+          *state, [&](Waiter& w) { return w.subject == *subject && (w.refused = true); });
+      logRefusal(*state, "publish to", *subject, reported > 0);
       return;
     }
     if (auto subject = refusedSubject(text, "Subscription")) {
-      pokeWaiters(*state, [&](Waiter& w) { return w.inbox == *subject && (w.inbox_refused = true); });
-      logRefusal(*state, "subscribe to", *subject);
+      const int reported = pokeWaiters(
+          *state, [&](Waiter& w) { return w.inbox == *subject && (w.inbox_refused = true); });
+      logRefusal(*state, "subscribe to", *subject, reported > 0);
       return;
     }
   }
@@ -233,12 +247,19 @@ std::string urlUser(const std::string& url) {
   return colon == std::string::npos ? "" : info.substr(0, colon);
 }
 
+// Where the refused credentials came from, for the connect error.
+std::string credentialsHint(const NatsConfig& config) {
+  if (!config.user.empty()) return " (check nats.user and nats.passwordFile)";
+  if (!config.credentials.empty()) return " (check nats.credentials)";
+  return " (check the user:password in nats.servers)";
+}
+
 std::string userLabel(const NatsConfig& config) {
   if (!config.user.empty()) return config.user;
   for (const auto& server : config.servers) {
     if (std::string user = urlUser(server); !user.empty()) return user;
   }
-  if (!config.credentials.empty()) return "of " + config.credentials;
+  if (!config.credentials.empty()) return "in " + config.credentials;
   return kAnonymous;
 }
 
@@ -457,8 +478,7 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const NatsConfig
       reason = anonymous ? "authorization violation: the server requires credentials and none "
                            "were given (set nats.user and nats.passwordFile)"
                          : "authorization violation: the server refused the credentials of user " +
-                               state->user +
-                               (config.user.empty() ? "" : " (check nats.user and nats.passwordFile)");
+                               state->user + credentialsHint(config);
     } else if (s == NATS_PROTOCOL_ERROR && config.tls.enabled()) {
       // nats.c reports a TLS handshake the server dropped as "Expected 'PONG', got ''" (notes §3.3).
       reason += " (the server may have rejected the TLS client certificate)";

@@ -287,6 +287,7 @@ TEST_F(NatsAuthTest, OnlyTheRightUsersMaySteerTheCluster) {
                             "hacoord.demo.control." + leader + ".stepdown"),
             std::string::npos)
       << describe(demote);
+  EXPECT_EQ(demote.errLines().size(), 1u) << "one error, one line\n" << describe(demote);
   EXPECT_LT(demote.elapsed, 4000ms) << "a refusal must not wait for the request timeout\n"
                                     << describe(demote);
   for (const std::vector<std::string>& args :
