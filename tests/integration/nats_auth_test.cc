@@ -335,9 +335,9 @@ TEST_F(NatsAuthTest, OnlyTheRightUsersMaySteerTheCluster) {
   // ... nor delete the bucket.
   EXPECT_NE(js_DeleteKeyValue(observer->js(), kBucket), NATS_OK);
 
-  // A node may not pose as another node: node2's subscriptions to node1's... subjects are refused,
-  // so only the real node answers there; it may not publish to another node's health subject,
-  // another node's members key, the operator's stepdown.force; nor delete the bucket.
+  // A node may not pose as another: its subscriptions to the leader's health and control subjects
+  // are refused, so only the real node answers there. It may not publish to another node's
+  // health subject or members key, nor send the operator's verbs; nor delete the bucket.
   const std::string victim = leader;
   const std::string impostor_node = victim == "node2" ? "node3" : "node2";
   auto impostor = connectAs("hacoord-" + impostor_node);
