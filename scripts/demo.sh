@@ -88,8 +88,24 @@ free_port() {
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
 PORT=$(free_port)
-echo "== starting nats-server -js on 127.0.0.1:$PORT (store $WORK/js) =="
-nats-server -js -a 127.0.0.1 -p "$PORT" -sd "$WORK/js" >"$WORK/nats.log" 2>&1 &
+# NATS with authorization (config/nats-server-auth.conf, docs/security.md): one user per node, an
+# operator and a read-only observer. Fresh random passwords, kept in the demo's temp dir only.
+umask 077
+USERS=(hacoord-node1 hacoord-node2 hacoord-node3 hacoord-operator hacoord-observer)
+declare -A PASSWORD
+for u in "${USERS[@]}"; do PASSWORD[$u]=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n'); done
+cp config/nats-server-auth.conf "$WORK/nats-server.conf"
+for u in "${USERS[@]}"; do
+  sed -i "s|REPLACE-$u-password|${PASSWORD[$u]}|" "$WORK/nats-server.conf"
+done
+sed -i "s|/var/lib/nats/jetstream|$WORK/js|" "$WORK/nats-server.conf"
+if grep -q 'password: "REPLACE-' "$WORK/nats-server.conf"; then
+  echo "demo: config/nats-server-auth.conf has a placeholder this script does not fill in" >&2
+  exit 1
+fi
+echo "== starting nats-server -js on 127.0.0.1:$PORT with config/nats-server-auth.conf"
+echo "   (users hacoord-node1..3, hacoord-operator, hacoord-observer; store $WORK/js) =="
+nats-server -c "$WORK/nats-server.conf" -a 127.0.0.1 -p "$PORT" >"$WORK/nats.log" 2>&1 &
 NATS_PID=$!
 for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
@@ -97,17 +113,23 @@ for _ in $(seq 1 100); do
 done
 
 TTL=2000
-for n in 1 2 3; do
-  cat >"$WORK/n$n.json" <<EOF
+# TODO(lead): nats.user/passwordFile once parsed (instead of the password in the URL).
+url_for() { echo "nats://$1:${PASSWORD[$1]}@127.0.0.1:$PORT"; }
+write_config() {  # FILE NODE_ID USER
+  cat >"$1" <<EOF
 {
   "clusterId": "demo",
-  "nodeId": "n$n",
-  "nats": { "servers": ["nats://127.0.0.1:$PORT"] },
+  "nodeId": "$2",
+  "nats": { "servers": ["$(url_for "$3")"] },
   "election": { "leaseTtlMs": $TTL, "renewIntervalMs": 500 },
   "log": { "level": "info" }
 }
 EOF
-done
+}
+for n in node1 node2 node3; do write_config "$WORK/$n.json" "$n" "hacoord-$n"; done
+# The command line runs as the observer (status) or the operator (control), never as a node.
+write_config "$WORK/observer.json" observer hacoord-observer
+write_config "$WORK/operator.json" operator hacoord-operator
 
 declare -A NODE_PID
 start_node() {
@@ -116,7 +138,7 @@ start_node() {
   PIDS+=($!)
 }
 
-leader_json() { "$HACOORD" status --config "$WORK/n1.json" --json 2>/dev/null || true; }
+leader_json() { "$HACOORD" status --config "$WORK/observer.json" --json 2>/dev/null || true; }
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([^,\"}]*\)\"\{0,1\}.*/\1/p"; }
 
 # Polls `hacoord status` until the leader differs from $1 (and is not empty); prints it.
@@ -130,11 +152,16 @@ wait_leader_other_than() {
   echo "timeout" ; return 1
 }
 
-echo "== starting three daemons n1 n2 n3 (lease TTL ${TTL} ms) =="
-for n in n1 n2 n3; do start_node "$n"; done
+echo "== starting three daemons node1 node2 node3, each as its own NATS user (lease TTL ${TTL} ms) =="
+for n in node1 node2 node3; do start_node "$n"; done
 LEADER=$(wait_leader_other_than "")
 echo
-"$HACOORD" status --config "$WORK/n1.json"
+"$HACOORD" status --config "$WORK/observer.json"
+echo
+
+echo "== the observer may read but not steer: 'hacoord demote' as hacoord-observer =="
+"$HACOORD" demote --config "$WORK/observer.json" 2>&1 | sed 's/^/   /' || true
+echo "   (refused by nats-server; $LEADER still leads)"
 echo
 
 echo "== planned handover: SIGTERM to the leader $LEADER =="
@@ -147,7 +174,7 @@ wait "${NODE_PID[$LEADER]}" 2>/dev/null || true
 start_node "$LEADER"
 echo "   $LEADER restarted as a follower"
 echo
-"$HACOORD" status --config "$WORK/n1.json"
+"$HACOORD" status --config "$WORK/observer.json"
 echo
 
 echo "== crash: kill -9 the leader $NEW =="
@@ -157,9 +184,9 @@ NEWER=$(wait_leader_other_than "$NEW")
 t1=$(now_ms)
 echo "   new leader $NEWER after $((t1 - t0)) ms (a crash costs up to the lease TTL of ${TTL} ms)"
 echo
-"$HACOORD" status --config "$WORK/n1.json"
+"$HACOORD" status --config "$WORK/observer.json"
 echo
 echo "== what the daemons logged about leadership =="
-grep -h -E "LEADER|no longer leader" "$WORK"/n*.log | sort | sed 's/^/   /'
+grep -h -E "LEADER|no longer leader" "$WORK"/node*.log | sort | sed 's/^/   /'
 echo
 echo "demo done: cleaning up (daemons, nats-server, $WORK)"

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -21,6 +22,10 @@ namespace hacoord {
 // and without saying the same thing twice. Call it on the thread whose nats.c call failed.
 std::string natsErrorText(natsStatus status);
 
+// A server URL safe to print: the password of nats://user:password@host:port becomes "***"
+// (nats://user:***@host:port), and so does a token (nats://***@host:port).
+std::string redactUrl(const std::string& url);
+
 // Connection state changes. nats.c calls these on its single library-wide async-callback thread,
 // which every connection of the process shares: keep them cheap (copy, post to your own
 // scheduler) and never block or call back into this connection's close from them.
@@ -39,6 +44,10 @@ class NatsConnection {
   // Unavailable with one line naming the servers and nats.c's reason; it never blocks forever.
   // Once connected, it reconnects forever with a doubling, jittered delay (reconnect_wait up to
   // reconnect_wait_max). Bad TLS or credential files are InvalidArgument naming the file.
+  // With nats.user, the password is the first line of nats.passwordFile (trailing newline
+  // stripped); the file must be readable by its owner only (as ssh demands of keys): a file group
+  // or others may access, an unreadable or an empty one is InvalidArgument naming it. Credentials
+  // the server refuses are Unavailable saying "authorization violation" and whose.
   static Result<std::unique_ptr<NatsConnection>> connect(const NatsConfig& config,
                                                          const std::string& client_name,
                                                          ConnectionEvents events = {});
@@ -53,10 +62,29 @@ class NatsConnection {
   jsCtx* js() const { return js_; }
   // True while the link to a server is up (false while reconnecting).
   bool connected() const;
-  // The URL of the server currently connected to, or "" when none.
+  // The URL of the server currently connected to (password redacted), or "" when none.
   std::string connectedUrl() const;
-  // The configured servers, comma separated, for error messages.
+  // The configured servers, comma separated, passwords redacted, for error messages.
   const std::string& serversText() const { return servers_text_; }
+  // Who this connection authenticates as, for messages: nats.user, the user of a
+  // nats://user:password@ URL, the credentials file, or "(anonymous)".
+  const std::string& userName() const;
+
+  // One request, one reply, that tells a refusal from silence. The server drops a message whose
+  // subject the user may not publish to and says so only asynchronously (-ERR "Permissions
+  // Violation for Publish to ..."), so a plain request would wait for its whole timeout:
+  // here that refusal ends the wait at once with PermissionDenied "permission denied: user X may
+  // not publish to <subject>". Otherwise as a plain request: no responder → Unavailable("no
+  // responders on <subject>") at once; no reply in time → DeadlineExceeded("no reply on
+  // <subject> within N ms"); the link drops meanwhile → Unavailable; not connected → Unavailable
+  // without waiting.
+  Result<std::string> request(const std::string& subject, const std::string& body,
+                              milliseconds timeout);
+
+  // For callers that publish by other means (a gather): take a mark before publishing, then ask
+  // whether the server refused `subject` since. OK, or PermissionDenied as in request().
+  std::uint64_t refusalMark() const;
+  Status publishRefused(const std::string& subject, std::uint64_t since_mark) const;
   milliseconds requestTimeout() const { return request_timeout_; }
 
   // Runs `destroy` (natsSubscription_Destroy of an unsubscribed subscription, kvWatcher_Destroy
@@ -71,6 +99,8 @@ class NatsConnection {
  private:
   NatsConnection(natsConnection* nc, jsCtx* js, std::unique_ptr<CallbackState> state,
                  std::string servers_text, milliseconds request_timeout);
+  // The refusal of `subject` recorded after `since_mark`; needs state_->requests_mutex held.
+  Status refusalLocked(const std::string& subject, std::uint64_t since_mark) const;
 
   natsConnection* nc_;
   jsCtx* js_;

@@ -148,22 +148,8 @@ const std::string& NatsResponder::subject() const { return shared_->subject; }
 
 Result<std::string> natsRequest(NatsConnection& connection, const std::string& subject,
                                 const std::string& body, milliseconds timeout) {
-  if (!connection.connected()) {
-    return unavailable("request on " + subject + ": not connected to NATS");
-  }
-  natsMsg* reply = nullptr;
-  natsStatus s = natsConnection_Request(&reply, connection.raw(), subject.c_str(), body.data(),
-                                        static_cast<int>(body.size()), timeout.count());
-  if (s == NATS_NO_RESPONDERS) return unavailable("no responders on " + subject);
-  if (s == NATS_TIMEOUT) {
-    return deadlineExceeded("no reply on " + subject + " within " +
-                            std::to_string(timeout.count()) + " ms");
-  }
-  if (s != NATS_OK) return unavailable("request on " + subject + ": " + errorText(s));
-  std::string out(natsMsg_GetData(reply) != nullptr ? natsMsg_GetData(reply) : "",
-                  static_cast<std::size_t>(natsMsg_GetDataLength(reply)));
-  natsMsg_Destroy(reply);
-  return out;
+  // NatsConnection::request tells the server's refusal of the subject from a silent responder.
+  return connection.request(subject, body, timeout);
 }
 
 Result<std::vector<std::string>> natsGather(NatsConnection& connection, const std::string& subject,
@@ -171,6 +157,7 @@ Result<std::vector<std::string>> natsGather(NatsConnection& connection, const st
   if (!connection.connected()) {
     return unavailable("request on " + subject + ": not connected to NATS");
   }
+  const std::uint64_t refusal_mark = connection.refusalMark();
   natsInbox* inbox = nullptr;
   natsStatus s = natsInbox_Create(&inbox);
   if (s != NATS_OK) return internalError("natsInbox_Create: " + errorText(s));
@@ -213,6 +200,12 @@ Result<std::vector<std::string>> natsGather(NatsConnection& connection, const st
   connection.destroyLater([sub] { natsSubscription_Destroy(sub); });  // late replies may arrive
   natsInbox_Destroy(inbox);
   if (no_responders && replies.empty()) return unavailable("no responders on " + subject);
+  if (replies.empty()) {
+    // Silence because the server refused the request, not because nobody answered.
+    if (Status refused = connection.publishRefused(subject, refusal_mark); !refused.isOk()) {
+      return refused;
+    }
+  }
   return replies;
 }
 

@@ -61,12 +61,14 @@ std::string controlReply(const Status& status);
 Status parseControlReply(const std::string& body);
 
 // One request, one reply. NATS_NO_RESPONDERS → Unavailable("no responders on <subject>") at once;
-// no reply in time → DeadlineExceeded; not connected → Unavailable without waiting.
+// no reply in time → DeadlineExceeded; not connected → Unavailable without waiting; the server
+// refuses the user's publish to `subject` → PermissionDenied at once (NatsConnection::request).
 Result<std::string> natsRequest(NatsConnection& connection, const std::string& subject,
                                 const std::string& body, milliseconds timeout);
 
 // One request, every reply that arrives within `window` (e.g. all nodes on statusSubject()).
-// No responder at all → Unavailable at once; no reply in the window → an empty list.
+// No responder at all → Unavailable at once; no reply in the window → an empty list, or
+// PermissionDenied when the server refused the user's publish to `subject`.
 Result<std::vector<std::string>> natsGather(NatsConnection& connection, const std::string& subject,
                                             const std::string& body, milliseconds window);
 

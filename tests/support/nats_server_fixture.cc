@@ -247,8 +247,12 @@ std::string NatsServer::url() const { return "nats://127.0.0.1:" + std::to_strin
 void NatsServer::spawn() {
   std::vector<std::string> args = {"nats-server", "-js",  "-a",  "127.0.0.1",
                                    "-p",          std::to_string(port_),
-                                   "-m",          std::to_string(monitor_port_),
-                                   "-sd",         dir_ + "/store"};
+                                   "-m",          std::to_string(monitor_port_)};
+  if (options_.config_file.empty()) {
+    args.insert(args.end(), {"-sd", dir_ + "/store"});
+  } else {
+    args.insert(args.end(), {"-c", options_.config_file});
+  }
   if (!options_.server_name.empty()) {
     args.insert(args.end(), {"--server_name", options_.server_name});
   }
