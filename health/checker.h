@@ -10,10 +10,13 @@
 //    updated after every change.
 //  - onChange and onFailedTooLong are posted to the scheduler in the order of the changes; they
 //    may call any method. One still queued when stop() is called is dropped.
-//  - stop() cancels the timers and the runs in progress (a command's process group is killed);
-//    once it returns, nothing of the checker runs any more: the completions of cancelled runs
-//    are discarded before they reach the scheduler. Destroy the checker on the scheduler, or
-//    after the scheduler has been shut down.
+//  - stop() cancels the timers and the runs in progress (the ProbeRunner then kills a command's
+//    process group and reaps it, on its own thread, without waiting for the timeout); once stop()
+//    returns, nothing of the checker runs any more: the completions of cancelled runs are
+//    discarded before they reach the scheduler. Destroy the checker on the scheduler, or after
+//    the scheduler has been shut down; the scheduler and the ProbeRunner must outlive it.
+//  - `clock` must be the clock the scheduler's timers measure (the lease clock for a
+//    StrandScheduler, the SimLoop for a FakeScheduler).
 //
 // Safety-relevant behaviour
 //  - Start-up: every check starts HEALTHY ("pending" until its first run), so that a cluster whose
@@ -25,9 +28,10 @@
 //    and a leader keeps leading for at most that plus fail_after: the owner leaves candidacy while
 //    !healthy() and, when leader, hands over when onFailedTooLong fires (fail_after, on `clock`,
 //    after the verdict turned unhealthy, once per unhealthy period).
-//  - A reload (replaceChecks, on SIGHUP) never resets a check it did not change: counters, verdict,
-//    the run in flight and the next start are kept, so a reload cannot give a failing leader a
-//    fresh grace period.
+//  - A reload (replaceChecks, on SIGHUP) never resets a check whose probe it did not change, even
+//    if it edits the check's interval, timeout, rise or fall: counters, verdict, the run in flight
+//    and the unhealthy-since instant are kept, so a reload cannot give a failing leader a fresh
+//    grace period.
 #pragma once
 
 #include <functional>
@@ -64,10 +68,13 @@ class HealthChecker {
   // Cancels the timers and the runs in progress. Counters and verdict stay; start() may follow.
   // Idempotent.
   void stop();
-  // SIGHUP reload. A check whose name and settings are unchanged keeps its counters, verdict and
-  // schedule; a new or changed one starts afresh (healthy, "pending", first run at once); a removed
-  // one is cancelled. The overall verdict is recomputed (onChange fires if it changed) and
-  // fail_after replaced (a pending onFailedTooLong moves to the new deadline).
+  // SIGHUP reload. A check whose probe is unchanged (same name, type and command/address/url)
+  // keeps its counters, verdict, run in flight and schedule; new interval, timeout, rise and fall
+  // apply to it (its current streak is judged by the new rise/fall at once, a new interval moves
+  // its next start, a new timeout applies from its next run). A new check, or one whose probe
+  // changed, starts afresh (healthy, "pending", first run at once); a removed one is cancelled.
+  // The overall verdict is recomputed (onChange fires if it changed) and fail_after replaced (a
+  // pending onFailedTooLong moves to the new deadline).
   void replaceChecks(std::vector<HealthCheckConfig> checks, milliseconds fail_after);
 
   // Any thread.

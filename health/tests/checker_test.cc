@@ -400,6 +400,21 @@ TEST_F(CheckerTest, ARemovedFailingCheckMakesTheNodeHealthy) {
   EXPECT_TRUE(events_.failed_too_long.empty());
 }
 
+TEST_F(CheckerTest, ReloadAddsChecksToAnEmptyCheckerAndWaitsForStartWhenStopped) {
+  probes_.script("db", "F", 10ms);
+  auto checker = make({}, 10s);
+  checker->replaceChecks({check("db", 1000ms, 1, 1)}, 10s);  // stopped: nothing runs yet
+  loop_.advance(5s);
+  EXPECT_EQ(probes_.runs("db"), 0);
+  EXPECT_EQ(state(*checker, "db").last_result, "pending");
+  checker->start();
+  checker->replaceChecks({check("db", 1000ms, 1, 1), check("web")}, 10s);  // running: at once
+  EXPECT_EQ(probes_.runs("web"), 1);
+  EXPECT_EQ(probes_.runs("db"), 1) << "an unchanged check is not started a second time";
+  loop_.advance(10ms);
+  EXPECT_FALSE(checker->healthy());
+}
+
 TEST_F(CheckerTest, StopInTheMiddleOfARunCancelsItAndNothingRunsAfterwards) {
   probes_.script("db", "F", 500ms);
   probes_.script("web", "F", 100ms);
