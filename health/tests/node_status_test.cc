@@ -168,8 +168,8 @@ TEST(NodeStatusJson, NumbersOutOfRangeAreRejected) {
 // Found by tests/fuzz/status_fuzz: jsoncpp throws past 1000 levels of nesting, which used to
 // abort whoever decoded the reply (the CLI, the manager).
 TEST(NodeStatusJson, RejectsDeepNestingInsteadOfAborting) {
-  expectRejected(std::string(1016, '['), "not valid JSON");
-  expectRejected(R"({"nodeId":)" + std::string(5000, '{'), "not valid JSON");
+  expectRejected(std::string(1016, '['), "status JSON: not valid JSON");
+  expectRejected(R"({"nodeId":)" + std::string(5000, '{'), "status JSON: not valid JSON");
 }
 
 }  // namespace

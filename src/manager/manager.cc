@@ -11,7 +11,9 @@
 
 #include "core/asio_scheduler.h"
 #include "core/logging.h"
-#include "health/checks.h"
+#include "core/runtime.h"
+#include "health/checker.h"
+#include "health/probes.h"
 #include "health/health_service.h"
 #include "manager/http_server.h"
 #include "manager/metrics.h"
@@ -200,6 +202,10 @@ struct Manager::Impl final : Hooks {
   std::atomic<bool> operator_candidate;
   const std::chrono::steady_clock::time_point started_at;
   AsioScheduler work;  // health reactions and VIP reconcile, off the NATS and hook threads
+  Runtime runtime;
+  LeaseClock lease_clock;
+  std::unique_ptr<StrandScheduler> health_strand = runtime.makeStrand();
+  std::unique_ptr<AsioProbeRunner> probes = std::make_unique<AsioProbeRunner>(runtime.io());
   std::unique_ptr<VipManager> vip;
   std::unique_ptr<Node> node;
   std::unique_ptr<HealthChecker> checker;
@@ -244,7 +250,8 @@ Status Manager::start() {
   // The Manager's hooks are the Node's; they call the application's.
   d.node = std::make_unique<Node>(d.config, std::shared_ptr<Hooks>(impl_.get(), [](Hooks*) {}));
   if (!d.config.health.checks.empty()) {
-    d.checker = std::make_unique<HealthChecker>(d.config.health.checks, d.config.health.fail_after);
+    d.checker = std::make_unique<HealthChecker>(d.config.health.checks, d.config.health.fail_after,
+                                                d.lease_clock, *d.health_strand, *d.probes);
     d.checker->setOnChange([&d](bool healthy) {
       log()->info("local checks now {}", healthy ? "healthy" : "failing");
       d.work.post([&d] { d.applyCandidacy(false); });
@@ -252,7 +259,7 @@ Status Manager::start() {
     d.checker->setOnFailedTooLong([&d] { d.work.post([&d] { d.applyCandidacy(true); }); });
   }
   if (Status s = d.node->start(); !s.isOk()) return s;
-  if (d.checker) d.checker->start();
+  if (d.checker) d.health_strand->runSync([&d] { d.checker->start(); });
 
   auto conn = NatsConnection::connect(d.config.nats, "hacoord-" + d.config.node_id + "-control");
   if (!conn.isOk()) return conn.status();
@@ -264,7 +271,9 @@ Status Manager::start() {
   d.serveControl();
 
   if (!d.config.http_listen.empty()) {
-    auto http = HttpServer::start(d.config.http_listen, [&d](const std::string& path) {
+    const HttpServerOptions http_options{d.config.http_listen, d.config.http_max_connections,
+                                         d.config.http_request_timeout};
+    auto http = HttpServer::start(d.runtime.io(), http_options, [&d](const std::string& path) {
       return d.http(path);
     });
     if (!http.isOk()) return http.status();
@@ -280,10 +289,12 @@ void Manager::stop() {
   std::lock_guard lock(d.lifecycle);
   if (d.stopped) return;
   d.stopped = true;
+  if (d.http_server) d.http_server->stop();
   d.http_server.reset();
   d.responders.clear();
   d.health_service.reset();
-  if (d.checker) d.checker->stop();
+  if (d.checker) d.health_strand->runSync([&d] { d.checker->stop(); });
+  d.health_strand->shutdown();
   d.work.stop();
   if (d.node) d.node->stop();  // planned handover: the VIP goes off in onLoseLeadership
   if (d.vip) {
@@ -298,7 +309,8 @@ Status Manager::reload(const Config& config) {
   Impl& d = *impl_;
   if (!setLogLevel(config.log_level)) return invalidArgument("log.level " + config.log_level);
   if (d.checker) {
-    d.checker->replaceChecks(config.health.checks, config.health.fail_after);
+    d.health_strand->runSync(
+        [&] { d.checker->replaceChecks(config.health.checks, config.health.fail_after); });
   } else if (!config.health.checks.empty()) {
     log()->warn("SIGHUP: health checks were added; they start at the next restart");
   }
