@@ -45,7 +45,8 @@ seconds VipManager::lifetimeFor(seconds cap, TimePoint valid_until, TimePoint no
 }
 
 Result<std::unique_ptr<VipManager>> VipManager::create(const VipConfig& config,
-                                                       VipTimings timings) {
+                                                       VipTimings timings, Scheduler& scheduler,
+                                                       const Clock& clock) {
   if (!config.enabled()) return invalidArgument("vip.address is empty: there is no VIP to manage");
   auto address = vip::parseIpPrefix(config.address, config.netmask);
   if (!address.isOk()) return address.status();
@@ -131,32 +132,53 @@ Result<std::unique_ptr<VipManager>> VipManager::create(const VipConfig& config,
               address->family == AF_INET ? "ARP" : "DAD neighbour solicitation",
               timings.duplicate_probe_wait.count());
   }
-  return std::unique_ptr<VipManager>(new VipManager(
-      config, timings, *address, *link, std::move(*netlink), std::move(*announcer), lifetime));
+  return std::unique_ptr<VipManager>(new VipManager(config, timings, *address, *link,
+                                                    std::move(*netlink), std::move(*announcer),
+                                                    lifetime, scheduler, clock));
 }
+
+struct VipManager::TimerGuard {
+  std::mutex mutex;
+  bool alive = true;
+};
 
 VipManager::VipManager(VipConfig config, VipTimings timings, vip::IpPrefix address,
                        vip::LinkInfo link, std::unique_ptr<vip::NetlinkAddress> netlink,
-                       std::unique_ptr<vip::Announcer> announcer, std::optional<seconds> lifetime)
+                       std::unique_ptr<vip::Announcer> announcer, std::optional<seconds> lifetime,
+                       Scheduler& scheduler, const Clock& clock)
     : config_(std::move(config)),
       timings_(timings),
       address_(address),
       lifetime_(lifetime),
+      scheduler_(scheduler),
+      clock_(clock),
+      guard_(std::make_shared<TimerGuard>()),
       link_(std::move(link)),
       netlink_(std::move(netlink)),
       announcer_(std::move(announcer)) {
-  // The first reconcile is the owner's reconcile(false, ...) at start; the thread's follow.
-  next_refresh_ = leaseClockNow() + config_.garp_refresh;
-  thread_ = std::thread([this] { run(); });
+  // The first reconcile is the owner's removeForcibly() at start; the timer's follow.
+  std::lock_guard lock(mutex_);
+  next_refresh_ = clock_.now() + config_.garp_refresh;
+  armLocked();
 }
 
 VipManager::~VipManager() {
   {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
+    std::lock_guard guard(guard_->mutex);  // waits for a timer callback running now
+    guard_->alive = false;
   }
-  wake_.notify_all();
-  thread_.join();
+  scheduler_.cancel(timer_);
+}
+
+void VipManager::armLocked() {
+  scheduler_.cancel(timer_);
+  const bool bursting = held_ && burst_left_ > 0;
+  const TimePoint at = bursting ? next_announce_ : next_refresh_;
+  const Duration delay = std::max(Duration::zero(), at - clock_.now());
+  timer_ = scheduler_.runAfter(delay, [this, guard = guard_] {
+    std::lock_guard alive(guard->mutex);
+    if (guard->alive) onTimer();
+  });
 }
 
 Status VipManager::failLocked(Status status) {
@@ -167,7 +189,7 @@ Status VipManager::failLocked(Status status) {
 }
 
 Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why) {
-  if (leaseClockNow() >= valid_until) {
+  if (clock_.now() >= valid_until) {
     return failedPrecondition("the lease has already ended: VIP " + address_.addressText() +
                               " not added");
   }
@@ -199,7 +221,7 @@ Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why
   }
 
   // After the probe: the lifetime counts from the moment the kernel gets it.
-  const TimePoint now = leaseClockNow();
+  const TimePoint now = clock_.now();
   std::optional<std::uint32_t> lifetime_s;
   if (lifetime_) {
     const seconds lifetime = lifetimeFor(*lifetime_, valid_until, now);
@@ -261,7 +283,7 @@ void VipManager::startBurstLocked(TimePoint now) {
   next_announce_ = now;
   if (burst_left_ == 0) next_refresh_ = now + config_.garp_refresh;
   expired_warned_ = false;
-  wake_.notify_all();
+  armLocked();
 }
 
 void VipManager::announceLocked() {
@@ -334,33 +356,29 @@ void VipManager::refreshLocked(TimePoint now) {
   announceLocked();
 }
 
-void VipManager::run() {
-  std::unique_lock lock(mutex_);
-  while (!stopping_) {
-    const TimePoint now = leaseClockNow();
-    const bool bursting = held_ && burst_left_ > 0;
-    if (bursting && now >= next_announce_) {
-      if (now < valid_until_) announceLocked();
-      --burst_left_;
-      next_announce_ = now + config_.garp_interval;
-      if (burst_left_ == 0) next_refresh_ = now + config_.garp_refresh;
-      continue;
-    }
+// The one timer: a burst frame when one is due, else the periodic refresh (the reconcile).
+void VipManager::onTimer() {
+  std::lock_guard lock(mutex_);
+  const TimePoint now = clock_.now();
+  const bool bursting = held_ && burst_left_ > 0;
+  if (bursting && now >= next_announce_) {
+    if (now < valid_until_) announceLocked();
+    --burst_left_;
+    next_announce_ = now + config_.garp_interval;
+    if (burst_left_ == 0) next_refresh_ = now + config_.garp_refresh;
+  } else if (!bursting && now >= next_refresh_) {
     // No refresh during a burst: the burst already announces, and it ends with a fresh schedule.
-    if (!bursting && now >= next_refresh_) {
-      next_refresh_ = now + config_.garp_refresh;  // a re-add below restarts the burst instead
-      refreshLocked(now);
-      continue;
-    }
-    wake_.wait_until(lock, bursting ? next_announce_ : next_refresh_);
+    next_refresh_ = now + config_.garp_refresh;  // a re-add below restarts the burst instead
+    refreshLocked(now);
   }
+  armLocked();
 }
 
 Status VipManager::acquire(Epoch epoch, TimePoint valid_until) {
   std::lock_guard lock(mutex_);
-  if (epoch < epoch_) {
-    return aborted("acquire for epoch " + epoch.toString() + " after epoch " + epoch_.toString() +
-                   ": stale");
+  if (epoch < epoch_ || epoch <= released_epoch_) {
+    return aborted("acquire for epoch " + epoch.toString() + " after epoch " +
+                   std::max(epoch_, released_epoch_).toString() + ": stale");
   }
   epoch_ = epoch;
   metrics_.epoch = epoch.value();
@@ -371,7 +389,7 @@ Status VipManager::acquire(Epoch epoch, TimePoint valid_until) {
   if (held_) valid_until_ = valid_until;
   if (s.isOk()) {
     ++metrics_.acquires;
-    startBurstLocked(leaseClockNow());
+    startBurstLocked(clock_.now());
   } else if (held_) {
     burst_left_ = 0;  // nothing to announce yet; extend() adds the VIP and starts the burst
   }
@@ -388,9 +406,7 @@ Status VipManager::extend(Epoch epoch, TimePoint valid_until) {
   valid_until_ = std::max(valid_until_, valid_until);
   expired_warned_ = false;
   if (!lifetime_) return Status::ok();  // no kernel lifetime: nothing in the kernel to renew
-  const TimePoint now = leaseClockNow();
-  const seconds lifetime = lifetimeFor(*lifetime_, valid_until_, now);
-  if (lifetime < seconds(1)) {
+  if (lifetimeFor(*lifetime_, valid_until_, clock_.now()) < seconds(1)) {
     // Nothing to do, and still safe: the lifetime now in the kernel was set at an earlier t0 as
     // L0 <= valid_until0 - t0 - slack, so the kernel removes the VIP by valid_until0 (the slack
     // covers its rounding), and valid_until0 <= valid_until, which is the leader's own deadline
@@ -406,9 +422,12 @@ Status VipManager::extend(Epoch epoch, TimePoint valid_until) {
     logger()->warn("VIP {} missing at renewal (epoch {}): re-adding", address_.addressText(),
                    epoch.value());
     Status s = addLocked(epoch, valid_until_, "re-added at renewal");
-    if (s.isOk()) startBurstLocked(now);
+    if (s.isOk()) startBurstLocked(clock_.now());
     return s;
   }
+  // The lifetime counts from the moment the kernel gets it: read the clock after the dump.
+  const seconds lifetime = lifetimeFor(*lifetime_, valid_until_, clock_.now());
+  if (lifetime < seconds(1)) return Status::ok();
   Status s =
       netlink_->replace(link_.ifindex, address_, static_cast<std::uint32_t>(lifetime.count()));
   if (!s.isOk()) return failLocked(s);
@@ -428,15 +447,25 @@ Status VipManager::release(Epoch epoch) {
   metrics_.held = false;
   burst_left_ = 0;
   if (epoch > epoch_) epoch_ = epoch;
+  released_epoch_ = std::max(released_epoch_, epoch);
   metrics_.epoch = epoch.value();
   Status s = removeLocked("released");
   if (s.isOk()) ++metrics_.releases;
   return s;
 }
 
+Status VipManager::removeForcibly(const char* why) {
+  std::lock_guard lock(mutex_);
+  held_ = false;
+  metrics_.held = false;
+  burst_left_ = 0;
+  released_epoch_ = std::max(released_epoch_, epoch_);
+  return removeLocked(why);
+}
+
 Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_until) {
   std::lock_guard lock(mutex_);
-  const TimePoint now = leaseClockNow();
+  const TimePoint now = clock_.now();
   if (held_ && epoch < epoch_) {
     return aborted("reconcile for epoch " + epoch.toString() + " but the VIP is held for epoch " +
                    epoch_.toString());
@@ -457,6 +486,9 @@ Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_unti
   }
 
   if (now >= valid_until) return failedPrecondition("reconcile: the lease has already ended");
+  if (epoch <= released_epoch_) {
+    return aborted("reconcile for epoch " + epoch.toString() + ", which was already released");
+  }
   const bool same_term = held_ && epoch == epoch_;
   epoch_ = epoch;
   metrics_.epoch = epoch.value();

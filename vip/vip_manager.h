@@ -2,17 +2,16 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "hacoord/clock.h"
 #include "hacoord/config.h"
 #include "hacoord/epoch.h"
+#include "hacoord/scheduler.h"
 #include "hacoord/status.h"
 #include "vip/garp.h"
 #include "vip/netlink_address.h"
@@ -47,12 +46,18 @@ struct VipMetrics {
 // when the election's safety margin is small, so this is 300 ms.
 inline constexpr milliseconds kKernelExpirySlack{300};
 
-// Thread-safe: every method may be called from any thread (the hook thread, a renewal callback, a
-// timer); one mutex serialises them. Every socket is opened in create(), and a socket keeps the
-// network namespace it was created in, so the manager acts in create()'s namespace whichever
-// thread calls it later. Calls take well under a few ms (one netlink round trip, a few frames),
-// except that with duplicate_check an add also waits VipTimings::duplicate_probe_wait. GARP/NA
-// bursts and the periodic refresh run on the manager's own thread.
+// Thread-safe: every method may be called from any thread; one mutex serialises them. The daemon
+// calls them all from one strand (the VIP's, driven by the elector's events, never behind the
+// application's hooks), and the GARP/NA bursts and the periodic refresh run as timers on that same
+// scheduler, so acquire, extend, release and reconcile never interleave. Every socket is opened
+// in create(), and a socket keeps the network namespace it was created in, so the manager acts in
+// create()'s namespace whichever thread calls it later. Calls take well under a few ms (one
+// netlink round trip, a few frames), except that with duplicate_check an add also waits
+// VipTimings::duplicate_probe_wait.
+//
+// Epochs: it never holds an epoch at or below the last one it released (a late acquire or
+// reconcile of an old term cannot bring the VIP back), and never lets go of a newer epoch for an
+// older one (a late release cannot remove a newer term's VIP).
 //
 // Order (DESIGN §4), which the caller guarantees: on winning, lease first, then acquire(); on
 // losing, release() before the lease is released. At start, call reconcile(false, ...) so a VIP
@@ -64,17 +69,20 @@ class VipManager {
   // (InvalidArgument naming it) and is Ethernet (FailedPrecondition), CAP_NET_ADMIN by a no-op
   // RTM_SETLINK (PermissionDenied), CAP_NET_RAW by opening the raw sockets (PermissionDenied).
   // Logs the kernel lifetime it chose, or the warning that none fits the timings.
-  static Result<std::unique_ptr<VipManager>> create(const VipConfig& config, VipTimings timings);
-  ~VipManager();  // stops the thread; does NOT remove the VIP: the owner decides
+  // `scheduler` runs the bursts and refreshes; `clock` is the lease clock the deadlines are on.
+  static Result<std::unique_ptr<VipManager>> create(const VipConfig& config, VipTimings timings,
+                                                    Scheduler& scheduler, const Clock& clock);
+  ~VipManager();  // cancels its timers (waits for one running now); does NOT remove the VIP
   VipManager(const VipManager&) = delete;
   VipManager& operator=(const VipManager&) = delete;
 
   // Puts the VIP on for `epoch` (lease won, valid until `valid_until`): optional duplicate probe
   // (AlreadyExists on a conflict, VIP not added), add with NLM_F_EXCL (if already present, its
   // lifetime is replaced), then a GARP/NA burst on the manager's thread and a refresh every
-  // garp_refresh while held. Aborted for an epoch older than the latest one seen. If the lease
-  // leaves less than a whole second of kernel lifetime, returns DeadlineExceeded without adding:
-  // the VIP stays "held" and the next extend() or refresh adds it.
+  // garp_refresh while held. Aborted for an epoch older than the latest one seen, or not above
+  // the last one released. If the lease leaves less than a whole second of kernel lifetime,
+  // returns DeadlineExceeded without adding: the VIP stays "held" and the next extend() or
+  // refresh adds it (the caller treats that as success: it leads, the VIP is pending).
   Status acquire(Epoch epoch, TimePoint valid_until);
   // On every confirmed renewal: kernel lifetime L' = min(L, floor((valid_until - now - slack)/1 s))
   // with NLM_F_REPLACE; nothing when L' < 1. Re-adds (and announces) the VIP if it went missing.
@@ -86,6 +94,9 @@ class VipManager {
   // should_hold=false: remove the VIP if present (and stop holding). should_hold=true: hold it for
   // `epoch` until `valid_until`, re-adding and announcing it if it is missing.
   Status reconcile(bool should_hold, Epoch epoch, TimePoint valid_until);
+  // At start and stop: the VIP goes, whatever epoch held it (a failed handover must not leave it
+  // up until its kernel lifetime ends after the daemon is gone).
+  Status removeForcibly(const char* why);
 
   // The VIP is on the interface (any prefix; ifindex and address bytes compared).
   Result<bool> present() const;
@@ -106,7 +117,8 @@ class VipManager {
   VipManager(VipConfig config, VipTimings timings, vip::IpPrefix address, vip::LinkInfo link,
              std::unique_ptr<vip::NetlinkAddress> netlink,
              std::unique_ptr<vip::Announcer> announcer,
-             std::optional<std::chrono::seconds> lifetime);
+             std::optional<std::chrono::seconds> lifetime, Scheduler& scheduler,
+             const Clock& clock);
 
   // Everything below runs with mutex_ held.
   // Probe (if configured), then add or replace; the caller starts the burst. `why` is for logs.
@@ -116,28 +128,33 @@ class VipManager {
   void announceLocked();
   void refreshLocked(TimePoint now);
   Status failLocked(Status status);
-  void run();
+  // (Re)arms the one timer for the next burst frame or refresh.
+  void armLocked();
+  void onTimer();
 
   const VipConfig config_;
   const VipTimings timings_;
   const vip::IpPrefix address_;
   const std::optional<std::chrono::seconds> lifetime_;  // L
 
+  Scheduler& scheduler_;
+  const Clock& clock_;
+  struct TimerGuard;  // shared with the timer callbacks: a callback never runs past ~VipManager
+  std::shared_ptr<TimerGuard> guard_;
+  Scheduler::TimerId timer_ = 0;
   mutable std::mutex mutex_;
-  std::condition_variable wake_;
   vip::LinkInfo link_;  // MAC refreshed before every add
   std::unique_ptr<vip::NetlinkAddress> netlink_;
   std::unique_ptr<vip::Announcer> announcer_;
   mutable VipMetrics metrics_;
   bool held_ = false;
   Epoch epoch_;
+  Epoch released_epoch_;  // the highest epoch released: never held again
   TimePoint valid_until_{};
   int burst_left_ = 0;
   TimePoint next_announce_{};
   TimePoint next_refresh_{};
   bool expired_warned_ = false;
-  bool stopping_ = false;
-  std::thread thread_;  // last: started after every member above exists
 };
 
 }  // namespace hacoord

@@ -14,6 +14,15 @@
 
 namespace hacoord {
 
+// How a control request is made.
+struct ControlOptions {
+  // The operator overrides the handover rate limit (at most one per election.cooldownMs): sent on
+  // control.<node>.stepdown.force, which only the operator's NATS user may publish.
+  bool force = false;
+  // Logged by the daemon that serves the request ("cli:<user>@<host>" by default).
+  std::string requester;
+};
+
 class Manager {
  public:
   // `hooks` are the application's; the Manager runs the VIP around them (VIP on after the lease is
@@ -32,9 +41,13 @@ class Manager {
   // SIGHUP: new log level and health checks. Other changes need a restart (they are ignored).
   Status reload(const Config& config);
   // The daemon's main loop: start(), then wait for signals. SIGHUP reloads `config_path`;
-  // SIGTERM / SIGINT stop() (planned handover) and return OK. Blocks those signals in the calling
-  // thread before any thread starts, so call it from main() before creating other threads.
+  // SIGTERM / SIGINT stop() (planned handover) and return OK; one that arrives during start() or a
+  // reload waits for it and is then a planned handover too (never a default-action death). Blocks
+  // those signals in the calling thread; threads inherit the mask, so call blockDaemonSignals()
+  // first thing in main(), before any thread exists (hacoord daemon does).
   Status runDaemon(const std::string& config_path);
+  // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and the threads it creates later).
+  static void blockDaemonSignals();
 
   NodeStatus status() const;
   Node& node();
@@ -46,13 +59,17 @@ class Manager {
   static Result<std::vector<NodeStatus>> clusterStatus(const Config& config, milliseconds window);
   static Result<NodeStatus> health(const Config& config, const std::string& node,
                                    milliseconds timeout);
-  // Asks `node` to take over from the live leader (planned handover to it).
-  static Status promote(const Config& config, const std::string& node);
+  // Asks the live leader to hand over to `node` (checked first: up and a candidate).
+  static Status promote(const Config& config, const std::string& node,
+                        const ControlOptions& options = {});
   // Asks `node` ("" = the current leader) to hand over.
-  static Status demote(const Config& config, const std::string& node);
+  static Status demote(const Config& config, const std::string& node,
+                       const ControlOptions& options = {});
   // Makes `node` enter (join) or leave candidacy without stopping it.
-  static Status join(const Config& config, const std::string& node);
-  static Status leave(const Config& config, const std::string& node);
+  static Status join(const Config& config, const std::string& node,
+                     const ControlOptions& options = {});
+  static Status leave(const Config& config, const std::string& node,
+                      const ControlOptions& options = {});
 
  private:
   struct Impl;

@@ -6,6 +6,7 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "hacoord/config.h"
 #include "hacoord/epoch.h"
@@ -14,6 +15,9 @@
 
 namespace hacoord {
 
+class LeadershipObserver;
+class Runtime;
+
 // Counters for metrics. renew_latency_buckets[i] counts renewals confirmed within
 // kRenewLatencyBoundsMs[i] (not cumulative); the last bucket is everything slower.
 struct NodeStats {
@@ -21,6 +25,8 @@ struct NodeStats {
   std::uint64_t became_leader = 0;
   std::uint64_t lost_leadership = 0;
   std::uint64_t renewals = 0;
+  std::uint64_t hook_overruns = 0;   // hook calls that passed their time limit
+  bool hooks_overrunning = false;    // one is past its limit now: the node is out of candidacy
   double renew_latency_sum_ms = 0;
   std::uint64_t renew_latency_buckets[std::size(kRenewLatencyBoundsMs) + 1] = {};
 };
@@ -50,6 +56,8 @@ class Node {
   TimePoint leaseDeadline() const;
   NodeStats stats() const;
   const std::string& nodeId() const;
+  // Campaigns now (every input of setCandidate's note agrees).
+  bool candidate() const;
   const std::string& incarnation() const;
 
   // Planned handover. FailedPrecondition when not leader. Returns once the lease is released.
@@ -60,9 +68,20 @@ class Node {
   // Enter or leave candidacy without stopping (leaving while leader hands over first).
   // `applied` (optional) runs once the election has taken the change in, on hacoord's thread:
   // from then on role(), promote() and the election itself see the new candidacy.
+  // The node campaigns only while this is true, its local health gate is open (Manager) and none
+  // of its hooks is past its time limit.
   void setCandidate(bool candidate, std::function<void()> applied = {});
 
  private:
+  friend class Manager;
+  // The Manager's node: on the Manager's runtime, with its observers (the VIP) told of leadership
+  // before the hooks, and a health gate on candidacy.
+  Node(Config config, std::shared_ptr<Hooks> hooks, std::shared_ptr<Runtime> runtime,
+       std::vector<LeadershipObserver*> observers);
+  // Local health (the Manager's checks): an unhealthy node does not campaign; an unhealthy leader
+  // keeps leading until its checks have failed for health.failAfterMs (`failed_too_long`).
+  void setHealth(bool healthy, bool failed_too_long);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

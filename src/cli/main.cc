@@ -6,6 +6,7 @@
 #include <nats/nats.h>
 
 #include "cli/cli.h"
+#include "hacoord/manager.h"
 
 namespace hacoord::cli {
 namespace {
@@ -127,7 +128,12 @@ int dispatch(int argc, char** argv) {
     std::printf("hacoord %s (nats.c %s)\n", HACOORD_VERSION, nats_GetVersion());
     return kExitOk;
   }
-  if (args.command == "daemon") return runDaemon(args);
+  if (args.command == "daemon") {
+    // Before any thread exists: every thread inherits the mask, so a SIGTERM during start-up waits
+    // for sigwait() and becomes a planned handover instead of killing the process.
+    Manager::blockDaemonSignals();
+    return runDaemon(args);
+  }
   if (args.command == "status") return runStatus(args);
   if (args.command == "init") return runInit(args);
   for (const char* c : {"health", "promote", "demote", "join", "leave"}) {

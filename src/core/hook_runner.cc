@@ -1,55 +1,155 @@
-// HookRunner: a WorkQueue plus a per-hook timer on the scheduler that reports overruns.
+// HookRunner: one named thread, a FIFO of calls, and a limit timer per call started at queue time.
 #include "core/hook_runner.h"
 
-#include <atomic>
+#include <exception>
 
 #include "core/logging.h"
+#include "core/runtime.h"
 
 namespace hacoord {
 namespace {
 
-struct HookCall {
-  std::string name;
-  std::function<void(bool)> done;
-  std::atomic<bool> reported{false};
-  // Reports once: whichever of "returned" and "time limit" comes first wins.
-  void report(bool in_time) {
-    if (reported.exchange(true)) return;
-    if (done) done(in_time);
-  }
-};
+std::shared_ptr<spdlog::logger> log() {
+  static auto logger = moduleLogger("hooks");
+  return logger;
+}
 
 }  // namespace
 
-HookRunner::HookRunner(Scheduler& scheduler, milliseconds time_limit)
-    : scheduler_(scheduler), time_limit_(time_limit) {}
+struct HookRunner::Call {
+  std::string name;
+  Hook hook;
+  Done done;
+  TimePoint queued_at{};
+  Scheduler::TimerId timer = 0;
+  bool reported = false;  // done was called (under mutex_)
+  bool overran = false;   // counted in overrunning_ (under mutex_)
+  bool finished = false;  // the hook returned or was dropped (under mutex_)
+};
+
+HookRunner::HookRunner(Scheduler& scheduler, milliseconds time_limit,
+                       std::function<void(bool)> on_overrun)
+    : scheduler_(scheduler), time_limit_(time_limit), on_overrun_(std::move(on_overrun)) {
+  thread_ = Runtime::startThread("hc-hooks", [this] { loop(); });
+}
 
 HookRunner::~HookRunner() { shutdown(); }
 
-void HookRunner::shutdown() { queue_.shutdown(); }
+int HookRunner::overrunning() const {
+  std::lock_guard lock(mutex_);
+  return overrunning_;
+}
 
-void HookRunner::run(std::string name, std::function<void()> hook, std::function<void(bool)> done) {
-  auto call = std::make_shared<HookCall>();
+void HookRunner::run(std::string name, Hook hook, Done done) {
+  auto call = std::make_shared<Call>();
   call->name = std::move(name);
+  call->hook = std::move(hook);
   call->done = std::move(done);
-  const bool queued = queue_.push([this, call, hook = std::move(hook)] {
-    const auto limit_timer = scheduler_.runAfter(time_limit_, [this, call] {
-      if (call->reported) return;
-      moduleLogger("hooks")->warn("hook {} overran its time limit of {} ms", call->name,
-                                  time_limit_.count());
-      call->report(false);
-    });
-    try {
-      hook();
-    } catch (const std::exception& e) {
-      moduleLogger("hooks")->error("hook {} threw: {}", call->name, e.what());
-    } catch (...) {
-      moduleLogger("hooks")->error("hook {} threw a non-standard exception", call->name);
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) {
+      call->finished = true;
+      call->reported = true;
+      if (call->done) {
+        scheduler_.post([done = call->done, n = call->name] {
+          done(Status(StatusCode::kCancelled, "hook " + n + " not run: shutting down"));
+        });
+      }
+      return;
     }
-    scheduler_.cancel(limit_timer);
-    scheduler_.post([call] { call->report(true); });
-  });
-  if (!queued) scheduler_.post([call] { call->report(false); });
+    queue_.push_back(call);
+  }
+  call->timer = scheduler_.runAfter(time_limit_, [this, call] { onLimit(call); });
+  cv_.notify_one();
+}
+
+// On the scheduler: the limit passed. If the call has not finished it overruns now.
+void HookRunner::onLimit(const std::shared_ptr<Call>& call) {
+  bool first = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (call->finished || call->overran) return;
+    call->overran = true;
+    first = ++overrunning_ == 1;
+    if (call->reported) return;
+    call->reported = true;
+  }
+  log()->warn("hook {} has not finished {} ms after it was queued: its time limit", call->name,
+              time_limit_.count());
+  if (call->done) {
+    call->done(deadlineExceeded("hook " + call->name + " did not finish within its time limit of " +
+                                std::to_string(time_limit_.count()) + " ms"));
+  }
+  if (first && on_overrun_) on_overrun_(true);
+}
+
+// On the hook thread: the hook returned (or was dropped) with `status`.
+void HookRunner::finish(const std::shared_ptr<Call>& call, Status status) {
+  bool report = false;
+  bool last_overrun = false;
+  {
+    std::lock_guard lock(mutex_);
+    call->finished = true;
+    if (call->overran) {
+      last_overrun = --overrunning_ == 0;
+      log()->warn("hook {} returned after overrunning its time limit: {}", call->name,
+                  status.toString());
+    }
+    report = !call->reported;
+    call->reported = true;
+  }
+  scheduler_.cancel(call->timer);
+  if (report && call->done) {
+    scheduler_.post([done = call->done, status] { done(status); });
+  }
+  if (last_overrun && on_overrun_) {
+    scheduler_.post([cb = on_overrun_] { cb(false); });
+  }
+}
+
+void HookRunner::loop() {
+  for (;;) {
+    std::shared_ptr<Call> call;
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      call = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    Status status;
+    try {
+      status = call->hook();
+    } catch (const std::exception& e) {
+      status = internalError("hook " + call->name + " threw: " + e.what());
+      log()->error("{}", status.message());
+    } catch (...) {
+      status = internalError("hook " + call->name + " threw a non-standard exception");
+      log()->error("{}", status.message());
+    }
+    finish(call, std::move(status));
+  }
+}
+
+void HookRunner::shutdown() {
+  std::deque<std::shared_ptr<Call>> dropped;
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+    dropped.swap(queue_);
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) {
+    if (thread_.get_id() == std::this_thread::get_id()) {
+      thread_.detach();  // shut down from inside a hook: the loop ends after it
+    } else {
+      thread_.join();
+    }
+  }
+  for (auto& call : dropped) {
+    finish(call, Status(StatusCode::kCancelled, "hook " + call->name + " not run: shutting down"));
+  }
 }
 
 }  // namespace hacoord

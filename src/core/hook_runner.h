@@ -1,33 +1,65 @@
-// HookRunner: runs application hooks one at a time, in order, each watched by a time limit.
+// HookRunner: runs application hooks one at a time, in order, on hc-hooks, each with a time limit.
 #pragma once
 
+#include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
-#include "core/work_queue.h"
 #include "hacoord/clock.h"
 #include "hacoord/scheduler.h"
+#include "hacoord/status.h"
 
 namespace hacoord {
 
+// The time limit of a call starts when it is QUEUED, not when it starts: a hook stuck behind a
+// wedged one overruns too, so a wedged hook cannot silently hold the election's reactions back.
+//
+// Threading: run() may be called from any thread; hooks run on the runner's own thread
+// (`hc-hooks`), one at a time, in queue order. Every `done` and every overrun report is posted to
+// `scheduler`.
 class HookRunner {
  public:
-  // `done` callbacks are posted to `scheduler`.
-  HookRunner(Scheduler& scheduler, milliseconds time_limit);
-  ~HookRunner();  // runs queued hooks, then joins
+  using Hook = std::function<Status()>;
+  using Done = std::function<void(Status)>;
 
-  // Runs `hook` after every hook queued before it. `done(true)` once it returns within the time
-  // limit; `done(false)` as soon as the limit passes while it still runs (logged), and then not
-  // again. A C++ thread cannot be cut short: an overrunning hook delays the hooks behind it.
-  void run(std::string name, std::function<void()> hook, std::function<void(bool)> done = {});
-  // Runs what is queued and stops. Idempotent.
+  // `on_overrun(true)` when the first call passes its limit unfinished, `on_overrun(false)` when no
+  // call is past its limit any more (the wedged hook returned); both on `scheduler`.
+  HookRunner(Scheduler& scheduler, milliseconds time_limit,
+             std::function<void(bool overrunning)> on_overrun = {});
+  ~HookRunner();  // shutdown()
+  HookRunner(const HookRunner&) = delete;
+  HookRunner& operator=(const HookRunner&) = delete;
+
+  // Queues `hook`. `done` gets, exactly once: the hook's Status if it returned within the limit;
+  // DeadlineExceeded as soon as the limit passes while it is queued or running (a C++ thread
+  // cannot be cut short: it still runs to the end, and the hooks behind it wait); Internal if it
+  // threw; Cancelled if the runner was shut down before it ran.
+  void run(std::string name, Hook hook, Done done = {});
+  // Drops what is queued (their `done` gets Cancelled), waits for the hook running now, joins.
+  // Idempotent.
   void shutdown();
+  // Calls past their limit and not finished yet (from any thread).
+  int overrunning() const;
 
  private:
+  struct Call;
+  void loop();
+  void onLimit(const std::shared_ptr<Call>& call);
+  void finish(const std::shared_ptr<Call>& call, Status status);
+
   Scheduler& scheduler_;
-  milliseconds time_limit_;
-  WorkQueue queue_;
+  const milliseconds time_limit_;
+  std::function<void(bool)> on_overrun_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Call>> queue_;
+  int overrunning_ = 0;
+  bool stopping_ = false;
+  std::thread thread_;
 };
 
 }  // namespace hacoord

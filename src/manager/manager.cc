@@ -1,25 +1,34 @@
-// Manager: wires Node, VipManager, HealthChecker, HealthService, control responders and HTTP.
+// Manager: the HA daemon on one runtime: Node (election, hooks, control), the VIP on its own strand,
+// health checks, the status responders and the HTTP listener; and the CLI's client calls.
+//
+// Threading: one Runtime (hc-io, hc-block) for everything; the Node's strand runs the elector and
+// the leadership bus; the VIP runs on a blocking lane of its own (netlink and the optional
+// duplicate probe are blocking calls), told of leadership by the bus before the application's
+// hooks; the health checker runs on a strand; HTTP on hc-io. The threads are listed in
+// src/core/runtime.h.
 #include "hacoord/manager.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <atomic>
-#include <csignal>
-#include <pthread.h>
 #include <chrono>
+#include <csignal>
 #include <mutex>
+#include <pthread.h>
 
-#include <json/json.h>
-
-#include "core/asio_scheduler.h"
 #include "core/logging.h"
 #include "core/runtime.h"
 #include "health/checker.h"
-#include "health/probes.h"
 #include "health/health_service.h"
+#include "health/probes.h"
 #include "manager/http_server.h"
 #include "manager/metrics.h"
+#include "manager/vip_observer.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_control.h"
 #include "nats/nats_lease_store.h"
+#include "node/control_codec.h"
 #include "vip/vip_manager.h"
 
 #ifndef HACOORD_VERSION
@@ -40,97 +49,61 @@ Result<std::unique_ptr<NatsConnection>> clientConnection(const Config& config) {
   return NatsConnection::connect(config.nats, "hacoord-cli");
 }
 
-Status controlRequest(const Config& config, const std::string& node, const std::string& verb,
-                      const std::string& body) {
+std::string defaultRequester() {
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  const passwd* pw = ::getpwuid(::geteuid());
+  std::string who = std::string("cli:") + (pw != nullptr ? pw->pw_name : "uid" + std::to_string(::geteuid())) +
+                    "@" + host;
+  return who.substr(0, 128);
+}
+
+Status controlRequest(NatsConnection& conn, const Config& config, const std::string& node,
+                      std::string_view verb, ControlRequest request) {
   if (!isValidId(node)) return invalidArgument("node id '" + node + "' is not [A-Za-z0-9_-]+");
-  auto conn = clientConnection(config);
-  if (!conn.isOk()) return conn.status();
+  if (request.requester.empty()) request.requester = defaultRequester();
   // A handover includes the old leader's onLoseLeadership hook: allow for its time limit.
   const milliseconds timeout = config.election.hook_time_limit + 2 * config.nats.request_timeout;
-  auto reply = natsRequest(**conn, controlSubject(config.cluster_id, node, verb), body, timeout);
-  if (!reply.isOk() && reply.status().message().rfind("no responders", 0) == 0) {
-    return unavailable("node " + node + " is down: no daemon answers on " +
-                       controlSubject(config.cluster_id, node, verb));
+  const std::string subject = controlSubject(config.cluster_id, node, std::string(verb));
+  auto reply = natsRequest(conn, subject, encodeControlRequest(request), timeout);
+  if (!reply.isOk()) {
+    if (reply.status().code() == StatusCode::kNotFound) {
+      return unavailable("node " + node + " is down: no daemon answers on " + subject);
+    }
+    return reply.status();
   }
-  if (!reply.isOk()) return reply.status();
-  return parseControlReply(*reply);
+  return decodeControlReply(*reply);
+}
+
+Status controlRequest(const Config& config, const std::string& node, std::string_view verb,
+                      ControlRequest request) {
+  auto conn = clientConnection(config);
+  if (!conn.isOk()) return conn.status();
+  return controlRequest(**conn, config, node, verb, std::move(request));
+}
+
+// The lease's holder, from one read (no waiting for every node to answer).
+Result<std::string> leaseHolder(NatsConnection& conn, const Config& config) {
+  auto lease = readLeaseOnce(conn, config.bucketName());
+  if (!lease.isOk()) return lease.status();
+  if (!lease->entry.hasRecord() || lease->entry.record.vacant()) {
+    return failedPrecondition("no node holds the lease");
+  }
+  return lease->entry.record.holder;
 }
 
 }  // namespace
 
-struct Manager::Impl final : Hooks {
+struct Manager::Impl {
   Impl(Config c, std::shared_ptr<Hooks> h)
       : config(std::move(c)),
         app(h ? std::move(h) : std::make_shared<Hooks>()),
-        operator_candidate(config.election.candidate),
         started_at(std::chrono::steady_clock::now()) {}
 
-  // --- Hooks around the application's: the VIP goes on after the lease, off before release.
-  Status onBecomeLeader(Epoch epoch) override {
-    if (vip) {
-      if (Status s = vip->acquire(epoch, node->leaseDeadline()); !s.isOk()) {
-        log()->error("epoch {}: cannot take the VIP {}: {}", epoch.value(), vip->address(),
-                     s.toString());
-        return s;  // the node steps down: another node may be able to hold the VIP
-      }
-    }
-    return app->onBecomeLeader(epoch);
-  }
-  Status onLoseLeadership(Epoch epoch, LossReason reason) override {
-    Status vip_status;
-    if (vip) {
-      if (Status s = vip->release(epoch); !s.isOk()) {
-        log()->error("epoch {}: cannot remove the VIP {}: {}", epoch.value(), vip->address(),
-                     s.toString());
-        vip_status = s;
-      }
-    }
-    Status app_status = app->onLoseLeadership(epoch, reason);
-    return vip_status.isOk() ? app_status : vip_status;
-  }
-  void onLeaderChange(std::string_view leader, Epoch epoch) override {
-    app->onLeaderChange(leader, epoch);
-  }
-  void onLeaseRenewed(Epoch epoch, TimePoint valid_until) override {
-    if (vip) {
-      if (Status s = vip->extend(epoch, valid_until); !s.isOk()) {
-        log()->warn("epoch {}: cannot extend the VIP lifetime: {}", epoch.value(), s.toString());
-      }
-    }
-    app->onLeaseRenewed(epoch, valid_until);
-  }
-
-  // Candidacy = what the operator asked (join/leave) and, while not leading, local health. A
-  // leader with failing checks keeps leading until they have failed for health.failAfterMs.
-  void applyCandidacy(bool failed_too_long, std::function<void()> applied = {}) {
-    const bool healthy = !checker || checker->healthy();
-    const bool grace = node->isLeader() && !failed_too_long;  // unhealthy leader: not yet
-    const bool candidate = operator_candidate.load() && (healthy || grace);
-    if (failed_too_long && node->isLeader()) {
-      log()->warn("health checks failing for {} ms: handing over", config.health.fail_after.count());
-    }
-    node->setCandidate(candidate, std::move(applied));
-  }
-
-  void serveControl() {
-    for (const auto& [verb, join] : {std::pair{"join", true}, std::pair{"leave", false}}) {
-      auto r = NatsResponder::subscribe(
-          *connection, controlSubject(config.cluster_id, config.node_id, verb),
-          [this, join = join](std::string, NatsResponder::ReplyFn reply) {
-            operator_candidate = join;
-            log()->info("operator: {} candidacy", join ? "join" : "leave");
-            // The reply waits until the election took the change in, so that a `promote` sent
-            // right after `join` finds this node a candidate.
-            work.post([this, reply = std::move(reply)] {
-              applyCandidacy(false, [reply] { reply(controlReply(Status::ok())); });
-            });
-          });
-      if (r.isOk()) {
-        responders.push_back(std::move(*r));
-      } else {
-        log()->error("cannot serve {}: {}", verb, r.status().toString());
-      }
-    }
+  // Health verdicts, on the health strand: the node decides candidacy from them.
+  void onHealth(bool healthy, bool failed_too_long) {
+    if (!failed_too_long) log()->info("local checks now {}", healthy ? "healthy" : "failing");
+    if (node) node->setHealth(healthy, failed_too_long);
   }
 
   NodeStatus currentStatus() const {
@@ -153,7 +126,7 @@ struct Manager::Impl final : Hooks {
       s.checks = checker->states();
       s.healthy = checker->healthy();
     }
-    s.candidate = operator_candidate.load();
+    s.candidate = node && node->candidate();
     s.version = HACOORD_VERSION;
     return s;
   }
@@ -182,36 +155,20 @@ struct Manager::Impl final : Hooks {
     return {404, "text/plain; charset=utf-8", "not found: try /healthz /readyz /metrics\n"};
   }
 
-  void scheduleReconcile() {
-    if (!vip) return;
-    work.runAfter(config.vip.garp_refresh, [this] {
-      reconcileVip();
-      scheduleReconcile();
-    });
-  }
-  void reconcileVip() {
-    if (!vip) return;
-    const bool leading = node->isLeader();
-    if (Status s = vip->reconcile(leading, node->epoch(), node->leaseDeadline()); !s.isOk()) {
-      log()->warn("VIP reconcile: {}", s.toString());
-    }
-  }
-
   Config config;
   std::shared_ptr<Hooks> app;
-  std::atomic<bool> operator_candidate;
   const std::chrono::steady_clock::time_point started_at;
-  AsioScheduler work;  // health reactions and VIP reconcile, off the NATS and hook threads
-  Runtime runtime;
+  std::shared_ptr<Runtime> runtime = std::make_shared<Runtime>();
   LeaseClock lease_clock;
-  std::unique_ptr<StrandScheduler> health_strand = runtime.makeStrand();
-  std::unique_ptr<AsioProbeRunner> probes = std::make_unique<AsioProbeRunner>(runtime.io());
+  std::unique_ptr<StrandScheduler> vip_lane = runtime->makeBlockingLane();
+  std::unique_ptr<StrandScheduler> health_strand = runtime->makeStrand();
+  std::unique_ptr<AsioProbeRunner> probes = std::make_unique<AsioProbeRunner>(runtime->io());
   std::unique_ptr<VipManager> vip;
+  std::unique_ptr<VipObserver> vip_observer;
   std::unique_ptr<Node> node;
   std::unique_ptr<HealthChecker> checker;
-  std::unique_ptr<NatsConnection> connection;  // status, health and join/leave
+  std::unique_ptr<NatsConnection> connection;  // status and health responders
   std::unique_ptr<HealthService> health_service;
-  std::vector<std::unique_ptr<NatsResponder>> responders;
   std::unique_ptr<HttpServer> http_server;
   std::mutex lifecycle;
   bool started = false;
@@ -234,52 +191,47 @@ Status Manager::start() {
   if (Status s = validateConfig(d.config); !s.isOk()) return s;
   setLogLevel(d.config.log_level);
 
+  std::vector<LeadershipObserver*> observers;
   if (d.config.vip.enabled()) {
     VipTimings timings;
     timings.lease_ttl = d.config.election.lease_ttl;
     timings.renew_interval = d.config.election.renew_interval;
     timings.safety_margin = d.config.election.safety_margin;
-    auto vip = VipManager::create(d.config.vip, timings);
+    auto vip = VipManager::create(d.config.vip, timings, *d.vip_lane, d.lease_clock);
     if (!vip.isOk()) return vip.status();
     d.vip = std::move(*vip);
     // A VIP left behind by a previous run (e.g. kill -9 with a long lifetime) must go before
     // this node is even a candidate: only the leader may hold it.
-    if (Status s = d.vip->reconcile(false, Epoch(), TimePoint{}); !s.isOk()) return s;
+    if (Status s = d.vip->removeForcibly("removed at start (left over)"); !s.isOk()) return s;
+    d.vip_observer = std::make_unique<VipObserver>(*d.vip, *d.vip_lane);
+    observers.push_back(d.vip_observer.get());
   }
 
-  // The Manager's hooks are the Node's; they call the application's.
-  d.node = std::make_unique<Node>(d.config, std::shared_ptr<Hooks>(impl_.get(), [](Hooks*) {}));
-  if (!d.config.health.checks.empty()) {
-    d.checker = std::make_unique<HealthChecker>(d.config.health.checks, d.config.health.fail_after,
-                                                d.lease_clock, *d.health_strand, *d.probes);
-    d.checker->setOnChange([&d](bool healthy) {
-      log()->info("local checks now {}", healthy ? "healthy" : "failing");
-      d.work.post([&d] { d.applyCandidacy(false); });
-    });
-    d.checker->setOnFailedTooLong([&d] { d.work.post([&d] { d.applyCandidacy(true); }); });
-  }
+  d.node = std::unique_ptr<Node>(new Node(d.config, d.app, d.runtime, observers));
+  // The checker costs no thread: always there, so a SIGHUP can add checks.
+  d.checker = std::make_unique<HealthChecker>(d.config.health.checks, d.config.health.fail_after,
+                                              d.lease_clock, *d.health_strand, *d.probes);
+  d.checker->setOnChange([&d](bool healthy) { d.onHealth(healthy, false); });
+  d.checker->setOnFailedTooLong([&d] { d.onHealth(false, true); });
   if (Status s = d.node->start(); !s.isOk()) return s;
-  if (d.checker) d.health_strand->runSync([&d] { d.checker->start(); });
+  d.health_strand->runSync([&d] { d.checker->start(); });
 
-  auto conn = NatsConnection::connect(d.config.nats, "hacoord-" + d.config.node_id + "-control");
+  auto conn = NatsConnection::connect(d.config.nats, "hacoord-" + d.config.node_id + "-status");
   if (!conn.isOk()) return conn.status();
   d.connection = std::move(*conn);
   auto service = HealthService::start(*d.connection, d.config.cluster_id, d.config.node_id,
                                       [&d] { return d.currentStatus(); });
   if (!service.isOk()) return service.status();
   d.health_service = std::move(*service);
-  d.serveControl();
 
   if (!d.config.http_listen.empty()) {
-    const HttpServerOptions http_options{d.config.http_listen, d.config.http_max_connections,
-                                         d.config.http_request_timeout};
-    auto http = HttpServer::start(d.runtime.io(), http_options, [&d](const std::string& path) {
-      return d.http(path);
-    });
+    const HttpServerOptions options{d.config.http_listen, d.config.http_max_connections,
+                                    d.config.http_request_timeout};
+    auto http = HttpServer::start(d.runtime->io(), options,
+                                  [&d](const std::string& path) { return d.http(path); });
     if (!http.isOk()) return http.status();
     d.http_server = std::move(*http);
   }
-  d.scheduleReconcile();
   d.started = true;
   return Status::ok();
 }
@@ -290,18 +242,23 @@ void Manager::stop() {
   if (d.stopped) return;
   d.stopped = true;
   if (d.http_server) d.http_server->stop();
-  d.http_server.reset();
-  d.responders.clear();
   d.health_service.reset();
   if (d.checker) d.health_strand->runSync([&d] { d.checker->stop(); });
   d.health_strand->shutdown();
-  d.work.stop();
-  if (d.node) d.node->stop();  // planned handover: the VIP goes off in onLoseLeadership
+  if (d.node) d.node->stop();  // planned handover: the VIP goes off first, on its strand
   if (d.vip) {
-    if (Status s = d.vip->reconcile(false, Epoch(), TimePoint{}); !s.isOk()) {
-      log()->warn("VIP cleanup at stop: {}", s.toString());
-    }
+    // Whatever happened to the handover, the VIP does not outlive the daemon.
+    d.vip_lane->runSync([&d] {
+      if (Status s = d.vip->removeForcibly("removed at stop"); !s.isOk()) {
+        log()->warn("VIP cleanup at stop: {}", s.toString());
+      }
+    });
   }
+  d.vip_lane->shutdown();
+  d.http_server.reset();
+  d.checker.reset();
+  d.node.reset();
+  d.vip.reset();
   d.connection.reset();
 }
 
@@ -311,24 +268,34 @@ Status Manager::reload(const Config& config) {
   if (d.checker) {
     d.health_strand->runSync(
         [&] { d.checker->replaceChecks(config.health.checks, config.health.fail_after); });
-  } else if (!config.health.checks.empty()) {
-    log()->warn("SIGHUP: health checks were added; they start at the next restart");
   }
   log()->info("reloaded: log level {}, {} health check(s)", config.log_level,
               config.health.checks.size());
   return Status::ok();
 }
 
-Status Manager::runDaemon(const std::string& config_path) {
-  // Blocked before start() creates threads, so that they inherit the mask and only sigwait()
-  // below receives these signals.
+void Manager::blockDaemonSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  if (Status s = start(); !s.isOk()) return s;
+}
+
+Status Manager::runDaemon(const std::string& config_path) {
+  // Blocked before start() creates threads, so that they inherit the mask and only sigwait()
+  // below receives these signals; one that arrives during start() waits here for it.
+  blockDaemonSignals();
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  if (Status s = start(); !s.isOk()) {
+    stop();
+    return s;
+  }
   for (;;) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
@@ -360,30 +327,59 @@ Result<NodeStatus> Manager::health(const Config& config, const std::string& node
   return queryNode(**conn, config.cluster_id, node, timeout);
 }
 
-Status Manager::promote(const Config& config, const std::string& node) {
-  return controlRequest(config, node, "promote", "");
+Status Manager::promote(const Config& config, const std::string& node,
+                        const ControlOptions& options) {
+  ControlRequest request;
+  request.requester = options.requester;
+  if (!options.force) {
+    // The node checks that it can lead, then asks the leader (which rate-limits handovers).
+    return controlRequest(config, node, kVerbPromote, request);
+  }
+  // Forced: the operator's request goes to the leader itself, on the subject only the operator
+  // may publish. The node is checked first, as it would check itself.
+  auto conn = clientConnection(config);
+  if (!conn.isOk()) return conn.status();
+  auto status = queryNode(**conn, config.cluster_id, node, config.nats.request_timeout);
+  if (!status.isOk()) return status.status();
+  if (!status->candidate) return failedPrecondition("node " + node + " is not a candidate");
+  auto holder = leaseHolder(**conn, config);
+  if (!holder.isOk()) return holder.status();
+  if (*holder == node) return Status::ok();
+  request.successor = node;
+  return controlRequest(**conn, config, *holder, kVerbForceStepDown, request);
 }
 
-Status Manager::demote(const Config& config, const std::string& node) {
+Status Manager::demote(const Config& config, const std::string& node,
+                       const ControlOptions& options) {
+  auto conn = clientConnection(config);
+  if (!conn.isOk()) return conn.status();
   std::string target = node;
   if (target.empty()) {
-    // The leader is the lease's holder: one read, no waiting for every node to answer.
-    auto conn = clientConnection(config);
-    if (!conn.isOk()) return conn.status();
-    auto lease = readLeaseOnce(**conn, config.bucketName());
-    if (!lease.isOk()) return lease.status();
-    target = lease->entry.record.holder;
-    if (target.empty()) return failedPrecondition("no node holds the lease: nothing to demote");
+    auto holder = leaseHolder(**conn, config);
+    if (!holder.isOk()) {
+      return holder.status().code() == StatusCode::kFailedPrecondition
+                 ? failedPrecondition("no node holds the lease: nothing to demote")
+                 : holder.status();
+    }
+    target = *holder;
   }
-  return controlRequest(config, target, "stepdown", "");
+  ControlRequest request;
+  request.requester = options.requester;
+  return controlRequest(**conn, config, target, options.force ? kVerbForceStepDown : kVerbStepDown,
+                        request);
 }
 
-Status Manager::join(const Config& config, const std::string& node) {
-  return controlRequest(config, node, "join", "");
+Status Manager::join(const Config& config, const std::string& node, const ControlOptions& options) {
+  ControlRequest request;
+  request.requester = options.requester;
+  return controlRequest(config, node, kVerbJoin, request);
 }
 
-Status Manager::leave(const Config& config, const std::string& node) {
-  return controlRequest(config, node, "leave", "");
+Status Manager::leave(const Config& config, const std::string& node,
+                      const ControlOptions& options) {
+  ControlRequest request;
+  request.requester = options.requester;
+  return controlRequest(config, node, kVerbLeave, request);
 }
 
 }  // namespace hacoord

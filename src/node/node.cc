@@ -1,20 +1,26 @@
-// Node: wires the Elector to NATS (lease store, control subjects), the hook runner and a snapshot.
+// Node: the elector on its strand, the NATS lease store, the state file, the leadership bus
+// (internal observers, then the application's hooks on hc-hooks) and the control verbs.
+//
+// Threading: the elector, the bus and the candidacy inputs live on one strand of the runtime's
+// io_context (`strand`); blocking calls (the promote request) run on a blocking lane. Application
+// threads only read a snapshot under `mutex`, or post to the strand and wait.
 #include "hacoord/node.h"
 
 #include <future>
 #include <mutex>
 #include <random>
 
-#include <json/json.h>
-
-#include "core/asio_scheduler.h"
 #include "core/hook_runner.h"
 #include "core/logging.h"
-#include "core/work_queue.h"
+#include "core/runtime.h"
 #include "election/elector.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_control.h"
 #include "nats/nats_lease_store.h"
+#include "node/control_codec.h"
+#include "node/control_service.h"
+#include "node/hooks_observer.h"
+#include "node/leadership.h"
 #include "node/state_file.h"
 
 namespace hacoord {
@@ -28,57 +34,32 @@ std::shared_ptr<spdlog::logger> log() {
 std::string randomIncarnation() {
   std::random_device rd;
   std::uniform_int_distribution<std::uint64_t> dist;
-  const std::uint64_t v = dist(rd);
   char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(dist(rd)));
   return buf;
-}
-
-std::string successorFromRequest(const std::string& body) {
-  Json::Value v;
-  Json::CharReaderBuilder b;
-  std::string errors;
-  std::unique_ptr<Json::CharReader> r(b.newCharReader());
-  if (body.empty() || !r->parse(body.data(), body.data() + body.size(), &v, &errors) ||
-      !v.isObject() || !v["successor"].isString()) {
-    return "";
-  }
-  return v["successor"].asString();
 }
 
 }  // namespace
 
 struct Node::Impl final : ElectorListener {
-  Impl(Config c, std::shared_ptr<Hooks> h)
+  Impl(Config c, std::shared_ptr<Hooks> h, std::shared_ptr<Runtime> rt,
+       std::vector<LeadershipObserver*> internal)
       : config(std::move(c)),
         hooks(h ? std::move(h) : std::make_shared<Hooks>()),
+        runtime(rt ? std::move(rt) : std::make_shared<Runtime>()),
+        observers(std::move(internal)),
         incarnation(randomIncarnation()),
-        runner(scheduler, config.election.hook_time_limit) {
+        operator_candidate(config.election.candidate) {
     snapshot.candidate = config.election.candidate;
   }
 
-  // --- ElectorListener: runs on the scheduler; hooks go to the runner thread, in order.
-  void onBecomeLeader(Epoch epoch, TimePoint) override {
+  // --- ElectorListener (on the strand): the bus tells the observers; counters and snapshot here.
+  void onBecomeLeader(Epoch epoch, TimePoint valid_until) override {
     {
       std::lock_guard lock(mutex);
       ++stats.became_leader;
-      // The hook (on the runner thread) reads leaseDeadline() from this snapshot; the elector
-      // publishes it only after this call returns, so without this the hook could see the old
-      // follower snapshot (deadline zero) and fail with "the lease has already ended".
-      snapshot = elector->snapshot();
     }
-    // The verdict is posted by the hook's own thread when it returns, even after an overrun:
-    // a hook that fails late still makes the node step down.
-    runner.run("onBecomeLeader", [this, epoch] {
-      Status result = hooks->onBecomeLeader(epoch);
-      if (result.isOk()) return;
-      scheduler.post([this, epoch, result] {
-        if (!elector || elector->snapshot().epoch != epoch) return;  // that leadership is over
-        log()->error("node {} onBecomeLeader(epoch {}) failed: {}; stepping down",
-                     config.node_id, epoch.value(), result.toString());
-        elector->stepDown("", [](Status) {}, LossReason::kHookFailed);
-      });
-    });
+    bus->gained(epoch, valid_until);
   }
   void onLoseLeadership(Epoch epoch, LossReason reason,
                         std::function<void(bool)> released) override {
@@ -86,37 +67,31 @@ struct Node::Impl final : ElectorListener {
       std::lock_guard lock(mutex);
       ++stats.lost_leadership;
     }
-    runner.run("onLoseLeadership", [this, epoch, reason] { (void)hooks->onLoseLeadership(epoch, reason); },
-               std::move(released));
+    bus->lost(epoch, reason, std::move(released));
+    // An unhealthy node kept candidacy only while it led: not any more.
+    if (!healthy) strand->post([this] { applyCandidacy(); });
   }
   void onLeaderChange(const std::string& leader, Epoch epoch) override {
-    runner.run("onLeaderChange", [this, leader, epoch] { hooks->onLeaderChange(leader, epoch); });
+    bus->leaderChanged(leader, epoch);
   }
   void onSnapshot(const ElectorSnapshot& s) override {
-    bool renewed;
-    {
-      std::lock_guard lock(mutex);
-      renewed = s.role == Role::kLeader &&
-                (snapshot.role != Role::kLeader || s.valid_until > snapshot.valid_until);
-      snapshot = s;
-    }
-    if (renewed) {
-      runner.run("onLeaseRenewed", [this, epoch = s.epoch, until = s.valid_until] {
-        hooks->onLeaseRenewed(epoch, until);
-      });
-    }
+    std::lock_guard lock(mutex);
+    snapshot = s;
   }
-  void onRenewed(Epoch, TimePoint, Duration latency) override {
+  void onRenewed(Epoch epoch, TimePoint valid_until, Duration latency) override {
     const double ms = std::chrono::duration<double, std::milli>(latency).count();
     std::size_t bucket = 0;
     while (bucket < std::size(NodeStats::kRenewLatencyBoundsMs) &&
            ms > NodeStats::kRenewLatencyBoundsMs[bucket]) {
       ++bucket;
     }
-    std::lock_guard lock(mutex);
-    ++stats.renewals;
-    stats.renew_latency_sum_ms += ms;
-    ++stats.renew_latency_buckets[bucket];
+    {
+      std::lock_guard lock(mutex);
+      ++stats.renewals;
+      stats.renew_latency_sum_ms += ms;
+      ++stats.renew_latency_buckets[bucket];
+    }
+    bus->renewed(epoch, valid_until);
   }
 
   ElectorSnapshot currentSnapshot() const {
@@ -124,11 +99,35 @@ struct Node::Impl final : ElectorListener {
     return snapshot;
   }
 
-  // Runs `op(done)` on the scheduler and waits for `done(Status)`, at most `limit`.
-  Status callOnScheduler(std::function<void(std::function<void(Status)>)> op, Duration limit) {
+  // On the strand: the election campaigns only while every input says so. An unhealthy leader
+  // keeps its lease until its checks have failed for failAfterMs.
+  void applyCandidacy(std::function<void()> applied = {}) {
+    const bool leading = elector && elector->isLeader();
+    const bool health_ok = healthy || (leading && !health_failed_too_long);
+    const bool candidate = operator_candidate && health_ok && !hooks_overrunning;
+    if (elector) elector->setCandidate(candidate);
+    if (applied) applied();
+  }
+
+  // On the strand: a hook passed its time limit (true) or the last overrunning one returned.
+  void onHooksOverrun(bool overrunning) {
+    {
+      std::lock_guard lock(mutex);
+      stats.hooks_overrunning = overrunning;
+      if (overrunning) ++stats.hook_overruns;
+    }
+    hooks_overrunning = overrunning;
+    log()->warn("node {} {} candidacy: {}", config.node_id, overrunning ? "leaves" : "may rejoin",
+                overrunning ? "a hook is past its time limit (a leader hands over)"
+                            : "no hook is past its time limit any more");
+    applyCandidacy();
+  }
+
+  // Runs `op(done)` on the strand and waits for `done(Status)`, at most `limit`.
+  Status callOnStrand(std::function<void(std::function<void(Status)>)> op, Duration limit) {
     auto promise = std::make_shared<std::promise<Status>>();
     auto future = promise->get_future();
-    scheduler.post([op = std::move(op), promise] {
+    strand->post([op = std::move(op), promise] {
       op([promise](Status s) { promise->set_value(std::move(s)); });
     });
     if (future.wait_for(limit) != std::future_status::ready) {
@@ -141,32 +140,7 @@ struct Node::Impl final : ElectorListener {
     return config.election.hook_time_limit + 2 * config.nats.request_timeout;
   }
 
-  void serveControl() {
-    auto stepdown_responder = NatsResponder::subscribe(
-        *connection, controlSubject(config.cluster_id, config.node_id, "stepdown"),
-        [this](std::string body, std::function<void(std::string)> reply) {
-          const std::string successor = successorFromRequest(body);
-          scheduler.post([this, successor, reply = std::move(reply)] {
-            if (!elector) return reply(controlReply(unavailable("node is stopping")));
-            elector->stepDown(successor, [reply](Status s) { reply(controlReply(s)); });
-          });
-        });
-    auto promote_responder = NatsResponder::subscribe(
-        *connection, controlSubject(config.cluster_id, config.node_id, "promote"),
-        [this](std::string, std::function<void(std::string)> reply) {
-          // promote() blocks on a request to the leader: not on NATS's delivery thread.
-          control_worker.push([this, reply = std::move(reply)] { reply(controlReply(promote())); });
-        });
-    for (auto* r : {&stepdown_responder, &promote_responder}) {
-      if (r->isOk()) {
-        responders.push_back(std::move(r->value()));
-      } else {
-        log()->error("node {} cannot serve control requests: {}", config.node_id,
-                     r->status().toString());
-      }
-    }
-  }
-
+  // Asks the live leader (over NATS) to hand over to this node. Blocks: never on the strand.
   Status promote() {
     const ElectorSnapshot s = currentSnapshot();
     if (s.role == Role::kLeader) return Status::ok();
@@ -175,31 +149,61 @@ struct Node::Impl final : ElectorListener {
                                 "it expires");
     }
     if (!s.candidate) return failedPrecondition("node " + config.node_id + " is not a candidate");
-    Json::Value req(Json::objectValue);
-    req["successor"] = config.node_id;
-    Json::StreamWriterBuilder w;
-    w["indentation"] = "";
-    auto reply = natsRequest(*connection, controlSubject(config.cluster_id, s.leader, "stepdown"),
-                             Json::writeString(w, req),
+    ControlRequest request;
+    request.successor = config.node_id;
+    request.requester = "node:" + config.node_id;
+    auto reply = natsRequest(*connection,
+                             controlSubject(config.cluster_id, s.leader, std::string(kVerbStepDown)),
+                             encodeControlRequest(request),
                              std::chrono::duration_cast<milliseconds>(handoverLimit()));
     if (!reply.isOk()) return reply.status();
-    return parseControlReply(*reply);
+    return decodeControlReply(*reply);
+  }
+
+  Status startControl() {
+    ControlActions actions;
+    actions.step_down = [this](const std::string& successor, std::function<void(Status)> done) {
+      if (!elector) return done(unavailable("node is stopping"));
+      elector->stepDown(successor, std::move(done));
+    };
+    actions.promote = [this] { return promote(); };
+    actions.set_candidate = [this](bool join, std::function<void()> applied) {
+      operator_candidate = join;
+      log()->info("node {}: operator says {} candidacy", config.node_id, join ? "join" : "leave");
+      applyCandidacy(std::move(applied));
+    };
+    auto service = ControlService::start(*connection, config.cluster_id, config.node_id,
+                                         config.election.cooldown, clock, *strand, *blocking,
+                                         std::move(actions));
+    if (!service.isOk()) return service.status();
+    control = std::move(*service);
+    return Status::ok();
   }
 
   Config config;
   std::shared_ptr<Hooks> hooks;
+  std::shared_ptr<Runtime> runtime;
+  std::vector<LeadershipObserver*> observers;  // internal ones; the hooks come last
   const std::string incarnation;
   LeaseClock clock;
-  AsioScheduler scheduler;
-  HookRunner runner;
-  WorkQueue control_worker;
+  std::unique_ptr<StrandScheduler> strand = runtime->makeStrand();
+  std::unique_ptr<StrandScheduler> blocking = runtime->makeBlockingLane();
+  std::unique_ptr<HookRunner> runner;
+  std::unique_ptr<HooksObserver> hooks_observer;
+  std::unique_ptr<LeadershipBus> bus;
   std::unique_ptr<NatsConnection> connection;
   std::unique_ptr<NatsLeaseStore> store;
   std::unique_ptr<StateFile> floor;
   std::unique_ptr<Elector> elector;
-  std::vector<std::unique_ptr<NatsResponder>> responders;
+  std::unique_ptr<ControlService> control;
   bool started = false;
   bool stopped = false;
+
+  // Candidacy inputs, on the strand.
+  bool operator_candidate;
+  bool healthy = true;
+  bool health_failed_too_long = false;
+  bool hooks_overrunning = false;
 
   mutable std::mutex mutex;  // guards snapshot and stats: read from application threads
   ElectorSnapshot snapshot;
@@ -207,7 +211,13 @@ struct Node::Impl final : ElectorListener {
 };
 
 Node::Node(Config config, std::shared_ptr<Hooks> hooks)
-    : impl_(std::make_unique<Impl>(std::move(config), std::move(hooks))) {}
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(hooks), nullptr,
+                                   std::vector<LeadershipObserver*>{})) {}
+
+Node::Node(Config config, std::shared_ptr<Hooks> hooks, std::shared_ptr<Runtime> runtime,
+           std::vector<LeadershipObserver*> observers)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(hooks), std::move(runtime),
+                                   std::move(observers))) {}
 
 Node::~Node() { stop(); }
 
@@ -215,6 +225,11 @@ Status Node::start() {
   Impl& d = *impl_;
   if (d.started) return failedPrecondition("node already started");
   if (Status s = validateConfig(d.config); !s.isOk()) return s;
+  // The state file first: a node that cannot keep its epoch floor must not campaign at all.
+  auto floor = StateFile::open(d.config.state_dir, d.config.cluster_id, d.config.node_id);
+  if (!floor.isOk()) return floor.status();
+  d.floor = std::move(*floor);
+
   ConnectionEvents events;
   events.onReconnected = [&d] {
     log()->info("node {} reconnected to NATS", d.config.node_id);
@@ -225,12 +240,25 @@ Status Node::start() {
   if (!connection.isOk()) return connection.status();
   d.connection = std::move(*connection);
   auto store = NatsLeaseStore::open(*d.connection, d.config.bucketName(),
-                                    d.config.election.bucket_replicas, d.scheduler);
+                                    d.config.election.bucket_replicas, *d.strand);
   if (!store.isOk()) {
     d.connection.reset();
     return store.status();
   }
   d.store = std::move(*store);
+
+  d.runner = std::make_unique<HookRunner>(*d.strand, d.config.election.hook_time_limit,
+                                          [&d](bool overrunning) { d.onHooksOverrun(overrunning); });
+  d.hooks_observer = std::make_unique<HooksObserver>(d.hooks, *d.runner);
+  d.bus = std::make_unique<LeadershipBus>(*d.strand);
+  for (LeadershipObserver* o : d.observers) d.bus->add(*o);
+  d.bus->add(*d.hooks_observer);
+  d.bus->setStepDown([&d](Epoch epoch, Status why) {
+    if (!d.elector || d.elector->snapshot().epoch != epoch || !d.elector->isLeader()) return;
+    log()->error("node {} steps down from epoch {}: {}", d.config.node_id, epoch.value(),
+                 why.toString());
+    d.elector->stepDown("", [](Status) {}, LossReason::kHookFailed);
+  });
 
   ElectorConfig ec;
   ec.node_id = d.config.node_id;
@@ -239,21 +267,17 @@ Status Node::start() {
   ec.renew_interval = d.config.election.renew_interval;
   ec.cooldown = d.config.election.cooldown;
   ec.safety_margin = d.config.election.safety_margin;
-  ec.candidate = d.config.election.candidate;
+  ec.candidate = d.operator_candidate && d.healthy;
   ec.jitter_seed = std::hash<std::string>{}(d.incarnation);
-  auto floor = StateFile::open(d.config.state_dir, d.config.cluster_id, d.config.node_id);
-  if (!floor.isOk()) {
-    d.store.reset();
-    d.connection.reset();
-    return floor.status();
+  d.elector =
+      std::make_unique<Elector>(ec, d.clock, *d.strand, *d.store, *d.floor, nullptr, d);
+  d.strand->runSync([&d] { d.elector->start(); });
+  if (Status s = d.startControl(); !s.isOk()) {
+    log()->error("node {} cannot serve control requests: {}", d.config.node_id, s.toString());
   }
-  d.floor = std::move(*floor);
-  d.elector = std::make_unique<Elector>(ec, d.clock, d.scheduler, *d.store, *d.floor, nullptr, d);
-  d.scheduler.runSync([&d] { d.elector->start(); });
-  d.serveControl();
   d.started = true;
-  log()->info("node {} started in cluster {} (incarnation {})", d.config.node_id,
-              d.config.cluster_id, d.incarnation);
+  log()->info("node {} started in cluster {} (incarnation {}, state file {})", d.config.node_id,
+              d.config.cluster_id, d.incarnation, d.floor->path());
   return Status::ok();
 }
 
@@ -261,16 +285,17 @@ void Node::stop() {
   Impl& d = *impl_;
   if (!d.started || d.stopped) return;
   d.stopped = true;
-  d.responders.clear();
-  d.control_worker.shutdown();
-  const Status s = d.callOnScheduler(
+  d.control.reset();  // no new requests; waits for a handler running now
+  const Status s = d.callOnStrand(
       [&d](std::function<void(Status)> done) { d.elector->stop([done] { done(Status::ok()); }); },
       d.handoverLimit());
   if (!s.isOk()) log()->warn("node {} stop: handover incomplete: {}", d.config.node_id, s.toString());
   d.store->close();
-  d.runner.shutdown();
-  d.scheduler.stop();
+  d.runner->shutdown();  // queued hooks are dropped; a running one is waited for
+  d.blocking->shutdown();
+  d.strand->shutdown();  // nothing of the elector, the bus or the control runs after this
   d.elector.reset();
+  d.bus.reset();
   d.store.reset();
   d.connection.reset();
   std::lock_guard lock(d.mutex);
@@ -304,7 +329,7 @@ const std::string& Node::incarnation() const { return impl_->incarnation; }
 Status Node::stepDown() {
   Impl& d = *impl_;
   if (!d.started || d.stopped) return failedPrecondition("node is not running");
-  return d.callOnScheduler(
+  return d.callOnStrand(
       [&d](std::function<void(Status)> done) { d.elector->stepDown("", std::move(done)); },
       d.handoverLimit());
 }
@@ -318,14 +343,35 @@ Status Node::promote() {
 void Node::setCandidate(bool candidate, std::function<void()> applied) {
   Impl& d = *impl_;
   if (!d.started || d.stopped) {
+    d.operator_candidate = candidate;
     d.config.election.candidate = candidate;
     if (applied) applied();
     return;
   }
-  d.scheduler.post([&d, candidate, applied = std::move(applied)] {
-    d.elector->setCandidate(candidate);
-    if (applied) applied();
+  d.strand->post([&d, candidate, applied = std::move(applied)]() mutable {
+    d.operator_candidate = candidate;
+    d.applyCandidacy(std::move(applied));
   });
 }
+
+void Node::setHealth(bool healthy, bool failed_too_long) {
+  Impl& d = *impl_;
+  if (!d.started || d.stopped) {
+    d.healthy = healthy;
+    d.health_failed_too_long = failed_too_long;
+    return;
+  }
+  d.strand->post([&d, healthy, failed_too_long] {
+    if (failed_too_long && !d.health_failed_too_long && d.elector && d.elector->isLeader()) {
+      log()->warn("node {}: health checks failing for {} ms: handing over", d.config.node_id,
+                  d.config.health.fail_after.count());
+    }
+    d.healthy = healthy;
+    d.health_failed_too_long = failed_too_long;
+    d.applyCandidacy();
+  });
+}
+
+bool Node::candidate() const { return impl_->currentSnapshot().candidate; }
 
 }  // namespace hacoord

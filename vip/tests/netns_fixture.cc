@@ -1,6 +1,8 @@
 // Test support for the VIP system tests: namespaces, commands, captures (see netns_fixture.h).
 #include "vip/tests/netns_fixture.h"
 
+#include "core/runtime.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
@@ -337,6 +339,17 @@ std::vector<Frame> Capture::collect(const std::function<bool(const std::vector<F
         Frame{std::vector<std::uint8_t>(buffer, buffer + n), std::chrono::steady_clock::now()});
   }
   return frames_;
+}
+
+Scheduler& vipScheduler() {
+  static Runtime runtime;
+  static std::unique_ptr<StrandScheduler> strand = runtime.makeStrand();
+  return *strand;
+}
+
+const Clock& vipClock() {
+  static LeaseClock clock;
+  return clock;
 }
 
 }  // namespace hacoord::vip::test

@@ -1,6 +1,8 @@
 // Test support for the VIP system tests: throwaway namespaces, LANs, captures, code inside.
 #pragma once
 
+#include "hacoord/clock.h"
+#include "hacoord/scheduler.h"
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -90,6 +92,11 @@ std::string runOk(const std::vector<std::string>& argv);
 // Moves the calling thread (only it: setns is per thread) into /var/run/netns/<ns>; throws on
 // error.
 void enterNetns(const std::string& ns);
+
+// The scheduler and clock every VipManager of a test binary runs its timers on (a strand of one
+// process-wide runtime, as in the daemon).
+Scheduler& vipScheduler();
+const Clock& vipClock();
 
 // Runs fn on a fresh thread that first joined the network namespace `ns`, and returns its result
 // (exceptions are rethrown here). Why a thread and not a child process: every socket VipManager

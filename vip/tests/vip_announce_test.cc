@@ -37,7 +37,7 @@ VipConfig announceConfig(const std::string& address) {
 }
 
 std::unique_ptr<VipManager> createIn(const std::string& ns, const VipConfig& config) {
-  auto manager = vip::test::inNetns(ns, [&] { return VipManager::create(config, VipTimings{}); });
+  auto manager = vip::test::inNetns(ns, [&] { return VipManager::create(config, VipTimings{}, vip::test::vipScheduler(), vip::test::vipClock()); });
   if (!manager.isOk()) {
     ADD_FAILURE() << manager.status().toString();
     return nullptr;

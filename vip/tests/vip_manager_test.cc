@@ -40,7 +40,7 @@ VipTimings defaultTimings() { return VipTimings{}; }
 // create() on a thread inside ns, so every socket of the manager belongs to ns.
 Result<std::unique_ptr<VipManager>> createIn(const std::string& ns, const VipConfig& config,
                                              VipTimings timings = defaultTimings()) {
-  return vip::test::inNetns(ns, [&] { return VipManager::create(config, timings); });
+  return vip::test::inNetns(ns, [&] { return VipManager::create(config, timings, vip::test::vipScheduler(), vip::test::vipClock()); });
 }
 
 bool presentIn(const std::string& ns, const std::string& address) {
@@ -81,7 +81,7 @@ TEST(VipManagerCreate, WithoutCapNetAdminIsPermissionDenied) {
   // capset is per thread: only this throwaway thread (inside ns) loses the capability.
   auto manager = vip::test::inNetns(ns, [&] {
     vip::test::dropCapabilityOnThisThread(CAP_NET_ADMIN);
-    return VipManager::create(vipConfig(kVip4), defaultTimings());
+    return VipManager::create(vipConfig(kVip4), defaultTimings(), vip::test::vipScheduler(), vip::test::vipClock());
   });
   ASSERT_FALSE(manager.isOk());
   EXPECT_EQ(manager.status().code(), StatusCode::kPermissionDenied);
@@ -97,7 +97,7 @@ TEST(VipManagerCreate, WithoutCapNetRawIsPermissionDenied) {
   for (const char* address : {kVip4, kVip6}) {
     auto manager = vip::test::inNetns(ns, [&] {
       vip::test::dropCapabilityOnThisThread(CAP_NET_RAW);
-      return VipManager::create(vipConfig(address), defaultTimings());
+      return VipManager::create(vipConfig(address), defaultTimings(), vip::test::vipScheduler(), vip::test::vipClock());
     });
     ASSERT_FALSE(manager.isOk()) << address;
     EXPECT_EQ(manager.status().code(), StatusCode::kPermissionDenied) << address;
