@@ -866,6 +866,7 @@ void writeChildConfig(const Options& o, const std::string& path, const std::stri
   Json::Value c(Json::objectValue);
   c["clusterId"] = cluster_id;
   c["nodeId"] = node_id;
+  c["stateDir"] = path.substr(0, path.rfind('/'));
   c["nats"]["servers"].append(url);
   c["election"]["leaseTtlMs"] = o.ttl_ms;
   c["election"]["renewIntervalMs"] = o.renew_ms;

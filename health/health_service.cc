@@ -96,9 +96,9 @@ Result<NodeStatus> queryNode(NatsConnection& connection, const std::string& clus
   auto reply = natsRequest(connection, subject, "", timeout);
   if (!reply.isOk()) {
     const Status& st = reply.status();
-    // natsRequest's documented text for NATS_NO_RESPONDERS: the server knows no subscriber, so
-    // the node's process (or its NATS link) is gone. That is the answer, not an error to retry.
-    if (st.code() == StatusCode::kUnavailable && st.message().starts_with("no responders")) {
+    // NotFound = NATS_NO_RESPONDERS: the server knows no subscriber, so the node's process (or
+    // its NATS link) is gone. That is the answer, not an error to retry.
+    if (st.code() == StatusCode::kNotFound) {
       return unavailable("node " + node + " is down: no responders on " + subject);
     }
     if (st.code() == StatusCode::kDeadlineExceeded) {
@@ -130,7 +130,7 @@ Result<std::vector<NodeStatus>> gatherStatus(NatsConnection& connection, const s
   auto replies = natsGather(connection, subject, "", window);
   if (!replies.isOk()) {
     const Status& st = replies.status();
-    if (st.code() == StatusCode::kUnavailable && st.message().starts_with("no responders")) {
+    if (st.code() == StatusCode::kNotFound) {
       return unavailable("no node of cluster " + cluster + " answered: no responders on " + subject);
     }
     return st;

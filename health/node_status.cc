@@ -45,6 +45,7 @@ std::string NodeStatus::toJson() const {
   v["checks"] = std::move(checks_json);
   v["healthy"] = healthy;
   v["candidate"] = candidate;
+  v["hooksOverrunning"] = hooks_overrunning;
   v["version"] = version;
   Json::StreamWriterBuilder writer;
   writer["indentation"] = "";
@@ -86,6 +87,7 @@ Result<NodeStatus> NodeStatus::fromJson(std::string_view text) {
     }
     top->require("healthy", s.healthy);
     top->require("candidate", s.candidate);
+    top->read("hooksOverrunning", s.hooks_overrunning);  // optional: older nodes do not send it
     top->require("version", s.version);
   }
   if (!problems.ok()) return problems.toStatus("status JSON");

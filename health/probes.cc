@@ -5,9 +5,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,8 +33,7 @@
 #include <boost/beast/http/write.hpp>
 
 #include "core/host_port.h"
-
-extern char** environ;
+#include "core/shell.h"
 
 namespace hacoord {
 namespace {
@@ -131,15 +128,6 @@ class Probe : public std::enable_shared_from_this<Probe> {
 
 // ---- command --------------------------------------------------------------------------------
 
-int pidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-// Waits for `pid` itself (never -1: other children of the process are not ours to reap).
-void reapNow(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-}
-
 class CommandProbe final : public Probe {
  public:
   CommandProbe(const Strand& strand, HealthCheckConfig config, ProbeRunner::Done done)
@@ -184,40 +172,8 @@ class CommandProbe final : public Probe {
     readOutput();
   }
 
-  // posix_spawn (vfork-like in glibc) rather than fork(): safe in this multi-threaded process.
   // 0 or an errno value.
-  int spawn(int output_fd) {
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    ::posix_spawn_file_actions_init(&actions);
-    ::posix_spawnattr_init(&attr);
-    ::posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    ::posix_spawn_file_actions_adddup2(&actions, output_fd, 1);
-    ::posix_spawn_file_actions_adddup2(&actions, output_fd, 2);
-    // No descriptor of the daemon (NATS sockets, lock files) leaks into the command, CLOEXEC or not.
-    ::posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-    // Its own process group, so a timeout kills the shell and everything it started; default
-    // signal dispositions and an empty mask, whatever the daemon ignores or blocks (SIGPIPE...).
-    sigset_t empty;
-    sigset_t all;
-    ::sigemptyset(&empty);
-    ::sigfillset(&all);
-    ::posix_spawnattr_setpgroup(&attr, 0);
-    ::posix_spawnattr_setsigmask(&attr, &empty);
-    ::posix_spawnattr_setsigdefault(&attr, &all);
-    ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-    std::string command = config_.command;
-    char sh[] = "/bin/sh";
-    char dash_c[] = "-c";
-    char* argv[] = {sh, dash_c, command.data(), nullptr};
-    pid_t pid = -1;
-    const int rc = ::posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, environ);
-    ::posix_spawn_file_actions_destroy(&actions);
-    ::posix_spawnattr_destroy(&attr);
-    if (rc == 0) pid_ = pid;
-    return rc;
-  }
+  int spawn(int output_fd) { return spawnShell(config_.command, output_fd, {}, &pid_); }
 
   // The command cannot be watched: it is killed and reaped at once (SIGKILL makes that quick).
   void giveUp(std::string reason) {

@@ -113,14 +113,16 @@ for _ in $(seq 1 100); do
 done
 
 TTL=2000
-# TODO(lead): nats.user/passwordFile once parsed (instead of the password in the URL).
-url_for() { echo "nats://$1:${PASSWORD[$1]}@127.0.0.1:$PORT"; }
+# Each user's password in its own 0600 file, named by nats.passwordFile (never in the config).
+for u in "${USERS[@]}"; do printf '%s\n' "${PASSWORD[$u]}" >"$WORK/$u.password"; done
+mkdir -p "$WORK/state"
 write_config() {  # FILE NODE_ID USER
   cat >"$1" <<EOF
 {
   "clusterId": "demo",
   "nodeId": "$2",
-  "nats": { "servers": ["$(url_for "$3")"] },
+  "stateDir": "$WORK/state",
+  "nats": { "servers": ["nats://127.0.0.1:$PORT"], "user": "$3", "passwordFile": "$WORK/$3.password" },
   "election": { "leaseTtlMs": $TTL, "renewIntervalMs": 500 },
   "log": { "level": "info" }
 }

@@ -26,6 +26,7 @@ NodeStatus sample() {
               {"web", "http", false, "fail: HTTP 500 Internal Server Error", 0, 3}};
   s.healthy = false;
   s.candidate = false;
+  s.hooks_overrunning = true;
   s.version = "0.1.0";
   return s;
 }
@@ -51,9 +52,9 @@ TEST(NodeStatusJson, UsesTheDesignKeys) {
   Json::Value v = parse(sample().toJson());
   std::vector<std::string> keys = v.getMemberNames();
   std::sort(keys.begin(), keys.end());
-  EXPECT_EQ(keys, (std::vector<std::string>{"candidate", "checks", "epoch", "healthy", "leader",
-                                            "natsConnected", "nodeId", "role", "uptimeMs",
-                                            "version", "vip"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"candidate", "checks", "epoch", "healthy",
+                                            "hooksOverrunning", "leader", "natsConnected", "nodeId",
+                                            "role", "uptimeMs", "version", "vip"}));
   EXPECT_EQ(v["nodeId"].asString(), "node-1");
   EXPECT_EQ(v["epoch"].asUInt64(), 18446744073709551615ull);
   EXPECT_EQ(v["uptimeMs"].asInt64(), 123456789012);
@@ -82,6 +83,15 @@ TEST(NodeStatusJson, RoundTrips) {
   auto back_empty = NodeStatus::fromJson(empty.toJson());
   ASSERT_TRUE(back_empty.isOk()) << back_empty.status().toString();
   EXPECT_EQ(*back_empty, empty);
+}
+
+// A node from before hooksOverrunning existed still decodes (as not overrunning).
+TEST(NodeStatusJson, HooksOverrunningIsOptionalForOlderNodes) {
+  auto r = NodeStatus::fromJson(edited([](Json::Value& v) { v.removeMember("hooksOverrunning"); }));
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_FALSE(r->hooks_overrunning);
+  auto bad = NodeStatus::fromJson(edited([](Json::Value& v) { v["hooksOverrunning"] = "yes"; }));
+  EXPECT_FALSE(bad.isOk());
 }
 
 TEST(NodeStatusJson, IgnoresUnknownKeysForForwardCompatibility) {

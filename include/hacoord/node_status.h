@@ -40,11 +40,12 @@ struct NodeStatus {
   std::vector<CheckStatus> checks;
   bool healthy = true;    // every local check is healthy (true when none are configured)
   bool candidate = true;  // this node campaigns for the lease
+  bool hooks_overrunning = false;  // a hook is past its time limit (the node left candidacy)
   std::string version;    // hacoord version string
 
   // Compact JSON with camelCase keys: nodeId, role, leader, epoch, uptimeMs, natsConnected,
   // vip {address, held}, checks [{name, type, healthy, lastResult, consecutivePasses,
-  // consecutiveFailures}], healthy, candidate, version.
+  // consecutiveFailures}], healthy, candidate, hooksOverrunning (optional when decoding), version.
   std::string toJson() const;
 
   // Strict on what is there: every key above is required with its JSON type, the role must be

@@ -103,6 +103,7 @@ int runControl(const Args& args) {
                   s->node_id.c_str(), s->role.c_str(), s->leader.c_str(),
                   static_cast<unsigned long long>(s->epoch), s->healthy ? "yes" : "no",
                   s->candidate ? "yes" : "no", s->nats_connected ? "connected" : "disconnected");
+      if (s->hooks_overrunning) std::printf("hooks     a hook is past its time limit\n");
       if (!s->vip.address.empty()) {
         std::printf("vip       %s (%s)\n", s->vip.address.c_str(), s->vip.held ? "held" : "not held");
       }

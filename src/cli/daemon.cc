@@ -2,39 +2,16 @@
 #include "cli/cli.h"
 #include "core/logging.h"
 #include "hacoord/manager.h"
+#include "manager/command_hooks.h"
 
 namespace hacoord::cli {
-namespace {
-
-// Logs every leadership event (the Manager moves the VIP around these).
-class LoggingHooks final : public Hooks {
- public:
-  explicit LoggingHooks(std::string node) : node_(std::move(node)), log_(moduleLogger("daemon")) {}
-  Status onBecomeLeader(Epoch epoch) override {
-    log_->info("{} is now LEADER (epoch {})", node_, epoch.value());
-    return Status::ok();
-  }
-  Status onLoseLeadership(Epoch epoch, LossReason reason) override {
-    log_->info("{} is no longer leader of epoch {} ({})", node_, epoch.value(), lossReasonName(reason));
-    return Status::ok();
-  }
-  void onLeaderChange(std::string_view leader, Epoch epoch) override {
-    log_->info("leader is now '{}' (epoch {})", leader, epoch.value());
-  }
-
- private:
-  std::string node_;
-  std::shared_ptr<spdlog::logger> log_;
-};
-
-}  // namespace
 
 int runDaemon(const Args& args) {
   Config config;
   if (!loadConfigOption(args, config)) return kExitConfig;
   setLogLevel(config.log_level);
 
-  Manager manager(config, std::make_shared<LoggingHooks>(config.node_id));
+  Manager manager(config, std::make_shared<CommandHooks>(config));
   if (Status s = manager.runDaemon(args.options.at("config")); !s.isOk()) {
     printError("daemon " + config.node_id + ": " + s.toString());
     return kExitFailure;

@@ -240,7 +240,9 @@ Duration Elector::waitFor(const LeaseEntry& entry) const {
   if (!entry.hasRecord()) return unknownHolderLease();
   const LeaseRecord& rec = entry.record;
   if (!rec.vacant() && isMine(rec) && !mayAdopt(entry)) return unknownHolderLease();
-  return rec.lease.count() > 0 ? Duration(rec.lease) : Duration(config_.lease_ttl);
+  // Never less than our own TTL: a record that replaced a longer lease we never saw (a stale
+  // compare-and-set accepted by nats-server 2.9) must not shorten our wait below our own setting.
+  return std::max(Duration(rec.lease), Duration(config_.lease_ttl));
 }
 
 // ---------------------------------------------------------------------------------------------

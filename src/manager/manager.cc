@@ -127,6 +127,7 @@ struct Manager::Impl {
       s.healthy = checker->healthy();
     }
     s.candidate = node && node->candidate();
+    s.hooks_overrunning = node && node->stats().hooks_overrunning;
     s.version = HACOORD_VERSION;
     return s;
   }
@@ -149,7 +150,11 @@ struct Manager::Impl {
       return {200, "text/plain; charset=utf-8", leading ? "ready (leader)\n" : "ready (follower)\n"};
     }
     if (path == "/metrics") {
-      MetricsInput in{s, node->stats(), vip ? std::optional<VipMetrics>(vip->metrics()) : std::nullopt};
+      MetricsInput in{s, node->stats(),
+                      vip ? std::optional<VipMetrics>(vip->metrics()) : std::nullopt,
+                      http_stats_source.load() != nullptr
+                          ? std::optional<HttpServerStats>(http_stats_source.load()->stats())
+                          : std::nullopt};
       return {200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics(in)};
     }
     return {404, "text/plain; charset=utf-8", "not found: try /healthz /readyz /metrics\n"};
@@ -170,6 +175,8 @@ struct Manager::Impl {
   std::unique_ptr<NatsConnection> connection;  // status and health responders
   std::unique_ptr<HealthService> health_service;
   std::unique_ptr<HttpServer> http_server;
+  // The handler runs on hc-io and may run before http_server is assigned: it reads this instead.
+  std::atomic<HttpServer*> http_stats_source{nullptr};
   std::mutex lifecycle;
   bool started = false;
   bool stopped = false;
@@ -231,6 +238,7 @@ Status Manager::start() {
                                   [&d](const std::string& path) { return d.http(path); });
     if (!http.isOk()) return http.status();
     d.http_server = std::move(*http);
+    d.http_stats_source = d.http_server.get();
   }
   d.started = true;
   return Status::ok();
@@ -242,6 +250,7 @@ void Manager::stop() {
   if (d.stopped) return;
   d.stopped = true;
   if (d.http_server) d.http_server->stop();
+  d.http_stats_source = nullptr;
   d.health_service.reset();
   if (d.checker) d.health_strand->runSync([&d] { d.checker->stop(); });
   d.health_strand->shutdown();

@@ -55,6 +55,22 @@ std::string renderMetrics(const MetricsInput& in) {
            s.epoch);
   w.metric("hacoord_candidate", "gauge", "1 while this node campaigns for the lease.",
            s.candidate ? 1 : 0);
+  w.metric("hacoord_hooks_overrunning", "gauge",
+           "1 while a hook is past its time limit (the node is out of candidacy meanwhile).",
+           in.stats.hooks_overrunning ? 1 : 0);
+  w.metric("hacoord_hook_overruns_total", "counter", "Hook calls that passed their time limit.",
+           in.stats.hook_overruns);
+  if (in.http) {
+    w.metric("hacoord_http_connections_accepted_total", "counter", "HTTP connections accepted.",
+             in.http->accepted);
+    w.metric("hacoord_http_connections_refused_total", "counter",
+             "HTTP connections refused at http.maxConnections.", in.http->refused_at_cap);
+    w.metric("hacoord_http_connections_timed_out_total", "counter",
+             "HTTP connections closed for not delivering a request within http.requestTimeoutMs.",
+             in.http->closed_by_timeout);
+    w.metric("hacoord_http_connections_open", "gauge", "HTTP connections open now.",
+             in.http->open);
+  }
   w.metric("hacoord_nats_connected", "gauge", "1 while the control connection to NATS is up.",
            s.nats_connected ? 1 : 0);
   w.metric("hacoord_uptime_seconds", "gauge", "Seconds since the daemon started.",

@@ -6,6 +6,7 @@
 
 #include "hacoord/node.h"
 #include "hacoord/node_status.h"
+#include "manager/http_server.h"
 #include "vip/vip_manager.h"
 
 namespace hacoord {
@@ -14,6 +15,7 @@ struct MetricsInput {
   NodeStatus status;
   NodeStats stats;
   std::optional<VipMetrics> vip;
+  std::optional<HttpServerStats> http;
 };
 
 // Every series carries node="<nodeId>"; the VIP acts carry the epoch as a gauge.

@@ -612,7 +612,7 @@ Result<std::string> NatsConnection::request(const std::string& subject, const st
       return waiter->replied || waiter->refused || waiter->inbox_refused || waiter->dropped;
     });
     if (waiter->replied && waiter->no_responders) {
-      result = unavailable("no responders on " + subject);
+      result = notFound("no responders on " + subject);
     } else if (waiter->replied) {
       result = std::move(waiter->data);
     } else if (waiter->refused) {

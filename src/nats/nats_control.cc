@@ -199,7 +199,7 @@ Result<std::vector<std::string>> natsGather(NatsConnection& connection, const st
   natsSubscription_Unsubscribe(sub);
   connection.destroyLater([sub] { natsSubscription_Destroy(sub); });  // late replies may arrive
   natsInbox_Destroy(inbox);
-  if (no_responders && replies.empty()) return unavailable("no responders on " + subject);
+  if (no_responders && replies.empty()) return notFound("no responders on " + subject);
   if (replies.empty()) {
     // Silence because the server refused the request, not because nobody answered.
     if (Status refused = connection.publishRefused(subject, refusal_mark); !refused.isOk()) {

@@ -60,14 +60,15 @@ std::string controlReply(const Status& status);
 // OK, FailedPrecondition carrying the remote error, or Internal for a reply that is not one.
 Status parseControlReply(const std::string& body);
 
-// One request, one reply. NATS_NO_RESPONDERS → Unavailable("no responders on <subject>") at once;
+// One request, one reply. NATS_NO_RESPONDERS → NotFound("no responders on <subject>") at once
+// (nobody subscribes: an answer, not a transient error);
 // no reply in time → DeadlineExceeded; not connected → Unavailable without waiting; the server
 // refuses the user's publish to `subject` → PermissionDenied at once (NatsConnection::request).
 Result<std::string> natsRequest(NatsConnection& connection, const std::string& subject,
                                 const std::string& body, milliseconds timeout);
 
 // One request, every reply that arrives within `window` (e.g. all nodes on statusSubject()).
-// No responder at all → Unavailable at once; no reply in the window → an empty list, or
+// No responder at all → NotFound at once; no reply in the window → an empty list, or
 // PermissionDenied when the server refused the user's publish to `subject`.
 Result<std::vector<std::string>> natsGather(NatsConnection& connection, const std::string& subject,
                                             const std::string& body, milliseconds window);

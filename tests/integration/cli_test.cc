@@ -53,12 +53,15 @@ class CliTest : public ::testing::Test {
     return std::string("cli-") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
   }
   // A valid config for node `node` of this test's cluster on `url`.
-  std::string writeConfig(const std::string& node, const std::string& url) {
+  // `extra`: more top-level members, e.g. R"("hooks":{...})".
+  std::string writeConfig(const std::string& node, const std::string& url, const std::string& extra = "") {
     const std::string path = dir_ + "/" + node + ".json";
     writeTextFile(path, R"({"clusterId":")" + clusterId() + R"(","nodeId":")" + node +
+                            R"(","stateDir":")" + dir_ +
                             R"(","nats":{"servers":[")" + url +
                             R"("],"connectTimeoutMs":1000,"requestTimeoutMs":1000},)"
-                            R"("election":{"leaseTtlMs":1000,"renewIntervalMs":250}})");
+                            R"("election":{"leaseTtlMs":1000,"renewIntervalMs":250})" +
+                            (extra.empty() ? "" : "," + extra) + "}");
     return path;
   }
   std::string writeRaw(const std::string& name, const std::string& text) {
@@ -195,6 +198,86 @@ TEST_F(CliTest, InitWritesACommentedSampleThatLoads) {
   EXPECT_NE(again.err.find("exists"), std::string::npos) << describe(again);
   const RunResult bad = hacoord({"init", "--node", "no spaces"});
   EXPECT_EQ(bad.exit_code, 2) << describe(bad);
+}
+
+// The notify hooks of a daemon config (keepalived's notify_master / notify_backup): the documented
+// environment, output into the daemon's log under the hook's name, become before lose, and a
+// SIGTERM handover that runs onLoseLeadership before the record is left vacant.
+TEST_F(CliTest, DaemonRunsTheNotifyHooksInOrderWithTheirEnvironment) {
+  const std::string events = dir_ + "/events";
+  const std::string extra =
+      R"("hooks":{"onBecomeLeader":"echo become $HACOORD_NODE $HACOORD_EPOCH $HACOORD_REASON >> )" + events +
+      R"(; echo promoted-for-test","onLoseLeadership":"echo lose $HACOORD_EPOCH $HACOORD_REASON >> )" + events +
+      R"(","onLeaderChange":"echo change $HACOORD_LEADER $HACOORD_EPOCH >> )" + events + R"("})";
+  const std::string path = writeConfig("h1", server_->url(), extra);
+  daemon_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  std::string text;
+  ASSERT_TRUE(eventually(
+      [&] {
+        text = readTextFile(events);
+        return text.find("become h1 ") != std::string::npos;
+      },
+      10000ms))
+      << text << "\n" << daemon_->stderrText();
+  ASSERT_TRUE(eventually([&] { return daemon_->stderrText().find("onBecomeLeader: promoted-for-test") != std::string::npos; },
+                         5000ms))
+      << daemon_->stderrText();
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
+  EXPECT_EQ(daemon_->exitCode(), 0) << daemon_->stderrText();
+  text = readTextFile(events);
+  const auto become = text.find("become h1 1 elected\n");
+  const auto lose = text.find("lose 1 stopped\n");
+  ASSERT_NE(become, std::string::npos) << text;
+  ASSERT_NE(lose, std::string::npos) << text;
+  EXPECT_LT(become, lose) << text;
+  EXPECT_NE(text.find("change h1 1\n"), std::string::npos) << text;
+  const RunResult after = hacoord({"status", "--config", path, "--json"});
+  EXPECT_NE(after.out.find("\"vacant\":true"), std::string::npos) << describe(after);
+}
+
+// A failing onLoseLeadership (the service could not be stopped) must not hand the lease over: on
+// SIGTERM the record keeps the old holder and is left to expire, as after a crash.
+TEST_F(CliTest, AFailingLoseHookLeavesTheLeaseToExpireInsteadOfReleasingIt) {
+  const std::string path =
+      writeConfig("h2", server_->url(), R"("hooks":{"onLoseLeadership":"echo cannot stop the service; exit 1"})");
+  daemon_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  RunResult last;
+  ASSERT_TRUE(eventually(
+      [&] {
+        last = hacoord({"status", "--config", path, "--json"});
+        auto parsed = parseFlatJson(last.out);
+        return last.exit_code == 0 && parsed && (*parsed)["leader"] == "h2";
+      },
+      10000ms, 50ms))
+      << describe(last);
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
+  EXPECT_NE(daemon_->stderrText().find("onLoseLeadership: cannot stop the service"), std::string::npos)
+      << daemon_->stderrText();
+  const RunResult after = hacoord({"status", "--config", path, "--json"});
+  ASSERT_EQ(after.exit_code, 0) << describe(after);
+  auto parsed = parseFlatJson(after.out);
+  ASSERT_TRUE(parsed) << after.out;
+  EXPECT_EQ((*parsed)["holder"], "h2") << "the lease was released although the hook failed: " << after.out;
+  EXPECT_EQ((*parsed)["vacant"], "false") << after.out;
+}
+
+// A non-zero onBecomeLeader makes the node step down (and say why in its log).
+TEST_F(CliTest, AFailingBecomeHookStepsTheDaemonDown) {
+  const std::string path = writeConfig("h3", server_->url(), R"("hooks":{"onBecomeLeader":"exit 4"})");
+  daemon_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  ASSERT_TRUE(eventually(
+      [&] {
+        const std::string err = daemon_->stderrText();
+        return err.find("onBecomeLeader command (epoch 1): exit 4") != std::string::npos &&
+               err.find("steps down from epoch 1") != std::string::npos;
+      },
+      10000ms))
+      << daemon_->stderrText();
 }
 
 // Every control command reports a node that is not running as down, quickly, exit 1.

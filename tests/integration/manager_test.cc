@@ -29,6 +29,7 @@ class ManagerTest : public ::testing::Test {
     c.cluster_id = (std::string("mgr-") + ::testing::UnitTest::GetInstance()->current_test_info()->name())
                        .substr(0, 64);
     c.node_id = node;
+    c.state_dir = test::testStateDir();
     c.nats.servers = {server_->url()};
     // A TTL that a loaded sanitizer build cannot miss by accident: these tests count epochs.
     c.election.lease_ttl = 2000ms;

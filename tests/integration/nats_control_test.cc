@@ -84,12 +84,12 @@ TEST_F(NatsControlTest, AReplyMayComeLaterFromAnotherThreadAndOnlyOnce) {
   worker.stop();
 }
 
-TEST_F(NatsControlTest, NoResponderIsUnavailableAtOnce) {
+TEST_F(NatsControlTest, NoResponderIsNotFoundAtOnce) {
   const auto t0 = std::chrono::steady_clock::now();
   auto reply = natsRequest(*requester_conn_, "hacoord.c1.control.ghost.stepdown", "x", 3000ms);
   const auto took = std::chrono::steady_clock::now() - t0;
   ASSERT_FALSE(reply.isOk());
-  EXPECT_EQ(reply.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(reply.status().code(), StatusCode::kNotFound);
   EXPECT_EQ(reply.status().message(), "no responders on hacoord.c1.control.ghost.stepdown");
   EXPECT_LT(took, 500ms) << "no responders must not wait for the timeout";
 }
@@ -128,7 +128,7 @@ TEST_F(NatsControlTest, ADestroyedResponderNoLongerAnswers) {
   ASSERT_TRUE(eventually(
       [&] {
         return natsRequest(*requester_conn_, "bye", "", 500ms).status().code() ==
-               StatusCode::kUnavailable;
+               StatusCode::kNotFound;
       },
       3000ms));
 }
@@ -204,10 +204,10 @@ TEST_F(NatsControlTest, GatherCollectsEveryResponder) {
   EXPECT_EQ(*replies, (std::vector<std::string>{"node-0", "node-1", "node-2"}));
 }
 
-TEST_F(NatsControlTest, GatherWithNobodyIsUnavailableAtOnce) {
+TEST_F(NatsControlTest, GatherWithNobodyIsNotFoundAtOnce) {
   const auto t0 = std::chrono::steady_clock::now();
   auto replies = natsGather(*requester_conn_, statusSubject("empty"), "", 2000ms);
-  EXPECT_EQ(replies.status().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(replies.status().code(), StatusCode::kNotFound);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 500ms);
 }
 

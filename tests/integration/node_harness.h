@@ -63,6 +63,7 @@ inline Config makeNodeConfig(const std::string& cluster, const std::string& node
   Config c;
   c.cluster_id = cluster;
   c.node_id = node;
+  c.state_dir = testStateDir();
   c.nats = testNatsConfig(servers);
   c.nats.request_timeout = 500ms;
   c.election.lease_ttl = t.ttl;

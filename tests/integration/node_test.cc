@@ -386,13 +386,14 @@ TEST_F(NodeTest, FailingBecomeLeaderHookStepsDownAndAnotherTakesOver) {
   Node& bad = addNode(cluster, "bad", kHandoverTiming);
   hooks_[0]->fail_become = true;
   ASSERT_TRUE(bad.start().isOk());
-  // Alone, it wins epoch 1, its hook refuses, and it hands the lease back.
+  // Alone, it wins epoch 1 (after one TTL: on a key that never held a record nobody can vouch
+  // that no holder exists), its hook refuses, and it hands the lease back.
   ASSERT_TRUE(eventually(
       [&] {
         auto e = hooks_[0]->find(HookEvent::Kind::kLose, Epoch(1));
         return e.has_value();
       },
-      5000ms))
+      kHandoverTiming.ttl + 5000ms))
       << hooks_[0]->trace();
   EXPECT_EQ(hooks_[0]->find(HookEvent::Kind::kLose, Epoch(1))->reason, LossReason::kHookFailed);
   EXPECT_FALSE(bad.isLeader());
@@ -422,7 +423,7 @@ TEST_F(NodeTest, NatsRestartKeepsOneLeaderAndTheWatchStillDelivers) {
   // One at a time: n0 wins alone and the others find its live record, so nobody has just lost a
   // compare-and-set race (a loser waits renew / 4 = 1 s before it may campaign again).
   ASSERT_TRUE(nodes_[0]->start().isOk());
-  ASSERT_TRUE(eventually([&] { return nodes_[0]->isLeader(); }, 5000ms));
+  ASSERT_TRUE(eventually([&] { return nodes_[0]->isLeader(); }, timing.ttl + 5000ms));
   ASSERT_TRUE(nodes_[1]->start().isOk());
   ASSERT_TRUE(nodes_[2]->start().isOk());
   std::size_t current = settledLeader();

@@ -135,7 +135,7 @@ class ProcessTest : public ::testing::Test {
       const std::string id = "p" + std::to_string(i);
       const std::string path = dir_ + "/" + id + ".json";
       writeTextFile(path, R"({"clusterId":")" + cluster + R"(","nodeId":")" + id +
-                              R"(","nats":{"servers":[")" + server_->url() +
+                              R"(","stateDir":")" + dir_ + R"(","nats":{"servers":[")" + server_->url() +
                               R"("],"connectTimeoutMs":1000,"requestTimeoutMs":500,)"
                               R"("reconnectWaitMs":50,"reconnectWaitMaxMs":250},)"
                               R"("election":{"leaseTtlMs":)" + std::to_string(ttl_ms) +

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <stdexcept>
 
 #include "support/eventually.h"
@@ -269,6 +270,11 @@ void writeTextFile(const std::string& path, const std::string& text) {
   out << text;
   out.close();
   if (!out) fail("cannot write " + path);
+}
+
+std::string readTextFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 }  // namespace hacoord::test

@@ -117,5 +117,7 @@ std::optional<std::map<std::string, std::string>> parseFlatJson(std::string_view
 
 // Writes `text` to `path` (truncating). Throws std::runtime_error.
 void writeTextFile(const std::string& path, const std::string& text);
+// The whole file, or "" when it cannot be read (not there yet).
+std::string readTextFile(const std::string& path);
 
 }  // namespace hacoord::test

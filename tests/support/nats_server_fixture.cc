@@ -143,6 +143,17 @@ void removeTree(const std::string& path) {
   std::filesystem::remove_all(path, ec);
 }
 
+const std::string& testStateDir() {
+  static const std::string dir = [] {
+    std::string d = makeTempDir("hacoord-state");
+    static std::string removed_at_exit;
+    removed_at_exit = d;
+    std::atexit([] { removeTree(removed_at_exit); });
+    return d;
+  }();
+  return dir;
+}
+
 std::optional<HttpReply> httpGet(int port, const std::string& path, milliseconds timeout) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return std::nullopt;

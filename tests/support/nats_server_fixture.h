@@ -37,6 +37,10 @@ int freeLoopbackPort();
 // mkdtemp under $TMPDIR (or /tmp); the caller removes it with removeTree().
 std::string makeTempDir(const std::string& prefix);
 void removeTree(const std::string& path);
+// One stateDir for every node this test process runs (epoch floors are per cluster and node, so
+// tests with distinct cluster ids do not meet): made on first use, removed when the process exits.
+// Never the default /var/lib/hacoord, where a rerun would find the last run's epochs.
+const std::string& testStateDir();
 
 // A plain HTTP/1.0 GET on 127.0.0.1:<port> (the servers' monitor endpoint).
 struct HttpReply {
