@@ -48,6 +48,9 @@ class Manager {
   Status runDaemon(const std::string& config_path);
   // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and the threads it creates later).
   static void blockDaemonSignals();
+  // Undoes blockDaemonSignals() in the calling thread (a program that blocked them first thing
+  // and then turned out not to run the daemon).
+  static void unblockDaemonSignals();
 
   NodeStatus status() const;
   Node& node();

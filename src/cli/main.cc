@@ -128,12 +128,8 @@ int dispatch(int argc, char** argv) {
     std::printf("hacoord %s (nats.c %s)\n", HACOORD_VERSION, nats_GetVersion());
     return kExitOk;
   }
-  if (args.command == "daemon") {
-    // Before any thread exists: every thread inherits the mask, so a SIGTERM during start-up waits
-    // for sigwait() and becomes a planned handover instead of killing the process.
-    Manager::blockDaemonSignals();
-    return runDaemon(args);
-  }
+  if (args.command == "daemon") return runDaemon(args);  // signals stay blocked (see main)
+  Manager::unblockDaemonSignals();  // the client commands die of SIGTERM / ^C as usual
   if (args.command == "status") return runStatus(args);
   if (args.command == "init") return runInit(args);
   for (const char* c : {"health", "promote", "demote", "join", "leave"}) {
@@ -147,6 +143,11 @@ int dispatch(int argc, char** argv) {
 }  // namespace hacoord::cli
 
 int main(int argc, char** argv) {
+  // First, before any thread exists and before the config is read: every thread inherits the
+  // mask, so a SIGTERM during a daemon's start-up waits for its sigwait() and becomes a planned
+  // handover instead of killing the process. (Only the few ms of exec and dynamic loading before
+  // main remain, when nothing has been started that could be lost.)
+  hacoord::Manager::blockDaemonSignals();
   int code;
   try {
     code = hacoord::cli::dispatch(argc, argv);

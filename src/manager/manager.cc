@@ -283,24 +283,32 @@ Status Manager::reload(const Config& config) {
   return Status::ok();
 }
 
-void Manager::blockDaemonSignals() {
+namespace {
+sigset_t daemonSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGHUP);
+  return signals;
+}
+}  // namespace
+
+void Manager::blockDaemonSignals() {
+  const sigset_t signals = daemonSignals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+void Manager::unblockDaemonSignals() {
+  const sigset_t signals = daemonSignals();
+  pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
 }
 
 Status Manager::runDaemon(const std::string& config_path) {
   // Blocked before start() creates threads, so that they inherit the mask and only sigwait()
   // below receives these signals; one that arrives during start() waits here for it.
   blockDaemonSignals();
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGHUP);
+  const sigset_t signals = daemonSignals();
   if (Status s = start(); !s.isOk()) {
     stop();
     return s;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <string>
@@ -278,6 +279,78 @@ TEST_F(CliTest, AFailingBecomeHookStepsTheDaemonDown) {
       },
       10000ms))
       << daemon_->stderrText();
+}
+
+// SIGTERM while the daemon is still starting (connected to NATS, not yet serving), or right behind
+// a SIGHUP reload, is a planned stop with exit 0: never the default action (exit 143).
+TEST_F(CliTest, SigtermDuringStartOrReloadIsAPlannedStop) {
+  const std::string path = writeConfig("s1", server_->url());
+  daemon_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  ASSERT_TRUE(eventually([&] { return daemon_->stderrText().find("connected to NATS") != std::string::npos; },
+                         10000ms, 1ms))
+      << daemon_->stderrText();
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
+  EXPECT_EQ(daemon_->exitCode(), 0) << daemon_->stderrText();
+
+  daemon_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  ASSERT_TRUE(eventually([&] { return daemon_->stderrText().find("health checks started") != std::string::npos; },
+                         10000ms))
+      << daemon_->stderrText();
+  ASSERT_TRUE(daemon_->signal(SIGHUP));
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
+  EXPECT_EQ(daemon_->exitCode(), 0) << daemon_->stderrText();
+}
+
+// One runtime: the daemon's thread count does not grow with its health checks (no thread per
+// check, per scheduler or per queue), and every thread hacoord names is one of the documented ones.
+TEST_F(CliTest, DaemonThreadsAreTheDocumentedOnesWhateverTheChecks) {
+  auto threads = [&](int checks) {
+    std::string list;
+    for (int i = 0; i < checks; ++i) {
+      list += std::string(i ? "," : "") + R"({"name":"c)" + std::to_string(i) +
+              R"(","type":"command","command":"true","intervalMs":200,"timeoutMs":100})";
+    }
+    const std::string path = writeConfig("t" + std::to_string(checks), server_->url(),
+                                         R"("health":{"checks":[)" + list + "]}");
+    ChildProcess d({HACOORD_BINARY, "daemon", "--config", path});
+    std::map<std::string, int> names;
+    EXPECT_TRUE(eventually(
+        [&] {
+          if (d.stderrText().find("became leader") == std::string::npos) return false;
+          names.clear();
+          std::error_code ec;
+          for (const auto& t : std::filesystem::directory_iterator(
+                   "/proc/" + std::to_string(d.pid()) + "/task", ec)) {
+            std::string comm = readTextFile(t.path().string() + "/comm");
+            if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+            ++names[comm];
+          }
+          return !names.empty();
+        },
+        10000ms))
+        << d.stderrText();
+    d.signal(SIGTERM);
+    EXPECT_TRUE(d.waitExit(10000ms));
+    return names;
+  };
+  const auto one = threads(1);
+  const auto eight = threads(8);
+  int total_one = 0;
+  int total_eight = 0;
+  for (const auto& [name, n] : one) total_one += n;
+  for (const auto& [name, n] : eight) total_eight += n;
+  EXPECT_EQ(total_one, total_eight) << "threads grow with the number of checks";
+  for (const auto& [name, n] : eight) {
+    if (!name.starts_with("hc-")) continue;  // nats.c's threads keep their creator's name
+    EXPECT_TRUE(name == "hc-io" || name == "hc-block" || name == "hc-hooks" || name == "hc-kvwatch")
+        << "undocumented thread " << name;
+  }
+  EXPECT_EQ(eight.count("hc-hooks") ? eight.at("hc-hooks") : 0, 1);
+  EXPECT_GE(eight.count("hc-block") ? eight.at("hc-block") : 0, 2);
 }
 
 // Every control command reports a node that is not running as down, quickly, exit 1.
