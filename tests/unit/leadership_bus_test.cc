@@ -148,14 +148,20 @@ TEST_F(LeadershipBusTest, FailedGainStopsTheChainAndStepsDownWithThatEpoch) {
   finishGain(vip, 1, Status(StatusCode::kUnavailable, "address 10.0.0.5 is in use"));
   loop.runUntilIdle();
   EXPECT_EQ(log, (Lines{"vip gained 1"}));
+  log.clear();
   ASSERT_EQ(step_downs.size(), 1u);
   EXPECT_EQ(step_downs[0].first, 1u);
   EXPECT_EQ(step_downs[0].second.code(), StatusCode::kUnavailable);
   EXPECT_EQ(step_downs[0].second.message(), "address 10.0.0.5 is in use");
+  // The failed gain does not clog the others' queues: news of the leader still reaches them.
+  bus.leaderChanged("", Epoch(1));
+  EXPECT_EQ(hooks.lines, (Lines{"leader '' 1"}));
 
   // A failure further down the chain stops it there: the hooks are not told.
   lose(1, LossReason::kHookFailed);
   finishLoss(vip, 1);
+  EXPECT_EQ(log, (Lines{"vip leader '' 1", "locks leader '' 1", "hooks leader '' 1",
+                        "vip lost 1 hook-failed"}));
   log.clear();
   gain(2);
   finishGain(vip, 2);
