@@ -57,9 +57,11 @@ void HookRunner::run(std::string name, Hook hook, Done done) {
       }
       return;
     }
+    // Armed before the hook thread can see the call: finish() must find the timer to cancel it
+    // (else it could fire on a runner already destroyed), and reads it without a race.
+    call->timer = scheduler_.runAfter(time_limit_, [this, call] { onLimit(call); });
     queue_.push_back(call);
   }
-  call->timer = scheduler_.runAfter(time_limit_, [this, call] { onLimit(call); });
   cv_.notify_one();
 }
 

@@ -83,8 +83,10 @@ bool LeadershipBus::deliver(std::size_t index) {
       }
       slot.told = e.epoch;
       slot.observer->onGained(
-          e.epoch, e.until, [this, alive = alive_, index, epoch = e.epoch](Status s) {
-            strand_.post([this, alive, index, epoch, s] {
+          e.epoch, e.until,
+          // `strand`, not strand_: a late `done` may come after the bus is gone.
+          [this, strand = &strand_, alive = alive_, index, epoch = e.epoch](Status s) {
+            strand->post([this, alive, index, epoch, s] {
               if (!*alive) return;
               if (s.isOk()) {
                 slots_[index].gained_ok = epoch;
@@ -113,8 +115,10 @@ bool LeadershipBus::deliver(std::size_t index) {
       }
       slot.told = Epoch();
       slot.observer->onLost(
-          e.epoch, e.reason, [this, alive = alive_, index, epoch = e.epoch](Status s) {
-            strand_.post([this, alive, index, epoch, s] {
+          e.epoch, e.reason,
+          // `strand`, not strand_: a late `done` may come after the bus is gone.
+          [this, strand = &strand_, alive = alive_, index, epoch = e.epoch](Status s) {
+            strand->post([this, alive, index, epoch, s] {
               if (!*alive) return;
               if (!s.isOk()) {
                 log()->error("epoch {}: {} could not let go of leadership: {}", epoch.value(),
