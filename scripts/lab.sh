@@ -17,6 +17,7 @@
 #   lab_cli status --json       the CLI run in the hub namespace (config of h1: it only reads NATS)
 #   lab_vip_holders             hosts holding the VIP right now ("h1 h3"), from `ip -n ns addr`
 #   lab_leader                  the leader per `hacoord status --json` ("" when none)
+#   lab_epoch                   the lease record's epoch per `hacoord status --json`
 #   lab_mac h2 | lab_client_vip_mac
 #   lab_wait_for DEADLINE_MS CMD...  polls CMD (10 ms apart) until it succeeds or the deadline passes
 #   lab_cleanup
@@ -172,6 +173,13 @@ lab_leader() {
   lab_cli status --json 2>/dev/null | python3 -c \
     'import json,sys
 try: print(json.load(sys.stdin).get("leader",""))
+except Exception: print("")'
+}
+
+lab_epoch() {  # the lease record's epoch per `hacoord status --json` ("" when unreadable)
+  lab_cli status --json 2>/dev/null | python3 -c \
+    'import json,sys
+try: print(json.load(sys.stdin).get("epoch",""))
 except Exception: print("")'
 }
 

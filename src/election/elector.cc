@@ -300,9 +300,9 @@ void Elector::evaluate() {
     scheduleEvaluate(may_campaign_at);
     return;
   }
-  if (!known_.hasRecord() && exchange_ != nullptr &&
-      !(have_gathered_ && gathered_for_ == observed_at_)) {
-    // The key remembers no epoch: go above every floor the other nodes can tell us first.
+  if (!known_.hasRecord() && exchange_ != nullptr && !just_gathered_) {
+    // The key remembers no epoch: go above every floor the other nodes can tell us first, asked
+    // right before this campaign.
     gatherFloors();
     return;
   }
@@ -312,18 +312,17 @@ void Elector::evaluate() {
 void Elector::gatherFloors() {
   if (gather_in_flight_) return;
   gather_in_flight_ = true;
-  const TimePoint observation = observed_at_;
-  exchange_->gather([this, alive = alive_, observation](Epoch epoch, milliseconds lease) {
+  exchange_->gather([this, alive = alive_](Epoch epoch, milliseconds lease) {
     if (!*alive) return;
     gather_in_flight_ = false;
-    have_gathered_ = true;
-    gathered_for_ = observation;
     if (epoch > highest_epoch_) {
       log()->info("node {} learned epoch {} from another node's state: campaigning above it",
                   config_.node_id, epoch.value());
     }
     raiseFloor(epoch, lease);
+    just_gathered_ = true;
     evaluate();
+    just_gathered_ = false;
   });
 }
 
@@ -385,7 +384,6 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uin
     return;
   }
   const Status& s = result.status();
-  have_gathered_ = false;  // the next campaign asks the other nodes again (we may have been cut off)
   if (outcomeUnknown(s)) {
     // The write may still land: remember when it was sent, so a later read can adopt it safely.
     noteInDoubt(sent.epoch, sent_at, base);

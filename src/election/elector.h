@@ -179,8 +179,10 @@ class Elector {
   Epoch announced_epoch_;
   bool read_in_flight_ = false;
   bool gather_in_flight_ = false;
-  bool have_gathered_ = false;       // the floors were gathered for the entry observed at...
-  TimePoint gathered_for_{};         // ...this observation time
+  // True only while evaluate() runs right after a gather: a campaign on a record-less key uses
+  // floors gathered a moment before its write, never ones that a wait, a pause or a spell out of
+  // candidacy has made old (a node that knew a higher epoch may have come back meanwhile).
+  bool just_gathered_ = false;
   bool write_in_flight_ = false;     // at most one write at a time
   std::uint64_t base_generation_ = 0;  // generation of the entry the write in flight is based on
   std::function<void()> after_write_;    // runs once the write in flight completes

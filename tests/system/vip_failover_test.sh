@@ -2,9 +2,10 @@
 # System test (root): 3 `hacoord daemon`s in network namespaces on a bridge, nats-server -js in a hub
 # namespace, a client pinging the VIP every 10 ms. Faults: kill -9, SIGTERM, demote, promote,
 # SIGSTOP/SIGCONT, link down, leader cut off from NATS only (blackhole route), nats-server restart
-# (shorter and longer than the TTL). Throughout, a poller samples every host's addresses every 20 ms and
-# the test fails if two hosts ever hold the VIP in one sample. After each scenario: exactly the
-# leader (per `hacoord status --json`) holds the VIP and the client's neighbour entry is its MAC.
+# (shorter and longer than the TTL), nats-server losing the lease bucket. Throughout, a poller
+# samples every host's addresses every 20 ms and the test fails if two hosts ever hold the VIP in
+# one sample. After each scenario: exactly the leader (per `hacoord status --json`) holds the VIP
+# and the client's neighbour entry is its MAC.
 # Also throughout, the client sends an ARP who-has for the VIP every 20 ms and the test fails if one
 # request is answered by two MACs.
 # Usage: vip_failover_test.sh HACOORD_BINARY   (exit 77 = skipped: not root / no netns;
@@ -282,6 +283,30 @@ nats_restart() {  # NAME DOWN_S
 }
 nats_restart nats-short 1
 nats_restart nats-long 4
+
+# ---- 11. the lease bucket is lost: nats-server restarts without its stream --------------------------
+# Revisions restart at 0 and the leader's record is gone: followers must take that as "holder
+# unknown" (never "vacant"), the bucket is re-created, and the next leader's epoch is above every
+# epoch seen before (the nodes' state files), with never two VIP holders on the way.
+echo "== scenario: the lease bucket is lost (nats-server restarts with the stream wiped)"
+old=$LEADER
+old_epoch=$(lab_epoch)
+[ -n "$old_epoch" ] || fail "bucket-lost: cannot read the epoch before the fault"
+t0=$(lab_now_ms)
+lab_nats_stop
+stream_dir=$(find "$LAB_DIR/js" -type d -name "KV_HACOORD_lab" | head -1)
+[ -n "$stream_dir" ] || fail "bucket-lost: no stream directory KV_HACOORD_lab under $LAB_DIR/js"
+rm -rf "$stream_dir"
+lab_nats_start || fail "bucket-lost: nats-server did not come back"
+settle bucket-lost
+t1=$(lab_now_ms)
+no_double bucket-lost
+new_epoch=$(lab_epoch)
+[ -n "$new_epoch" ] && [ "$new_epoch" -gt "$old_epoch" ] ||
+  fail "bucket-lost: epoch went from $old_epoch to '$new_epoch' (must rise)"
+report "bucket lost" "$t0" "$t1" "$old" "$LEADER" "(epoch $old_epoch -> $new_epoch)"
+for h in "${LAB_HOSTS[@]}"; do wait_healthy "$h" bucket-lost; done
+settle bucket-lost-healthy; no_double bucket-lost-healthy
 
 echo
 echo "== outage figures (TTL ${TTL} ms, renew ${RENEW} ms, client pings every 10 ms)"

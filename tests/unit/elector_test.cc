@@ -564,6 +564,27 @@ TEST_F(ElectorTest, ANodeThatMissedTheLatestEpochsLearnsThemFromItsPeersFloors) 
   EXPECT_EQ(floors["c"].current(), Epoch(4));
 }
 
+// Sim seed 622, reduced: c gathers the floors while the node that knew the highest epoch is away,
+// then leaves candidacy; that node comes back; when c joins again it must ask again, right before
+// its write, instead of campaigning on the old answer and handing out an epoch that went back.
+TEST_F(ElectorTest, FloorsAreGatheredRightBeforeTheCampaignNotReusedLater) {
+  ASSERT_TRUE(floors["a"].raise(Epoch(9)).isOk());
+  server.resetBucket();  // no record: only the nodes' floors remember epochs
+  auto c = makeNode("c");
+  c->elector->start();
+  // The key never held a record: c waits a full TTL, asks (nobody answers), and would campaign...
+  loop.runUntilCondition([&] { return c->exchange.gathers == 1; }, loop.now() + 2 * kTtl);
+  ASSERT_EQ(c->exchange.gathers, 1);
+  c->elector->setCandidate(false);  // ...but leaves candidacy before the answer is used
+  loop.advance(milliseconds(100));
+  EXPECT_EQ(c->store.writeCount(), 0u);
+  c->exchange.peers = {&floors["a"]};  // a, which saw epoch 9, is reachable again
+  c->elector->setCandidate(true);
+  ASSERT_TRUE(runUntilOneLeads({c.get()}, loop.now() + 2 * kTtl));
+  EXPECT_EQ(c->exchange.gathers, 2);
+  EXPECT_EQ(record().epoch, Epoch(10)) << "campaigned on floors gathered before a came back";
+}
+
 TEST_F(ElectorTest, ANodeThatCannotRecordAnEpochNeverCampaigns) {
   floors["a"].setFailing(true);  // the state file cannot be written (a full disk)
   auto a = makeNode("a");
