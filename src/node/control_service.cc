@@ -27,6 +27,7 @@ struct ControlService::State {
   ControlActions actions;
   // On the strand: when the last rate-limited handover succeeded.
   std::optional<TimePoint> last_handover;
+  bool handover_in_flight = false;  // a rate-limited stepdown not answered yet (on the strand)
 };
 
 Result<std::unique_ptr<ControlService>> ControlService::start(
@@ -70,16 +71,24 @@ Result<std::unique_ptr<ControlService>> ControlService::start(
             const bool force = verb == kVerbForceStepDown;
             state->strand->post([state, force, successor = request->successor, answer] {
               const TimePoint now = state->clock->now();
+              if (!force && state->handover_in_flight) {
+                answer(failedPrecondition(
+                    "a handover is in progress; at most one per election.cooldownMs unless forced "
+                    "by the operator (hacoord demote/promote --force)"));
+                return;
+              }
               if (!force && state->last_handover && now < *state->last_handover + state->cooldown) {
                 answer(failedPrecondition(
-                    "a handover was requested " +
+                    "the last handover took place " +
                     std::to_string(toMillis(now - *state->last_handover)) +
                     " ms ago; at most one per election.cooldownMs (" +
                     std::to_string(state->cooldown.count()) +
                     " ms) unless forced by the operator (hacoord demote/promote --force)"));
                 return;
               }
+              if (!force) state->handover_in_flight = true;
               state->actions.step_down(successor, [state, force, answer](Status s) {
+                if (!force) state->handover_in_flight = false;
                 if (s.isOk() && !force) state->last_handover = state->clock->now();
                 answer(std::move(s));
               });

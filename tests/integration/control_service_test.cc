@@ -11,6 +11,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spdlog/sinks/ostream_sink.h>
@@ -20,6 +21,7 @@
 #include "nats/nats_connection.h"
 #include "nats/nats_control.h"
 #include "node/control_codec.h"
+#include "support/eventually.h"
 #include "support/nats_server_fixture.h"
 
 namespace hacoord {
@@ -66,6 +68,11 @@ class ControlServiceTest : public ::testing::Test {
         std::lock_guard lock(mutex_);
         handovers_.push_back(successor);
       }
+      if (hold_step_down_) {
+        std::lock_guard lock(mutex_);
+        held_.push_back(std::move(done));
+        return;
+      }
       done(step_down_result_);
     };
     actions.promote = [] { return Status::ok(); };
@@ -110,7 +117,35 @@ class ControlServiceTest : public ::testing::Test {
   std::mutex mutex_;
   std::vector<std::string> handovers_;
   Status step_down_result_;  // what the node's stepDown answers (set before asking)
+  std::atomic<bool> hold_step_down_{false};  // keep stepDown's `done` in held_ (a slow handover)
+  std::vector<std::function<void(Status)>> held_;
 };
+
+// Two rate-limited stepdowns sent together: the second arrives while the first handover is still
+// under way (its cooldown has not started yet) and must be refused all the same.
+TEST_F(ControlServiceTest, ASecondStepDownDuringAHandoverInProgressIsRefused) {
+  hold_step_down_ = true;
+  std::atomic<int> first_code{-1};
+  std::thread first([&] { first_code = static_cast<int>(ask("stepdown").code()); });
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        std::lock_guard lock(mutex_);
+        return held_.size() == 1;
+      },
+      5000ms));
+  const Status second = ask("stepdown", R"({"successor":"n2"})");
+  EXPECT_EQ(second.code(), StatusCode::kFailedPrecondition) << second.toString();
+  EXPECT_NE(second.message().find("a handover is in progress"), std::string::npos) << second.toString();
+  std::function<void(Status)> done;
+  {
+    std::lock_guard lock(mutex_);
+    done = std::move(held_.front());
+  }
+  strand_->post([done] { done(Status::ok()); });
+  first.join();
+  EXPECT_EQ(first_code.load(), static_cast<int>(StatusCode::kOk));
+  EXPECT_EQ(handovers().front(), "");
+}
 
 TEST_F(ControlServiceTest, SecondStepDownWithinTheCooldownIsRefusedNamingIt) {
   ASSERT_TRUE(ask("stepdown", R"({"requester":"script-a"})").isOk());
@@ -118,7 +153,7 @@ TEST_F(ControlServiceTest, SecondStepDownWithinTheCooldownIsRefusedNamingIt) {
   const Status second = ask("stepdown", R"({"successor":"n2","requester":"script-b"})");
   EXPECT_EQ(second.code(), StatusCode::kFailedPrecondition) << second.toString();
   EXPECT_EQ(second.message(),
-            "a handover was requested 1200 ms ago; at most one per election.cooldownMs (5000 ms) "
+            "the last handover took place 1200 ms ago; at most one per election.cooldownMs (5000 ms) "
             "unless forced by the operator (hacoord demote/promote --force)");
   EXPECT_EQ(handovers(), (std::vector<std::string>{""})) << "the refused one must not hand over";
 
