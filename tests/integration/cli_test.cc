@@ -353,6 +353,99 @@ TEST_F(CliTest, DaemonThreadsAreTheDocumentedOnesWhateverTheChecks) {
   EXPECT_GE(eight.count("hc-block") ? eight.at("hc-block") : 0, 2);
 }
 
+// SIGHUP reloads the checks: a check added by a reload that fails makes `hacoord health` exit 1
+// naming it, while the unchanged check keeps its run of passes (its rise/fall state survives).
+TEST_F(CliTest, SighupReloadsChecksAndHealthExitsOneWhenUnhealthy) {
+  const std::string flag = dir_ + "/up";
+  writeTextFile(flag, "");
+  const std::string keep = R"({"name":"keep","type":"command","command":"true","intervalMs":100,"timeoutMs":50})";
+  const std::string path = writeConfig("r1", server_->url(), R"("health":{"checks":[)" + keep + "]}");
+  daemon_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  // The consecutive passes of check `name` in a `health --json` answer (-1 when not there).
+  auto passes = [](const std::string& json, const std::string& name) {
+    const auto at = json.find("\"name\":\"" + name + "\"");
+    if (at == std::string::npos) return -1;
+    const auto object = json.rfind('{', at);
+    const auto field = json.find("\"consecutivePasses\":", object);
+    return field == std::string::npos ? -1 : std::stoi(json.substr(field + 20));
+  };
+  RunResult h;
+  ASSERT_TRUE(eventually(
+      [&] {
+        h = hacoord({"health", "--config", path, "r1", "--json"});
+        return h.exit_code == 0 && passes(h.out, "keep") >= 5;
+      },
+      10000ms, 50ms))
+      << describe(h);
+  const int kept_before = passes(h.out, "keep");
+  const std::string added =
+      R"({"name":"flag","type":"command","command":"test -e )" + flag +
+      R"(","intervalMs":100,"timeoutMs":50,"fall":1})";
+  writeConfig("r1", server_->url(), R"("health":{"checks":[)" + keep + "," + added + "]}");
+  ASSERT_TRUE(daemon_->signal(SIGHUP));
+  ASSERT_TRUE(eventually(
+      [&] {
+        h = hacoord({"health", "--config", path, "r1", "--json"});
+        return h.out.find("\"flag\"") != std::string::npos;
+      },
+      10000ms, 50ms))
+      << describe(h) << daemon_->stderrText();
+  EXPECT_EQ(h.exit_code, 0) << "the new passing check must not make the node unhealthy: " << describe(h);
+  // The kept check's passes went on counting across the reload (not reset).
+  EXPECT_GE(passes(h.out, "keep"), kept_before) << h.out;
+
+  std::filesystem::remove(flag);
+  ASSERT_TRUE(eventually(
+      [&] {
+        h = hacoord({"health", "--config", path, "r1"});
+        return h.exit_code == 1;
+      },
+      10000ms, 50ms))
+      << describe(h);
+  EXPECT_NE(h.out.find("healthy   no"), std::string::npos) << describe(h);
+  EXPECT_NE(h.out.find("flag"), std::string::npos) << describe(h);
+  EXPECT_NE(h.out.find("FAIL"), std::string::npos) << describe(h);
+
+  // A config that does not load is logged and the running one kept.
+  writeTextFile(path, "{ not json");
+  ASSERT_TRUE(daemon_->signal(SIGHUP));
+  ASSERT_TRUE(eventually([&] { return daemon_->stderrText().find("SIGHUP: keeping the running config") != std::string::npos; },
+                         5000ms))
+      << daemon_->stderrText();
+  EXPECT_FALSE(daemon_->exited()) << daemon_->stderrText();
+}
+
+// An onLoseLeadership that overruns its time limit during a planned handover: the record stays
+// held by the old leader (left to expire), never released while the service may still be up.
+TEST_F(CliTest, ALoseHookPastItsLimitDuringAHandoverKeepsTheRecordHeld) {
+  const std::string path = writeRaw(
+      "o1.json", R"({"clusterId":")" + clusterId() + R"(","nodeId":"o1","stateDir":")" + dir_ +
+                     R"(","nats":{"servers":[")" + server_->url() + R"("]},)"
+                     R"("election":{"leaseTtlMs":1000,"renewIntervalMs":250,"hookTimeLimitMs":300},)"
+                     R"("hooks":{"onLoseLeadership":"sleep 5"}})");
+  daemon_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  RunResult last;
+  ASSERT_TRUE(eventually(
+      [&] {
+        last = hacoord({"status", "--config", path, "--json"});
+        auto parsed = parseFlatJson(last.out);
+        return last.exit_code == 0 && parsed && (*parsed)["leader"] == "o1";
+      },
+      10000ms, 50ms))
+      << describe(last) << daemon_->stderrText();
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
+  EXPECT_NE(daemon_->stderrText().find("onLoseLeadership command (epoch 1): no exit within 300 ms"),
+            std::string::npos)
+      << daemon_->stderrText();
+  const RunResult after = hacoord({"status", "--config", path, "--json"});
+  auto parsed = parseFlatJson(after.out);
+  ASSERT_TRUE(parsed) << describe(after);
+  EXPECT_EQ((*parsed)["holder"], "o1") << "released although the hook overran: " << after.out;
+}
+
 // Every control command reports a node that is not running as down, quickly, exit 1.
 TEST_F(CliTest, ControlCommandsReportAMissingNodeAsDown) {
   const std::string path = writeConfig("c1", server_->url());
