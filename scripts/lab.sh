@@ -209,6 +209,19 @@ lab_start_vippoll() {  # OUT: holder changes every 20 ms; "DOUBLE" lines on two 
   LAB_POLL_PID=$!
   LAB_BG_PIDS+=($!)
 }
+lab_start_addrmon() {  # the kernel's address events of every host, for lab_overlaps
+  local h
+  for h in "${LAB_HOSTS[@]}"; do
+    # Real-time priority: the receive stamps stay within microseconds of the kernel's events.
+    chrt -f 50 ip -n "$(lab_ns "$h")" -ts monitor address dev eth0 >"$LAB_DIR/addr-$h.log" 2>&1 &
+    LAB_BG_PIDS+=($!)
+  done
+}
+lab_overlaps() {  # exact intervals in which two hosts held the VIP ("OK n" or OVERLAP lines, exit 1)
+  local h args=()
+  for h in "${LAB_HOSTS[@]}"; do args+=("$h=$LAB_DIR/addr-$h.log"); done
+  python3 "$LAB_TOOLS" overlaps "$LAB_VIP" "${args[@]}"
+}
 lab_start_arpwatch() {  # OUT: ARP who-has VIP from the client every 20 ms; "DOUBLE" on 2 MACs
   ip netns exec "$(lab_ns client)" python3 "$LAB_TOOLS" arpwatch "$LAB_VIP" "$LAB_CLIENT_IP" eth0 \
     0.02 0.015 "$1" &

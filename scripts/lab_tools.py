@@ -17,6 +17,13 @@
                                   "<wall ms> <mac,mac|->" to OUT when the set of answering MACs
                                   changes, and "<ms> DOUBLE <mac>@<us>,<mac>@<us>" (reply delays
                                   after the send) when one request got replies from two MACs.
+  overlaps VIP HOST=MONLOG...     reads `ip -ts monitor address` logs (one per host, taken at
+                                  real-time priority) and turns every add and delete of VIP into
+                                  exact holding intervals per host (the kernel's own events: no
+                                  sampling, so a 1 ms overlap cannot slip between two samples).
+                                  Prints "OVERLAP a,b <from> <to> <us>" for every instant two
+                                  hosts held it (wall time, us of overlap) and exits 1 if any;
+                                  else "OK <intervals>".
   gap REPLIES FROM_MS TO_MS       the longest gap (ms) between consecutive replies that spans
                                   any instant of [FROM_MS, TO_MS]; counts the window edges as
                                   replies are missing there. Prints "<gap_ms> <replies_in_window>".
@@ -231,8 +238,52 @@ def cmd_gap(path, frm, to):
     print(gap, len(inside))
 
 
+def parse_monitor(path, vip):
+    """Holding intervals [(from_s, to_s)] of `vip` in one `ip -ts monitor address` log."""
+    import datetime
+    intervals, since = [], None
+    needle = " inet %s/" % vip
+    with open(path) as fh:
+        for line in fh:
+            if not line.startswith("[") or needle not in line:
+                continue
+            stamp, rest = line[1:].split("]", 1)
+            t = datetime.datetime.fromisoformat(stamp).timestamp()
+            if rest.lstrip().startswith("Deleted"):
+                if since is not None:
+                    intervals.append((since, t))
+                since = None
+            elif since is None:  # an add (a lifetime change of a held address repeats it)
+                since = t
+    if since is not None:
+        intervals.append((since, float("inf")))
+    return intervals
+
+
+def cmd_overlaps(vip, *host_logs):
+    held = {}
+    for item in host_logs:
+        host, path = item.split("=", 1)
+        held[host] = parse_monitor(path, vip)
+    bad = 0
+    hosts = sorted(held)
+    for i, a in enumerate(hosts):
+        for b in hosts[i + 1:]:
+            for (a0, a1) in held[a]:
+                for (b0, b1) in held[b]:
+                    lo, hi = max(a0, b0), min(a1, b1)
+                    if lo < hi:
+                        bad += 1
+                        print("OVERLAP %s,%s %.6f %.6f %d" % (a, b, lo, hi, (hi - lo) * 1e6
+                                                                 if hi != float("inf") else -1))
+    if bad:
+        sys.exit(1)
+    print("OK %d" % sum(len(v) for v in held.values()))
+
+
 if __name__ == "__main__":
-    cmds = {"ping": cmd_ping, "vippoll": cmd_vippoll, "arpwatch": cmd_arpwatch, "gap": cmd_gap}
+    cmds = {"ping": cmd_ping, "vippoll": cmd_vippoll, "arpwatch": cmd_arpwatch, "gap": cmd_gap,
+            "overlaps": cmd_overlaps}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
