@@ -6,6 +6,8 @@
 #include <cstring>
 #include <string_view>
 
+#include <nats/nats.h>
+
 #include "core/logging.h"
 #include "election/lease_codec.h"
 #include "nats/nats_connection.h"

@@ -11,11 +11,15 @@
 #include <string>
 #include <thread>
 
-#include <nats/nats.h>
-
 #include "hacoord/lease.h"
 #include "hacoord/scheduler.h"
 #include "hacoord/status.h"
+
+// nats.c's opaque handles, declared exactly as nats.h declares them: only src/nats/*.cc include
+// nats.h, so its names and macros stay out of every other translation unit.
+typedef struct __kvStore kvStore;
+typedef struct __kvWatcher kvWatcher;
+typedef struct __kvEntry kvEntry;
 
 namespace hacoord {
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nats/nats.h>
 
 #include "core/asio_scheduler.h"
 #include "election/lease_codec.h"
