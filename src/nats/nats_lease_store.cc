@@ -331,10 +331,15 @@ Status NatsLeaseStore::recreateBucket(const std::string& why) {
   if (again.status().code() != StatusCode::kNotFound) return again.status();
   Status s = createBucket(connection_, bucket_, replicas_);
   if (!s.isOk()) {
-    logger()->error("lease bucket {} is missing ({}) and cannot be re-created: {}", bucket_, why,
-                    s.toString());
+    // Every poll retries: say it once per distinct reason, not every renew interval.
+    if (s.toString() != last_recreate_error_) {
+      last_recreate_error_ = s.toString();
+      logger()->error("lease bucket {} is missing ({}) and cannot be re-created: {}; retrying",
+                      bucket_, why, last_recreate_error_);
+    }
     return s.code() == StatusCode::kInvalidArgument ? unavailable(s.message()) : s;
   }
+  last_recreate_error_.clear();
   logger()->warn("lease bucket {} was deleted while in use ({}): re-created it with the same "
                  "settings (history 1, no max age, file storage, {} replica(s)); revisions "
                  "restart at 1 and every node waits a full TTL before campaigning",

@@ -126,7 +126,8 @@ class NatsLeaseStore final : public LeaseStore {
   // Posted results check it: after close() they do nothing, even if already queued.
   std::shared_ptr<std::atomic<bool>> alive_;
   std::atomic<std::uint64_t> generation_;  // creation time of the stream last seen (unix ns)
-  std::mutex recreate_mutex_;              // one re-creation at a time
+  std::mutex recreate_mutex_;              // one re-creation at a time; guards the next line
+  std::string last_recreate_error_;        // the last re-creation failure logged
   std::uint64_t last_read_revision_ = 0;   // worker thread only
   std::int64_t last_read_created_ns_ = 0;  // worker thread only
 
