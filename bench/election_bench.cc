@@ -40,6 +40,7 @@
 
 #include <json/json.h>
 #include <nats/nats.h>
+#include <nats/nats.h>
 
 #include "core/asio_scheduler.h"
 #include "core/logging.h"

@@ -83,8 +83,10 @@ class LeaseStore {
   // `expected_generation` is set, only if the bucket is still that generation: a revision (0
   // above all) can come back after the bucket was re-created, and a node whose knowledge is a TTL
   // old must not win on a stream it never saw. Campaigns set it; renewals of a live lease need not.
-  // Successful writes create exactly expected_revision + 1 (the key is alone in its stream); a
-  // store that sees any other outcome must report Aborted.
+  // Successful writes report the revision they created: with a base b >= 1 that is b + 1 (the key
+  // is alone in its stream); a create lands at the stream's last sequence + 1, above 1 after a
+  // purge (never assume expected_revision + 1 for a create). A store that sees a write land
+  // anywhere an honest compare-and-set could not have put it must report Aborted.
   // Gives the new revision, or: Aborted = someone else wrote, or the bucket is another
   // generation (CAS lost, re-read); Unavailable / DeadlineExceeded = outcome unknown (the write
   // may have landed).

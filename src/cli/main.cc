@@ -3,10 +3,9 @@
 #include <exception>
 #include <iostream>
 
-#include <nats/nats.h>
-
 #include "cli/cli.h"
 #include "hacoord/manager.h"
+#include "nats/nats_connection.h"
 
 namespace hacoord::cli {
 namespace {
@@ -125,7 +124,7 @@ int dispatch(int argc, char** argv) {
     return kExitOk;
   }
   if (args.command == "version") {
-    std::printf("hacoord %s (nats.c %s)\n", HACOORD_VERSION, nats_GetVersion());
+    std::printf("hacoord %s (nats.c %s)\n", HACOORD_VERSION, natsLibraryVersion().c_str());
     return kExitOk;
   }
   if (args.command == "daemon") return runDaemon(args);  // signals stay blocked (see main)
@@ -155,6 +154,6 @@ int main(int argc, char** argv) {
     hacoord::cli::printError(std::string("fatal: ") + e.what());
     code = hacoord::cli::kExitFailure;
   }
-  nats_CloseAndWait(1000);
+  hacoord::natsLibraryClose(hacoord::milliseconds(1000));
   return code;
 }

@@ -439,9 +439,12 @@ bool Elector::mayAdopt(const LeaseEntry& entry) const {
   return sent_at && *sent_at + config_.lease_ttl - config_.safety_margin > clock_.now();
 }
 
-// The key is alone in its stream, so a write on base revision b can only have created b + 1 (the
-// store refuses any other outcome, see LeaseStore::write). Among several unanswered writes that
-// could have, take the earliest send time: the deadline must not start later than the real one.
+// The key is alone in its stream, so a write on base revision b >= 1 can only have created b + 1
+// (the store refuses any other outcome, see LeaseStore::write). A create (base 0) lands at the
+// stream's last sequence + 1, which is above 1 after a purge: an unanswered create that landed
+// there is simply not adoptable here, and the node then waits as for an unknown holder (safe).
+// Among several unanswered writes that could have, take the earliest send time: the deadline must
+// not start later than the real one.
 std::optional<TimePoint> Elector::inDoubtSentAt(Epoch epoch, std::uint64_t revision) const {
   std::optional<TimePoint> earliest;
   for (const auto& w : in_doubt_) {

@@ -17,6 +17,8 @@
 #include <random>
 #include <vector>
 
+#include <nats/nats.h>
+
 #include "core/logging.h"
 
 namespace hacoord {
@@ -348,7 +350,12 @@ std::string redactUrl(const std::string& url) {
   return url.substr(0, start) + shown + url.substr(at);
 }
 
-std::string natsErrorText(natsStatus status) {
+std::string natsLibraryVersion() { return nats_GetVersion(); }
+
+void natsLibraryClose(milliseconds wait) { nats_CloseAndWait(wait.count()); }
+
+std::string natsErrorText(int code) {
+  const auto status = static_cast<natsStatus>(code);
   std::string out = natsStatus_GetText(status);
   natsStatus last = NATS_OK;
   const char* raw = nats_GetLastError(&last);

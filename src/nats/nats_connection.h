@@ -10,17 +10,26 @@
 #include <string>
 #include <utility>
 
-#include <nats/nats.h>
-
 #include "hacoord/clock.h"
 #include "hacoord/config.h"
 #include "hacoord/status.h"
+
+// nats.c's opaque handles, declared exactly as nats.h declares them: only src/nats/*.cc include
+// nats.h, so its names and macros stay out of every other translation unit.
+typedef struct __natsConnection natsConnection;
+typedef struct __jsCtx jsCtx;
 
 namespace hacoord {
 
 // "<status text>: <nats.c's last error on this thread>" without nats.c's "(file.c:line): " prefix
 // and without saying the same thing twice. Call it on the thread whose nats.c call failed.
-std::string natsErrorText(natsStatus status);
+std::string natsErrorText(int status);  // a natsStatus
+
+// The nats.c version string (for `hacoord version`).
+std::string natsLibraryVersion();
+// nats.c's library-wide teardown (nats_CloseAndWait): once, at the end of main(), after every
+// connection is gone. Waits at most `wait` for nats.c's threads.
+void natsLibraryClose(milliseconds wait);
 
 // A server URL safe to print: the password of nats://user:password@host:port becomes "***"
 // (nats://user:***@host:port), and so does a token (nats://***@host:port).

@@ -7,6 +7,8 @@
 #include <condition_variable>
 #include <mutex>
 
+#include <nats/nats.h>
+
 #include "core/logging.h"
 #include "nats/nats_connection.h"
 

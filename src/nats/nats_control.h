@@ -6,10 +6,12 @@
 #include <string>
 #include <vector>
 
-#include <nats/nats.h>
-
 #include "hacoord/clock.h"
 #include "hacoord/status.h"
+
+// nats.c's opaque handles, declared exactly as nats.h declares them: only src/nats/*.cc include
+// nats.h, so its names and macros stay out of every other translation unit.
+typedef struct __natsSubscription natsSubscription;
 
 namespace hacoord {
 

@@ -6,11 +6,20 @@
 #include <cstring>
 #include <string_view>
 
+#include <nats/nats.h>
+
 #include "core/logging.h"
 #include "election/lease_codec.h"
 #include "nats/nats_connection.h"
 
 namespace hacoord {
+
+// What the store needs to know about the bucket's stream at one moment.
+struct NatsStreamState {
+  std::uint64_t generation = 0;  // the stream's creation time (unix ns): the bucket's generation
+  std::uint64_t last_seq = 0;    // the stream's last sequence: where a create lands, minus one
+};
+
 namespace {
 
 constexpr milliseconds kCreateTimeout{5000};   // js_CreateKeyValue, once at start-up
@@ -20,6 +29,9 @@ constexpr milliseconds kWatchRetryMax{2000};
 constexpr milliseconds kWatchCheckAfter{2000};  // idle time before a liveness check (watchLoop)
 constexpr milliseconds kRestartGrace{500};       // restartWatch() -> liveness check
 constexpr milliseconds kConfirmWait{200};        // a read's revision must arrive within this
+// Probes that must not stall the worker long while a replicated stream elects a leader (its
+// writes then fail with no responders for seconds, and stream info gets no answer).
+constexpr milliseconds kProbeWait{250};
 
 std::shared_ptr<spdlog::logger> logger() {
   static auto log = moduleLogger("nats");
@@ -65,8 +77,76 @@ LeaseEntry decodeEntry(const std::string& bucket, std::uint64_t revision, std::s
   return LeaseEntry::ofUndecodable(revision);
 }
 
-// The bucket settings DESIGN §3 requires, checked against an existing bucket's stream.
-Status checkBucketConfig(NatsConnection& connection, const std::string& bucket, int replicas) {
+// The one place that decides whether a JetStream answer means "the stream does not exist": the
+// bucket was deleted (a KV or JS API call answered 404 / JSStreamNotFoundErr).
+bool streamMissing(natsStatus s, jsErrCode jerr) {
+  return s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr;
+}
+
+// The stream's creation time (the bucket's generation) and its last sequence. NotFound when the
+// stream does not exist; `wait` bounds the request (0: the connection's request timeout).
+Result<NatsStreamState> readStreamState(NatsConnection& connection, const std::string& stream,
+                                    milliseconds wait = milliseconds(0)) {
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  if (wait.count() > 0) jo.Wait = wait.count();
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, connection.js(), stream.c_str(), &jo, &jerr);
+  if (s != NATS_OK) {
+    if (streamMissing(s, jerr)) return notFound("stream " + stream + " does not exist");
+    return transportError(s, "cannot read stream " + stream,
+                          wait.count() > 0 ? wait : connection.requestTimeout());
+  }
+  NatsStreamState state{static_cast<std::uint64_t>(si->Created), si->State.LastSeq};
+  jsStreamInfo_Destroy(si);
+  return state;
+}
+
+// Creates the bucket with the settings DESIGN §3 requires (identical settings: idempotent, so
+// several nodes may race). InvalidArgument when it exists with other settings or the settings are
+// impossible on this server; Unavailable / DeadlineExceeded when JetStream cannot be reached.
+Status createBucket(NatsConnection& connection, const std::string& bucket, int replicas) {
+  // Creating a replicated bucket is a Raft operation that took up to ~0.7 s here: it gets a
+  // JetStream context with a longer wait than the per-write request timeout.
+  const milliseconds create_timeout = std::max(connection.requestTimeout(), kCreateTimeout);
+  kvConfig cfg;
+  kvConfig_Init(&cfg);
+  cfg.Bucket = bucket.c_str();
+  cfg.History = 1;
+  cfg.TTL = 0;  // no MaxAge, ever: the record carries the epoch (DESIGN §3)
+  cfg.Replicas = replicas;
+  cfg.StorageType = js_FileStorage;
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = create_timeout.count();
+  jsCtx* create_js = nullptr;
+  natsStatus s = natsConnection_JetStream(&create_js, connection.raw(), &jo);
+  if (s != NATS_OK) return internalError("natsConnection_JetStream: " + errorText(s));
+  kvStore* kv = nullptr;
+  s = js_CreateKeyValue(&kv, create_js, &cfg);
+  const std::string text = s == NATS_OK ? "" : errorText(s);
+  // Callers bind on the connection's own context, whose wait later calls must use.
+  kvStore_Destroy(kv);
+  jsCtx_Destroy(create_js);
+  if (s == NATS_OK) return Status::ok();
+  if (text.find("configuration is different") != std::string::npos) {
+    // Someone created it with other settings between our bind and our create.
+    return invalidArgument("bucket " + bucket + " already exists with another configuration "
+                           "(hacoord needs history 1, no max age, file storage, " +
+                           std::to_string(replicas) + " replica(s)): " + text);
+  }
+  if (text.find("replicas > 1") != std::string::npos || s == NATS_INVALID_ARG) {
+    return invalidArgument("cannot create bucket " + bucket + " with " +
+                           std::to_string(replicas) + " replica(s): " + text);
+  }
+  return transportError(s, "cannot create bucket " + bucket, create_timeout);
+}
+
+// The bucket settings DESIGN §3 requires, checked against an existing bucket's stream; gives the
+// stream's creation time (the generation) in `created`.
+Status checkBucketConfig(NatsConnection& connection, const std::string& bucket, int replicas,
+                         std::uint64_t* created) {
   const std::string stream = "KV_" + bucket;
   jsStreamInfo* si = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -75,6 +155,7 @@ Status checkBucketConfig(NatsConnection& connection, const std::string& bucket, 
     return transportError(s, "cannot read the configuration of bucket " + bucket,
                           connection.requestTimeout());
   }
+  *created = static_cast<std::uint64_t>(si->Created);
   const jsStreamConfig* c = si->Config;
   const bool same = c != nullptr && c->MaxMsgsPerSubject == 1 && c->MaxAge == 0 &&
                     c->Storage == js_FileStorage && c->Replicas == replicas;
@@ -109,15 +190,13 @@ Result<std::unique_ptr<NatsLeaseStore>> NatsLeaseStore::open(NatsConnection& con
   // Bind first and compare the settings ourselves; create only when the bucket is missing. A
   // second js_CreateKeyValue of an R3 bucket created a moment before sometimes got no answer at
   // all from nats-server 2.9.10 (5 s timeouts, ~1 run in 6), whereas binding answers at once.
-  // Creating a replicated bucket is a Raft operation that took up to ~0.7 s here: it gets a
-  // JetStream context with a longer wait than the per-write request timeout.
-  const milliseconds create_timeout = std::max(connection.requestTimeout(), kCreateTimeout);
   Status last_error = internalError("bucket " + bucket + ": not opened");
   for (int attempt = 0; attempt < 3; ++attempt) {
     kvStore* kv = nullptr;
     natsStatus s = js_KeyValue(&kv, connection.js(), bucket.c_str());
     if (s == NATS_OK) {
-      Status config = checkBucketConfig(connection, bucket, replicas);
+      std::uint64_t generation = 0;
+      Status config = checkBucketConfig(connection, bucket, replicas, &generation);
       if (!config.isOk()) {
         kvStore_Destroy(kv);
         if (config.code() == StatusCode::kInvalidArgument) return config;
@@ -125,59 +204,35 @@ Result<std::unique_ptr<NatsLeaseStore>> NatsLeaseStore::open(NatsConnection& con
         continue;
       }
       logger()->info("lease bucket {} ready ({} replica(s))", bucket, replicas);
-      return std::unique_ptr<NatsLeaseStore>(new NatsLeaseStore(connection, kv, bucket, scheduler));
+      return std::unique_ptr<NatsLeaseStore>(
+          new NatsLeaseStore(connection, kv, bucket, replicas, generation, scheduler));
     }
     if (s != NATS_NOT_FOUND) {
       last_error = transportError(s, "cannot open bucket " + bucket, connection.requestTimeout());
       continue;
     }
-
-    kvConfig cfg;
-    kvConfig_Init(&cfg);
-    cfg.Bucket = bucket.c_str();
-    cfg.History = 1;
-    cfg.TTL = 0;  // no MaxAge, ever: the record carries the epoch (DESIGN §3)
-    cfg.Replicas = replicas;
-    cfg.StorageType = js_FileStorage;
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.Wait = create_timeout.count();
-    jsCtx* create_js = nullptr;
-    s = natsConnection_JetStream(&create_js, connection.raw(), &jo);
-    if (s != NATS_OK) return internalError("natsConnection_JetStream: " + errorText(s));
-    s = js_CreateKeyValue(&kv, create_js, &cfg);
-    const std::string text = s == NATS_OK ? "" : errorText(s);
-    // The next round binds on the connection's own context, whose wait later calls must use.
-    kvStore_Destroy(kv);
-    jsCtx_Destroy(create_js);
-    if (s == NATS_OK) {
+    Status created = createBucket(connection, bucket, replicas);
+    if (created.isOk()) {
       logger()->info("created lease bucket {}", bucket);
-      continue;
+      continue;  // the next round binds
     }
-    if (text.find("configuration is different") != std::string::npos) {
-      // Someone created it with other settings between our bind and our create.
-      return invalidArgument("bucket " + bucket + " already exists with another configuration "
-                             "(hacoord needs history 1, no max age, file storage, " +
-                             std::to_string(replicas) + " replica(s)): " + text);
-    }
-    if (text.find("replicas > 1") != std::string::npos || s == NATS_INVALID_ARG) {
-      return invalidArgument("cannot create bucket " + bucket + " with " +
-                             std::to_string(replicas) + " replica(s): " + text);
-    }
-    last_error = transportError(s, "cannot create bucket " + bucket, create_timeout);
+    if (created.code() == StatusCode::kInvalidArgument) return created;
+    last_error = created;
   }
   return last_error;
 }
 
 NatsLeaseStore::NatsLeaseStore(NatsConnection& connection, kvStore* kv, std::string bucket,
-                               Scheduler& scheduler)
+                               int replicas, std::uint64_t generation, Scheduler& scheduler)
     : connection_(connection),
       kv_(kv),
       bucket_(std::move(bucket)),
       subject_("$KV." + bucket_ + "." + kLeaderKey),
       stream_("KV_" + bucket_),
+      replicas_(replicas),
       scheduler_(scheduler),
-      alive_(std::make_shared<std::atomic<bool>>(true)) {
+      alive_(std::make_shared<std::atomic<bool>>(true)),
+      generation_(generation) {
   worker_ = std::thread([this] { workerLoop(); });
 }
 
@@ -235,41 +290,150 @@ void NatsLeaseStore::read(ReadDone done) {
 
 void NatsLeaseStore::write(const LeaseRecord& record, std::uint64_t expected_revision,
                            std::optional<std::uint64_t> expected_generation, WriteDone done) {
-  (void)expected_generation;  // TODO(lead): checked in the store rework
-  enqueue([this, value = encodeLease(record), expected_revision, done = std::move(done)]() mutable {
-    auto result = doWrite(value, expected_revision);
+  enqueue([this, value = encodeLease(record), expected_revision, expected_generation,
+           done = std::move(done)]() mutable {
+    auto result = doWrite(value, expected_revision, expected_generation);
     scheduler_.post([alive = alive_, done = std::move(done), result = std::move(result)]() mutable {
       if (alive->load()) done(std::move(result));
     });
   });
 }
 
+milliseconds NatsLeaseStore::probeWait() const {
+  return std::min(connection_.requestTimeout(), kProbeWait);
+}
+
+Result<NatsStreamState> NatsLeaseStore::currentStream(const std::string& why, milliseconds wait) {
+  auto state = readStreamState(connection_, stream_, wait);
+  if (!state.isOk() && state.status().code() == StatusCode::kNotFound) {
+    if (Status s = recreateBucket(why); !s.isOk()) return s;
+    state = readStreamState(connection_, stream_);
+  }
+  if (state.isOk()) noteGeneration(state->generation);
+  return state;
+}
+
+void NatsLeaseStore::noteGeneration(std::uint64_t generation) {
+  const std::uint64_t before = generation_.exchange(generation);
+  if (before != generation && before != 0) {
+    logger()->info("lease bucket {} is a new generation (stream created at {} ns, was {}): it was "
+                   "deleted and re-created",
+                   bucket_, generation, before);
+  }
+}
+
+Status NatsLeaseStore::recreateBucket(const std::string& why) {
+  // One thread at a time (worker and watcher may both find it missing); the second one finds the
+  // stream there and does nothing.
+  std::lock_guard lock(recreate_mutex_);
+  auto again = readStreamState(connection_, stream_);
+  if (again.isOk()) return Status::ok();
+  if (again.status().code() != StatusCode::kNotFound) return again.status();
+  Status s = createBucket(connection_, bucket_, replicas_);
+  if (!s.isOk()) {
+    // Every poll retries: say it once per distinct reason, not every renew interval.
+    if (s.toString() != last_recreate_error_) {
+      last_recreate_error_ = s.toString();
+      logger()->error("lease bucket {} is missing ({}) and cannot be re-created: {}; retrying",
+                      bucket_, why, last_recreate_error_);
+    }
+    return s.code() == StatusCode::kInvalidArgument ? unavailable(s.message()) : s;
+  }
+  last_recreate_error_.clear();
+  logger()->warn("lease bucket {} was deleted while in use ({}): re-created it with the same "
+                 "settings (history 1, no max age, file storage, {} replica(s)); revisions "
+                 "restart at 1 and every node waits a full TTL before campaigning",
+                 bucket_, why, replicas_);
+  return Status::ok();
+}
+
+Status NatsLeaseStore::recreateIfMissing(const std::string& why) {
+  auto state = readStreamState(connection_, stream_, probeWait());
+  if (state.isOk()) {
+    noteGeneration(state->generation);
+    return Status::ok();
+  }
+  if (state.status().code() != StatusCode::kNotFound) return state.status();
+  auto now = currentStream(why);
+  return now.isOk() ? notFound("bucket " + bucket_ + " was missing and has been re-created")
+                    : now.status();
+}
+
+bool NatsLeaseStore::surprisingRead(std::uint64_t revision, std::int64_t created_ns) {
+  // Only the worker thread reads these. Revisions never go back and a revision never changes its
+  // timestamp while the bucket lives: either one means another stream answered.
+  const bool surprise = revision < last_read_revision_ ||
+                        (revision == last_read_revision_ && created_ns != last_read_created_ns_);
+  last_read_revision_ = revision;
+  last_read_created_ns_ = created_ns;
+  return surprise;
+}
+
 Result<LeaseEntry> NatsLeaseStore::doRead() {
+  const std::string what = "read " + bucket_ + "/" + kLeaderKey;
   // While reconnecting nats.c would buffer the request and time out later: answer now instead.
-  if (!connection_.connected()) return unavailable("read " + bucket_ + ": not connected to NATS");
-  kvEntry* e = nullptr;
-  natsStatus s = kvStore_Get(&e, kv_, kLeaderKey);
-  if (s == NATS_NOT_FOUND) {
-    // Missing, or deleted / purged by hand. A marker has a revision: observers see it as
-    // "holder unknown" there, and a compare-and-set names it.
-    const std::uint64_t marker = tombstoneRevision();
-    return marker != 0 ? LeaseEntry::ofMarker(marker) : LeaseEntry{};
+  if (!connection_.connected()) return unavailable(what + ": not connected to NATS");
+  // At most two rounds: the second after the bucket was found missing and re-created.
+  for (int round = 0;; ++round) {
+    kvEntry* e = nullptr;
+    natsStatus s = kvStore_Get(&e, kv_, kLeaderKey);
+    if (s == NATS_NOT_FOUND) {
+      // Missing, or deleted / purged by hand: hacoord never deletes the key, so the bucket may be
+      // new. The generation is read now (re-creating a missing bucket), so an empty re-created
+      // bucket reads as absent in its new generation. A marker has a revision: observers see it
+      // as "holder unknown" there, and a compare-and-set names it.
+      auto stream = currentStream(what);
+      if (!stream.isOk()) return stream.status();
+      surprisingRead(0, 0);
+      const std::uint64_t marker = tombstoneRevision();
+      return marker != 0 ? LeaseEntry::ofMarker(marker, stream->generation)
+                         : LeaseEntry{0, {}, LeaseEntryKind::kAbsent, stream->generation};
+    }
+    if (s != NATS_OK) {
+      Status err = transportError(s, what, connection_.requestTimeout());
+      // A deleted stream leaves a direct get unanswered (a timeout, measured with 2.9.10) or
+      // without responders: find out, and re-create it.
+      if (round == 0 &&
+          recreateIfMissing(what).code() == StatusCode::kNotFound) {
+        continue;
+      }
+      return err;
+    }
+    const std::uint64_t revision = kvEntry_Revision(e);
+    const std::int64_t created = kvEntry_Created(e);
+    std::string value(static_cast<const char*>(kvEntry_Value(e)),
+                      static_cast<std::size_t>(kvEntry_ValueLen(e)));
+    kvEntry_Destroy(e);
+    std::uint64_t generation = generation_.load();
+    if (surprisingRead(revision, created)) {
+      auto stream = currentStream(what);
+      if (!stream.isOk()) return stream.status();
+      generation = stream->generation;
+    }
+    LeaseEntry entry = decodeEntry(bucket_, revision, value, nullptr, &last_undecodable_logged_);
+    entry.generation = generation;
+    return entry;
   }
-  if (s != NATS_OK) {
-    return transportError(s, "read " + bucket_ + "/" + kLeaderKey, connection_.requestTimeout());
-  }
-  std::string_view value(static_cast<const char*>(kvEntry_Value(e)),
-                         static_cast<std::size_t>(kvEntry_ValueLen(e)));
-  LeaseEntry entry =
-      decodeEntry(bucket_, kvEntry_Revision(e), value, nullptr, &last_undecodable_logged_);
-  kvEntry_Destroy(e);
-  return entry;
 }
 
 Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value,
-                                              std::uint64_t expected_revision) {
+                                              std::uint64_t expected_revision,
+                                              std::optional<std::uint64_t> expected_generation) {
   const std::string what = "write " + bucket_ + "/" + kLeaderKey;
   if (!connection_.connected()) return unavailable(what + ": not connected to NATS");
+  // A campaign names the generation it saw; a create must know where it may land. Both read the
+  // stream first (re-creating a missing bucket).
+  std::optional<NatsStreamState> before;
+  if (expected_generation || expected_revision == 0) {
+    auto stream = currentStream(what);
+    if (!stream.isOk()) return stream.status();
+    before = *stream;
+    if (expected_generation && stream->generation != *expected_generation) {
+      return aborted(what + ": bucket is another generation (stream created at " +
+                     std::to_string(stream->generation) + " ns, the write expected " +
+                     std::to_string(*expected_generation) + "): re-read");
+    }
+  }
   std::uint64_t expected = expected_revision;
   // At most two rounds: the second only when a create met a delete marker.
   for (int round = 0; round < 2; ++round) {
@@ -292,18 +456,33 @@ Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value,
       const std::uint64_t revision = ack->Sequence;
       jsPubAck_Destroy(ack);
       // The key is alone in its stream, so an honest compare-and-set on `expected` creates
-      // expected + 1 (a first create: 1). Anything else means another write was accepted on the
-      // same revision: nats-server 2.9 checks the expected sequence on the stream leader before
-      // replication, and a stream-leader change lets two writes pass (nats-server issue 4320).
-      // Refuse to lead on such a write; the other one is the first in the log.
-      if (revision != expected + 1) {
-        moduleLogger("nats")->warn(
+      // expected + 1, and a create with no message for the key lands right after the stream's
+      // last sequence (1 in a new bucket, above it after a purge). Anything else means another
+      // write was accepted on the same revision: nats-server 2.9 checks the expected sequence on
+      // the stream leader before replication, and a stream-leader change lets two writes pass
+      // (nats-server issue 4320). Refuse to lead on such a write; the other one is first.
+      const std::uint64_t honest = expected != 0 ? expected + 1 : before->last_seq + 1;
+      if (revision != honest) {
+        logger()->warn(
             "{}: landed at revision {} instead of {}: a concurrent write was accepted on the same "
             "revision (or the bucket holds other keys); treated as a lost race",
-            what, revision, expected + 1);
+            what, revision, honest);
         return aborted(what + ": landed at revision " + std::to_string(revision) +
-                       " instead of " + std::to_string(expected + 1) +
+                       " instead of " + std::to_string(honest) +
                        ": another write passed the same compare-and-set");
+      }
+      if (expected_generation) {
+        // The stream may have been replaced between the check and the publish: the record may
+        // then sit in the new stream, where nobody checked it. Refuse it (the elector treats an
+        // own record it cannot adopt as holder unknown: safe). Unsure counts as replaced.
+        auto after = readStreamState(connection_, stream_);
+        if (!after.isOk() || after->generation != before->generation) {
+          if (after.isOk()) noteGeneration(after->generation);
+          return aborted(what + ": bucket is another generation after the write (" +
+                         (after.isOk() ? "the stream was re-created while it was in flight"
+                                       : "cannot confirm it: " + after.status().message()) +
+                         "); not leading on revision " + std::to_string(revision));
+        }
       }
       return revision;
     }
@@ -319,11 +498,21 @@ Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value,
       return aborted(what + ": wrong last sequence (expected revision " +
                      std::to_string(expected_revision) + "): someone else wrote");
     }
-    if (jerr != 0) {
-      return unavailable(what + ": JetStream error " + std::to_string(static_cast<int>(jerr)) +
-                         ": " + errorText(s));
+    Status err = jerr != 0 ? unavailable(what + ": JetStream error " +
+                                         std::to_string(static_cast<int>(jerr)) + ": " +
+                                         errorText(s))
+                           : transportError(s, what, connection_.requestTimeout());
+    if (streamMissing(s, jerr) ||
+        (s == NATS_NO_RESPONDERS && recreateIfMissing(what).code() == StatusCode::kNotFound)) {
+      // A publish to a deleted stream finds no responders. The bucket was re-created empty:
+      // the base of this write is gone, so it is lost like a race (re-read).
+      if (streamMissing(s, jerr)) {
+        auto recreated = currentStream(what);
+        (void)recreated;  // the next call retries whatever failed here
+      }
+      return aborted(what + ": the bucket was deleted (re-created it empty): re-read");
     }
-    return transportError(s, what, connection_.requestTimeout());
+    return err;
   }
   return aborted(what + ": wrong last sequence (the delete marker moved on)");
 }
@@ -376,15 +565,20 @@ void NatsLeaseStore::watchBackoff(std::unique_lock<std::mutex>& lock, millisecon
   watch_cv_.wait_for(lock, delay, [&] { return stopping_ || restart_requested_; });
 }
 
-void NatsLeaseStore::deliverEntry(kvEntry* e) {
+void NatsLeaseStore::deliverEntry(kvEntry* e, std::uint64_t generation) {
   // A Delete / Purge marker (by hand: hacoord never deletes) means "holder unknown" there.
-  LeaseEntry entry = LeaseEntry::ofMarker(kvEntry_Revision(e));
+  LeaseEntry entry = LeaseEntry::ofMarker(kvEntry_Revision(e), generation);
   const kvOperation op = kvEntry_Operation(e);
   if (op != kvOp_Delete && op != kvOp_Purge) {
     std::string_view value(static_cast<const char*>(kvEntry_Value(e)),
                            static_cast<std::size_t>(kvEntry_ValueLen(e)));
     entry = decodeEntry(bucket_, kvEntry_Revision(e), value, nullptr, &last_undecodable_logged_);
+    entry.generation = generation;
   }
+  deliver(std::move(entry));
+}
+
+void NatsLeaseStore::deliver(LeaseEntry entry) {
   std::shared_ptr<WatchFn> fn;
   {
     std::lock_guard lock(mutex_);
@@ -404,10 +598,16 @@ void NatsLeaseStore::deliverEntry(kvEntry* e) {
 //   So after kWatchCheckAfter without a delivery, or kRestartGrace after restartWatch(), the thread
 //   reads the key directly; if the read has a newer revision than the watcher delivered and the
 //   watcher still has not delivered it kConfirmWait later, the watcher is replaced at once.
+// - generation: a watcher is bound to the stream it was created on. When the bucket is deleted
+//   (and re-created, by us or another node) it goes silent for good. Every kWatchCheckAfter, and
+//   at each creation, the thread compares the stream's creation time with the watcher's, and
+//   re-creates a missing bucket; a watcher on an old stream is replaced at once, and the new one
+//   delivers the current entry: an absent key in the new generation when the bucket is empty.
 void NatsLeaseStore::watchLoop() {
   using SteadyTime = std::chrono::steady_clock;
   milliseconds backoff = kWatchRetryMin;
   bool failing = false;
+  std::uint64_t delivered_generation = 0;  // generation the last watcher showed (0: none yet)
   std::unique_lock lock(mutex_);
   while (!stopping_) {
     restart_requested_ = false;
@@ -415,9 +615,18 @@ void NatsLeaseStore::watchLoop() {
     kvWatcher* w = nullptr;
     natsStatus s = NATS_CONNECTION_DISCONNECTED;
     std::string failure = "not connected to NATS";
+    std::uint64_t generation = 0;
     if (connection_.connected()) {
-      s = kvStore_Watch(&w, kv_, kLeaderKey, nullptr);
-      if (s != NATS_OK) failure = errorText(s);
+      // The generation first: labelling a watcher with an older one only makes it replaced.
+      auto stream = currentStream("watch " + bucket_ + "/" + kLeaderKey);
+      if (stream.isOk()) {
+        generation = stream->generation;
+        s = kvStore_Watch(&w, kv_, kLeaderKey, nullptr);
+        if (s != NATS_OK) failure = errorText(s);
+      } else {
+        s = NATS_ERR;
+        failure = stream.status().toString();
+      }
     }
     lock.lock();
     if (s != NATS_OK) {
@@ -434,10 +643,12 @@ void NatsLeaseStore::watchLoop() {
     if (stopping_) kvWatcher_Stop(w);  // close() came while kvStore_Watch ran
 
     bool broken = false;
+    bool delivered = false;     // this watcher delivered an entry (or the absent key)
     std::uint64_t seen = 0;     // highest revision this watcher delivered (markers included)
     std::uint64_t suspect = 0;  // a newer revision a read found that the watcher had not given
     auto last_activity = SteadyTime::now();
     auto check_at = SteadyTime::time_point::max();  // a liveness check asked by restartWatch()
+    auto generation_check_at = SteadyTime::now() + kWatchCheckAfter;
     while (!stopping_) {
       if (restart_requested_) {
         restart_requested_ = false;
@@ -457,8 +668,34 @@ void NatsLeaseStore::watchLoop() {
         seen = std::max<std::uint64_t>(seen, kvEntry_Revision(e));
         if (seen >= suspect) suspect = 0;
         last_activity = SteadyTime::now();
-        deliverEntry(e);
+        deliverEntry(e, generation);
+        delivered = true;
+        delivered_generation = generation;
         kvEntry_Destroy(e);
+      } else if (s == NATS_OK) {
+        // The initial values are done. Nothing came: the key is absent. After a new generation,
+        // say so (the first watcher leaves that to the reads: nothing changed for it to tell).
+        if (!delivered) {
+          if (delivered_generation != 0 && delivered_generation != generation) {
+            deliver(LeaseEntry{0, {}, LeaseEntryKind::kAbsent, generation});
+          }
+          delivered_generation = generation;
+        }
+        delivered = true;
+      }
+      if ((s == NATS_OK || s == NATS_TIMEOUT) && SteadyTime::now() >= generation_check_at) {
+        generation_check_at = SteadyTime::now() + kWatchCheckAfter;
+        auto stream = readStreamState(connection_, stream_, probeWait());
+        const bool missing =
+            !stream.isOk() && stream.status().code() == StatusCode::kNotFound;
+        if (missing || (stream.isOk() && stream->generation != generation)) {
+          if (stream.isOk()) noteGeneration(stream->generation);
+          problem = missing ? "the bucket was deleted" : "the bucket was re-created";
+          stale = true;  // replaced at once; the next watcher re-creates a missing bucket
+        }
+      }
+      if (stale) {
+        // Already decided: replace it.
       } else if (s == NATS_TIMEOUT) {
         const auto now = SteadyTime::now();
         if (suspect != 0) {

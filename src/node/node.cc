@@ -2,7 +2,8 @@
 // (internal observers, then the application's hooks on hc-hooks) and the control verbs.
 //
 // Threading: the elector, the bus and the candidacy inputs live on one strand of the runtime's
-// io_context (`strand`); blocking calls (the promote request) run on a blocking lane. Application
+// io_context (`strand`); blocking calls (the promote request, gathering the other nodes' epoch
+// floors) run on a blocking lane. Application
 // threads only read a snapshot under `mutex`, or post to the strand and wait.
 #include "hacoord/node.h"
 
@@ -16,6 +17,7 @@
 #include "election/elector.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_control.h"
+#include "nats/nats_floor_exchange.h"
 #include "nats/nats_lease_store.h"
 #include "node/control_codec.h"
 #include "node/control_service.h"
@@ -194,6 +196,10 @@ struct Node::Impl final : ElectorListener {
   std::unique_ptr<NatsConnection> connection;
   std::unique_ptr<NatsLeaseStore> store;
   std::unique_ptr<StateFile> floor;
+  // The floor the elector raises, readable by the floor responder from nats.c's thread.
+  std::unique_ptr<PublishedEpochFloor> published_floor;
+  // Answers other nodes' floor requests; gathers theirs before a campaign on a key with no record.
+  std::unique_ptr<NatsFloorExchange> exchange;
   std::unique_ptr<Elector> elector;
   std::unique_ptr<ControlService> control;
   bool started = false;
@@ -229,6 +235,7 @@ Status Node::start() {
   auto floor = StateFile::open(d.config.state_dir, d.config.cluster_id, d.config.node_id);
   if (!floor.isOk()) return floor.status();
   d.floor = std::move(*floor);
+  d.published_floor = std::make_unique<PublishedEpochFloor>(*d.floor);
 
   ConnectionEvents events;
   events.onReconnected = [&d] {
@@ -246,6 +253,15 @@ Status Node::start() {
     return store.status();
   }
   d.store = std::move(*store);
+  // Before the elector starts: a node that campaigns must already tell others its floor.
+  auto exchange = NatsFloorExchange::start(*d.connection, d.config.cluster_id, *d.published_floor,
+                                           *d.strand, *d.blocking);
+  if (!exchange.isOk()) {
+    d.store.reset();
+    d.connection.reset();
+    return exchange.status();
+  }
+  d.exchange = std::move(*exchange);
 
   d.runner = std::make_unique<HookRunner>(*d.strand, d.config.election.hook_time_limit,
                                           [&d](bool overrunning) { d.onHooksOverrun(overrunning); });
@@ -270,7 +286,8 @@ Status Node::start() {
   ec.candidate = d.operator_candidate && d.healthy;
   ec.jitter_seed = std::hash<std::string>{}(d.incarnation);
   d.elector =
-      std::make_unique<Elector>(ec, d.clock, *d.strand, *d.store, *d.floor, nullptr, d);
+      std::make_unique<Elector>(ec, d.clock, *d.strand, *d.store, *d.published_floor,
+                                d.exchange.get(), d);
   d.strand->runSync([&d] { d.elector->start(); });
   if (Status s = d.startControl(); !s.isOk()) {
     log()->error("node {} cannot serve control requests: {}", d.config.node_id, s.toString());
@@ -296,6 +313,7 @@ void Node::stop() {
   d.strand->shutdown();  // nothing of the elector, the bus or the control runs after this
   d.elector.reset();
   d.bus.reset();
+  d.exchange.reset();  // after the lanes: no gather runs; waits for a reply in progress
   d.store.reset();
   d.connection.reset();
   std::lock_guard lock(d.mutex);

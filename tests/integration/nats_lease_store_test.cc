@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nats/nats.h>
 
 #include "core/asio_scheduler.h"
 #include "election/lease_codec.h"
@@ -62,6 +63,12 @@ Result<std::uint64_t> writeSync(AsioScheduler& s, LeaseStore& store, const Lease
                                 std::uint64_t expected) {
   return awaitCallback<std::uint64_t>(
       s, [&](auto done) { store.write(record, expected, std::nullopt, std::move(done)); });
+}
+
+Result<std::uint64_t> writeSyncGen(AsioScheduler& s, LeaseStore& store, const LeaseRecord& record,
+                                   std::uint64_t expected, std::uint64_t generation) {
+  return awaitCallback<std::uint64_t>(
+      s, [&](auto done) { store.write(record, expected, generation, std::move(done)); });
 }
 
 Result<LeaseEntry> readSync(AsioScheduler& s, LeaseStore& store) {
@@ -462,6 +469,213 @@ TEST_F(NatsLeaseStoreTest, AWatcherThatFallsBehindAReadIsReplacedWithoutHelp) {
   auto third = writeSync(scheduler_, *store, sampleRecord(3), *next);
   ASSERT_TRUE(third.isOk());
   EXPECT_TRUE(eventually([&] { return log.sawRevision(*third); }, 1000ms));
+}
+
+// The creation time of a stream (the bucket's generation), by a separate JetStream call.
+std::uint64_t streamCreated(NatsConnection& conn, const std::string& stream) {
+  jsStreamInfo* si = nullptr;
+  if (js_GetStreamInfo(&si, conn.js(), stream.c_str(), nullptr, nullptr) != NATS_OK) return 0;
+  const auto created = static_cast<std::uint64_t>(si->Created);
+  jsStreamInfo_Destroy(si);
+  return created;
+}
+
+// Deletes a bucket as an operator would (`nats kv del`), from a connection of its own.
+void deleteBucket(NatsConnection& conn, const std::string& bucket) {
+  ASSERT_EQ(js_DeleteKeyValue(conn.js(), bucket.c_str()), NATS_OK);
+  ASSERT_EQ(streamCreated(conn, "KV_" + bucket), 0u);
+}
+
+TEST_F(NatsLeaseStoreTest, EntriesCarryTheStreamCreationTimeAsGeneration) {
+  WatchLog log;
+  auto store = open(*conn_, "HACOORD_gen");
+  ASSERT_NE(store, nullptr);
+  const std::uint64_t created = streamCreated(*conn_, "KV_HACOORD_gen");
+  ASSERT_NE(created, 0u);
+  auto absent = readSync(scheduler_, *store);
+  ASSERT_TRUE(absent.isOk()) << absent.status().toString();
+  EXPECT_EQ(absent->generation, created);
+  store->watch(log.fn(scheduler_));
+  auto rev = writeSyncGen(scheduler_, *store, sampleRecord(1), 0, created);
+  ASSERT_TRUE(rev.isOk()) << rev.status().toString();
+  auto read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk());
+  EXPECT_EQ(read->generation, created);
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(*rev); }, 3000ms));
+  for (const auto& e : log.snapshot()) EXPECT_EQ(e.generation, created);
+  // A write naming another generation is refused before anything is published.
+  auto wrong = writeSyncGen(scheduler_, *store, sampleRecord(2), *rev, created + 1);
+  ASSERT_FALSE(wrong.isOk());
+  EXPECT_EQ(wrong.status().code(), StatusCode::kAborted);
+  EXPECT_NE(wrong.status().message().find("bucket is another generation"), std::string::npos)
+      << wrong.status().message();
+  read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk());
+  EXPECT_EQ(read->revision, *rev);
+}
+
+// (a) The bucket is deleted under an open store: the store re-creates it with the same settings,
+// an empty bucket reads as absent in the new generation, and only a write naming it may win.
+TEST_F(NatsLeaseStoreTest, DeletedBucketIsRecreatedAndReadsAbsentInANewGeneration) {
+  auto store = open(*conn_, "HACOORD_gone");
+  ASSERT_NE(store, nullptr);
+  const std::uint64_t old_gen = streamCreated(*conn_, "KV_HACOORD_gone");
+  auto rev = writeSyncGen(scheduler_, *store, sampleRecord(7), 0, old_gen);
+  ASSERT_TRUE(rev.isOk()) << rev.status().toString();
+  auto rev2 = writeSync(scheduler_, *store, sampleRecord(7), *rev);
+  ASSERT_TRUE(rev2.isOk()) << rev2.status().toString();
+  auto before = readSync(scheduler_, *store);
+  ASSERT_TRUE(before.isOk());
+  ASSERT_EQ(before->generation, old_gen);
+
+  auto admin = connect("store-test-admin");
+  ASSERT_NE(admin, nullptr);
+  deleteBucket(*admin, "HACOORD_gone");
+
+  auto read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk()) << read.status().toString();
+  EXPECT_EQ(read->kind, LeaseEntryKind::kAbsent);
+  EXPECT_EQ(read->revision, 0u);
+  const std::uint64_t new_gen = streamCreated(*admin, "KV_HACOORD_gone");
+  ASSERT_NE(new_gen, 0u) << "the store did not re-create the bucket";
+  EXPECT_NE(new_gen, old_gen);
+  EXPECT_EQ(read->generation, new_gen);
+
+  // Same settings as open() used.
+  jsStreamInfo* si = nullptr;
+  ASSERT_EQ(js_GetStreamInfo(&si, admin->js(), "KV_HACOORD_gone", nullptr, nullptr), NATS_OK);
+  EXPECT_EQ(si->Config->MaxMsgsPerSubject, 1);
+  EXPECT_EQ(si->Config->MaxAge, 0);
+  EXPECT_EQ(si->Config->Storage, js_FileStorage);
+  EXPECT_EQ(si->Config->Replicas, 1);
+  jsStreamInfo_Destroy(si);
+
+  // A campaign that still names the old generation loses, even on the right revision (0).
+  auto stale = writeSyncGen(scheduler_, *store, sampleRecord(8, "node-b"), 0, old_gen);
+  ASSERT_FALSE(stale.isOk());
+  EXPECT_EQ(stale.status().code(), StatusCode::kAborted) << stale.status().toString();
+  EXPECT_NE(stale.status().message().find("bucket is another generation"), std::string::npos);
+  auto still = readSync(scheduler_, *store);
+  ASSERT_TRUE(still.isOk());
+  EXPECT_EQ(still->revision, 0u) << "the refused write was published";
+
+  auto fresh = writeSyncGen(scheduler_, *store, sampleRecord(8, "node-b"), 0, new_gen);
+  ASSERT_TRUE(fresh.isOk()) << fresh.status().toString();
+  EXPECT_EQ(*fresh, 1u);
+  auto after = readSync(scheduler_, *store);
+  ASSERT_TRUE(after.isOk());
+  EXPECT_EQ(after->revision, 1u);
+  EXPECT_EQ(after->generation, new_gen);
+  EXPECT_EQ(after->record, sampleRecord(8, "node-b"));
+}
+
+// A renewal (no generation named) on a deleted bucket is lost, and the bucket comes back.
+TEST_F(NatsLeaseStoreTest, RenewalOnADeletedBucketIsAbortedAndTheBucketComesBack) {
+  auto store = open(*conn_, "HACOORD_renewgone");
+  ASSERT_NE(store, nullptr);
+  auto rev = writeSync(scheduler_, *store, sampleRecord(3), 0);
+  ASSERT_TRUE(rev.isOk());
+  auto admin = connect("store-test-admin");
+  ASSERT_NE(admin, nullptr);
+  deleteBucket(*admin, "HACOORD_renewgone");
+  auto renew = writeSync(scheduler_, *store, sampleRecord(3), *rev);
+  ASSERT_FALSE(renew.isOk());
+  EXPECT_EQ(renew.status().code(), StatusCode::kAborted) << renew.status().toString();
+  EXPECT_NE(streamCreated(*admin, "KV_HACOORD_renewgone"), 0u) << "not re-created";
+}
+
+// (b) A watcher bound to a deleted stream goes silent: it must notice the new stream, deliver the
+// absent key in the new generation, then the writes made there.
+TEST_F(NatsLeaseStoreTest, WatcherFollowsADeletedAndRecreatedBucket) {
+  WatchLog log;
+  auto store = open(*conn_, "HACOORD_watchgone");
+  ASSERT_NE(store, nullptr);
+  store->watch(log.fn(scheduler_));
+  const std::uint64_t old_gen = streamCreated(*conn_, "KV_HACOORD_watchgone");
+  auto rev = writeSync(scheduler_, *store, sampleRecord(1), 0);
+  ASSERT_TRUE(rev.isOk());
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(*rev); }, 3000ms));
+
+  // Deleted and re-created by someone else (another node); this store never reads or writes.
+  auto admin = connect("store-test-admin");
+  ASSERT_NE(admin, nullptr);
+  deleteBucket(*admin, "HACOORD_watchgone");
+  auto other = open(*admin, "HACOORD_watchgone");
+  ASSERT_NE(other, nullptr);
+  const std::uint64_t new_gen = streamCreated(*admin, "KV_HACOORD_watchgone");
+  ASSERT_NE(new_gen, old_gen);
+
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (const auto& e : log.snapshot()) {
+          if (e.generation == new_gen && e.kind == LeaseEntryKind::kAbsent) return true;
+        }
+        return false;
+      },
+      6000ms))
+      << "the watcher did not report the new, empty bucket";
+  std::cout << "[ watch ] new generation delivered after "
+            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0)
+                   .count()
+            << " ms\n";
+  auto next = writeSyncGen(scheduler_, *other, sampleRecord(2, "node-b"), 0, new_gen);
+  ASSERT_TRUE(next.isOk()) << next.status().toString();
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto all = log.snapshot();
+        return all.back().generation == new_gen && all.back().revision == *next &&
+               all.back().record == sampleRecord(2, "node-b");
+      },
+      3000ms))
+      << "the new watcher does not deliver";
+}
+
+// (c) After a stream purge the key has no message but the stream's last sequence stays: a create
+// lands above it, and the store reports the revision of the ack.
+TEST_F(NatsLeaseStoreTest, CreateAfterAPurgeReportsTheAckedRevision) {
+  auto store = open(*conn_, "HACOORD_purged");
+  ASSERT_NE(store, nullptr);
+  std::uint64_t last = 0;
+  for (std::uint64_t epoch = 1; epoch <= 3; ++epoch) {
+    auto rev = writeSync(scheduler_, *store, sampleRecord(epoch), last);
+    ASSERT_TRUE(rev.isOk()) << rev.status().toString();
+    last = *rev;
+  }
+  ASSERT_EQ(js_PurgeStream(conn_->js(), "KV_HACOORD_purged", nullptr, nullptr), NATS_OK);
+  auto read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk()) << read.status().toString();
+  ASSERT_EQ(read->kind, LeaseEntryKind::kAbsent);
+  ASSERT_EQ(read->revision, 0u);
+
+  auto created = writeSyncGen(scheduler_, *store, sampleRecord(4), 0, read->generation);
+  ASSERT_TRUE(created.isOk()) << created.status().toString();
+  EXPECT_EQ(*created, last + 1) << "a create lands at the stream's last sequence + 1";
+  read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk());
+  EXPECT_EQ(read->revision, *created);
+  auto renewed = writeSync(scheduler_, *store, sampleRecord(4), *created);
+  ASSERT_TRUE(renewed.isOk()) << renewed.status().toString();
+  EXPECT_EQ(*renewed, *created + 1);
+
+  // The same after the delete markers were purged (kvStore_PurgeDeletes): no marker to CAS on.
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_KeyValue(&kv, conn_->js(), "HACOORD_purged"), NATS_OK);
+  ASSERT_EQ(kvStore_Delete(kv, "leader"), NATS_OK);
+  kvPurgeOptions po;
+  kvPurgeOptions_Init(&po);
+  po.DeleteMarkersOlderThan = -1;
+  ASSERT_EQ(kvStore_PurgeDeletes(kv, &po), NATS_OK);
+  kvStore_Destroy(kv);
+  read = readSync(scheduler_, *store);
+  ASSERT_TRUE(read.isOk());
+  ASSERT_EQ(read->kind, LeaseEntryKind::kAbsent) << leaseEntryKindName(read->kind);
+  auto again = writeSyncGen(scheduler_, *store, sampleRecord(5), 0, read->generation);
+  ASSERT_TRUE(again.isOk()) << again.status().toString();
+  EXPECT_GT(*again, *renewed + 1);
+  auto cas = writeSync(scheduler_, *store, sampleRecord(5), *again);
+  ASSERT_TRUE(cas.isOk()) << cas.status().toString();
+  EXPECT_EQ(*cas, *again + 1);
 }
 
 // The server goes away (SIGTERM or SIGKILL) and comes back on the same port and store.

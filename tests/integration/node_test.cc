@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <chrono>
+#include <iostream>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,6 +17,7 @@
 #include "integration/node_harness.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_lease_store.h"
+#include "node/state_file.h"
 #include "support/eventually.h"
 #include "support/nats_server_fixture.h"
 
@@ -570,6 +572,92 @@ TEST_F(NodeTest, StartRefusesABucketWithAnotherConfiguration) {
   const Status s3 = node3.start();
   EXPECT_EQ(s3.code(), StatusCode::kInvalidArgument) << s3.toString();
   EXPECT_NE(s3.message().find("replica"), std::string::npos) << s3.toString();
+}
+
+// --- The bucket deleted while nodes run -------------------------------------------------------
+
+// Deletes the lease bucket of `cluster` as an operator would, on a connection of its own.
+void deleteLeaseBucket(const std::vector<std::string>& servers, const std::string& cluster) {
+  auto conn = NatsConnection::connect(makeNodeConfig(cluster, "x", servers).nats, "test-admin");
+  ASSERT_TRUE(conn.isOk()) << conn.status().toString();
+  const std::string bucket = "HACOORD_" + cluster;
+  ASSERT_EQ(js_DeleteKeyValue((*conn)->js(), bucket.c_str()), NATS_OK)
+      << nats_GetLastError(nullptr);
+}
+
+// A temporary state directory per test (the epoch floors), removed at the end.
+struct TempStateDir {
+  std::string path = makeTempDir("hacoord-state");
+  ~TempStateDir() { removeTree(path); }
+};
+
+TEST_F(NodeTest, DeletedBucketIsRecreatedAndExactlyOneLeaderComesBackAtAHigherEpoch) {
+  const std::string cluster = uniqueClusterId("bucketgone");
+  const Timing timing{1000ms, 250ms};
+  TempStateDir state;
+  for (int i = 0; i < 3; ++i) {
+    Config c = makeNodeConfig(cluster, "n" + std::to_string(i), servers(), timing);
+    c.state_dir = state.path;
+    addNodeWithConfig(c);
+  }
+  startMonitor();
+  ASSERT_NO_FATAL_FAILURE(startAll());
+  const std::size_t first = settledLeader();
+  ASSERT_LT(first, nodes_.size());
+  const Epoch before = nodes_[first]->epoch();
+
+  ASSERT_NO_FATAL_FAILURE(deleteLeaseBucket(servers(), cluster));
+  const auto t0 = steadyNow();
+  // The old leader can no longer renew (its base is gone): it stops; the others wait a full TTL
+  // from seeing the re-created, empty bucket, then one of them wins above every epoch seen.
+  std::string leader;
+  Epoch epoch;
+  ASSERT_TRUE(eventually(
+      [&] { return singleAgreedLeader(nodes_, &leader, &epoch) && epoch > before; }, 15000ms))
+      << "no single leader above epoch " << before.value() << " after the bucket was deleted: "
+      << describeNodes(nodes_);
+  std::cout << "[ bucket ] leader " << leader << " at epoch " << epoch.value() << " (was "
+            << before.value() << ") " << msSince(t0) << " ms after the delete\n";
+  // It stays: no flapping on the new bucket.
+  EXPECT_TRUE(holdsFor(
+      [&] {
+        std::string who;
+        Epoch e;
+        return singleAgreedLeader(nodes_, &who, &e) && who == leader && e == epoch;
+      },
+      2 * timing.ttl))
+      << describeNodes(nodes_);
+  expectMonitorClean(200);
+}
+
+// A node whose floor says 9 (its state file) does not campaign; another one that never saw an
+// epoch finds the bucket deleted and empty: it must ask the floors and go above 9.
+TEST_F(NodeTest, CampaignOnAnEmptyBucketGoesAboveEveryNodesFloor) {
+  const std::string cluster = uniqueClusterId("floors");
+  const Timing timing{1000ms, 250ms};
+  TempStateDir state;
+  {
+    auto floor = StateFile::open(state.path, cluster, "a");
+    ASSERT_TRUE(floor.isOk()) << floor.status().toString();
+    ASSERT_TRUE((*floor)->raise(Epoch(9), 1000ms).isOk());
+  }
+  Config a = makeNodeConfig(cluster, "a", servers(), timing);
+  a.state_dir = state.path;
+  a.election.candidate = false;
+  Config b = makeNodeConfig(cluster, "b", servers(), timing);
+  b.state_dir = state.path;
+  addNodeWithConfig(a);
+  addNodeWithConfig(b);
+  startMonitor();
+  ASSERT_NO_FATAL_FAILURE(startAll());
+  EXPECT_EQ(nodes_[1]->epoch(), Epoch(0)) << "b starts knowing no epoch";
+  ASSERT_NO_FATAL_FAILURE(deleteLeaseBucket(servers(), cluster));
+
+  ASSERT_TRUE(eventually([&] { return nodes_[1]->isLeader(); }, 10000ms))
+      << describeNodes(nodes_);
+  EXPECT_GT(nodes_[1]->epoch(), Epoch(9)) << "b campaigned without asking a's floor";
+  EXPECT_FALSE(nodes_[0]->isLeader());
+  expectMonitorClean();
 }
 
 // --- TLS ---------------------------------------------------------------------------------------

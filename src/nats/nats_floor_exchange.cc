@@ -1,0 +1,133 @@
+// NatsFloorExchange: floor replies (strict JSON), the responder, and gather on a blocking lane.
+#include "nats/nats_floor_exchange.h"
+
+#include <algorithm>
+
+#include <json/json.h>
+
+#include "core/json_reader.h"
+#include "core/logging.h"
+#include "nats/nats_connection.h"
+#include "nats/nats_control.h"
+
+namespace hacoord {
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() {
+  static auto log = moduleLogger("nats");
+  return log;
+}
+
+}  // namespace
+
+std::string floorSubject(const std::string& cluster) { return "hacoord." + cluster + ".floor"; }
+
+std::string encodeFloorReply(const FloorReply& reply) {
+  Json::Value v(Json::objectValue);
+  v["epoch"] = Json::UInt64(reply.epoch.value());
+  v["leaseMs"] = Json::Int64(reply.lease.count());
+  Json::StreamWriterBuilder writer;
+  writer["indentation"] = "";
+  return Json::writeString(writer, v);
+}
+
+Result<FloorReply> decodeFloorReply(std::string_view body) {
+  json::Rules rules;
+  rules.max_bytes = 4096;  // a floor reply is ~40 bytes
+  rules.max_depth = 4;
+  auto doc = json::Document::parse(body, rules);
+  if (!doc.isOk()) return invalidArgument("floor reply: " + doc.status().message());
+  json::Problems problems;
+  FloorReply reply;
+  if (auto top = doc->root(problems).object(json::kIgnoreUnknownKeys)) {
+    std::uint64_t epoch = 0;
+    long long lease = 0;
+    top->require("epoch", epoch);
+    top->require("leaseMs", lease, 0LL);
+    reply.epoch = Epoch(epoch);
+    reply.lease = milliseconds(lease);
+  }
+  if (!problems.ok()) return problems.toStatus("floor reply");
+  return reply;
+}
+
+PublishedEpochFloor::PublishedEpochFloor(EpochFloor& inner) : inner_(inner) { publish(); }
+
+Status PublishedEpochFloor::raise(Epoch epoch, milliseconds lease) {
+  Status s = inner_.raise(epoch, lease);
+  publish();  // only what the inner floor holds (durably) is ever told to others
+  return s;
+}
+
+FloorReply PublishedEpochFloor::snapshot() const {
+  std::lock_guard lock(mutex_);
+  return snapshot_;
+}
+
+void PublishedEpochFloor::publish() {
+  FloorReply now{inner_.current(), inner_.longestLease()};
+  std::lock_guard lock(mutex_);
+  snapshot_ = now;
+}
+
+NatsFloorExchange::NatsFloorExchange(NatsConnection& connection, std::string subject,
+                                     Scheduler& elector, Scheduler& blocking, milliseconds window)
+    : connection_(connection),
+      subject_(std::move(subject)),
+      elector_(elector),
+      blocking_(blocking),
+      window_(window),
+      alive_(std::make_shared<std::atomic<bool>>(true)) {}
+
+Result<std::unique_ptr<NatsFloorExchange>> NatsFloorExchange::start(
+    NatsConnection& connection, const std::string& cluster, const PublishedEpochFloor& floor,
+    Scheduler& elector, Scheduler& blocking) {
+  const milliseconds window = std::min(connection.requestTimeout(), kMaxWindow);
+  std::unique_ptr<NatsFloorExchange> exchange(
+      new NatsFloorExchange(connection, floorSubject(cluster), elector, blocking, window));
+  auto responder = NatsResponder::subscribe(
+      connection, exchange->subject_,
+      [&floor](std::string, NatsResponder::ReplyFn reply) {
+        reply(encodeFloorReply(floor.snapshot()));
+      });
+  if (!responder.isOk()) return responder.status();
+  exchange->responder_ = std::move(*responder);
+  return exchange;
+}
+
+NatsFloorExchange::~NatsFloorExchange() {
+  alive_->store(false);
+  responder_.reset();  // waits for a reply in progress
+}
+
+void NatsFloorExchange::gather(std::function<void(Epoch, milliseconds)> done) {
+  // Copies only: the lane may run this after the exchange is gone (then it does nothing).
+  blocking_.post([&connection = connection_, &elector = elector_, subject = subject_,
+                  window = window_, alive = alive_, done = std::move(done)]() mutable {
+    if (!alive->load()) return;
+    FloorReply best;
+    auto replies = natsGather(connection, subject, "", window);
+    if (replies.isOk()) {
+      for (const std::string& body : *replies) {
+        auto reply = decodeFloorReply(body);
+        if (!reply.isOk()) {
+          logger()->warn("ignoring a reply on {} that is not a floor: {}", subject,
+                         reply.status().message());
+          continue;
+        }
+        best.epoch = std::max(best.epoch, reply->epoch);
+        best.lease = std::max(best.lease, reply->lease);
+      }
+    } else {
+      // No responders (nobody runs yet), not connected, refused: nothing learned. The campaign
+      // still goes above this node's own floor.
+      logger()->info("gathering epoch floors on {}: {}", subject, replies.status().toString());
+    }
+    if (!alive->load()) return;
+    elector.post([alive, done = std::move(done), best] {
+      if (alive->load()) done(best.epoch, best.lease);
+    });
+  });
+}
+
+}  // namespace hacoord
