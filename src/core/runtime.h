@@ -3,11 +3,13 @@
 // The threads hacoord starts, all of them (names as `ps -T` and /proc/<pid>/task/*/comm show them):
 //   hc-io       1            runs the io_context: every strand (elector, VIP, health checks, HTTP,
 //                            control); nothing on it blocks
-//   hc-block    2            blocking calls kept off the strands: nats.c KV reads and writes (each on
-//                            its own serial lane, so a leader's poll never waits behind a renewal),
-//                            control requests that wait for another node
+//   hc-block    2            blocking calls kept off the strands: the VIP's netlink calls, the
+//                            floor exchange, control requests that wait for another node
 //   hc-hooks    1            the application's hooks (HookRunner): they may block for seconds
-//   hc-kvwatch  1 per bucket kvWatcher_Next blocks: nats.c 3.4.1 has no callback watcher
+//   hc-kvread   1 per store  the lease store's nats.c KV reads, and
+//   hc-kvwrite  1 per store  its writes: two serial lanes, so a leader's poll never waits behind
+//                            a renewal (NatsLeaseStore)
+//   hc-kvwatch  1 per store  kvWatcher_Next blocks: nats.c 3.4.1 has no callback watcher
 // nats.c adds threads of its own (per connection: read loop and flusher; per process: timers and
 // async callbacks); they only copy data and post to a strand. Every thread of ours is started with
 // Runtime::startThread, which names it.

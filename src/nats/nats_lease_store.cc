@@ -9,6 +9,7 @@
 #include <nats/nats.h>
 
 #include "core/logging.h"
+#include "core/runtime.h"
 #include "election/lease_codec.h"
 #include "nats/nats_connection.h"
 
@@ -233,7 +234,8 @@ NatsLeaseStore::NatsLeaseStore(NatsConnection& connection, kvStore* kv, std::str
       scheduler_(scheduler),
       alive_(std::make_shared<std::atomic<bool>>(true)),
       generation_(generation) {
-  worker_ = std::thread([this] { workerLoop(); });
+  reads_.thread = Runtime::startThread("hc-kvread", [this] { workerLoop(reads_); });
+  writes_.thread = Runtime::startThread("hc-kvwrite", [this] { workerLoop(writes_); });
 }
 
 NatsLeaseStore::~NatsLeaseStore() {
@@ -247,32 +249,34 @@ void NatsLeaseStore::close() {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
-    jobs_.clear();
+    reads_.jobs.clear();
+    writes_.jobs.clear();
     // Wakes a blocked kvWatcher_Next at once (it returns NATS_ILLEGAL_STATE).
     if (watcher_ != nullptr) kvWatcher_Stop(watcher_);
   }
   work_cv_.notify_all();
   watch_cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
+  if (reads_.thread.joinable()) reads_.thread.join();
+  if (writes_.thread.joinable()) writes_.thread.join();
   if (watch_thread_.joinable()) watch_thread_.join();
 }
 
-void NatsLeaseStore::enqueue(std::function<void()> job) {
+void NatsLeaseStore::enqueue(Lane& lane, std::function<void()> job) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;  // closed: the callback is dropped, as promised
-    jobs_.push_back(std::move(job));
+    lane.jobs.push_back(std::move(job));
   }
-  work_cv_.notify_one();
+  work_cv_.notify_all();
 }
 
-void NatsLeaseStore::workerLoop() {
+void NatsLeaseStore::workerLoop(Lane& lane) {
   std::unique_lock lock(mutex_);
   for (;;) {
-    work_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+    work_cv_.wait(lock, [&] { return stopping_ || !lane.jobs.empty(); });
     if (stopping_) return;
-    auto job = std::move(jobs_.front());
-    jobs_.pop_front();
+    auto job = std::move(lane.jobs.front());
+    lane.jobs.pop_front();
     lock.unlock();
     job();
     lock.lock();
@@ -280,7 +284,7 @@ void NatsLeaseStore::workerLoop() {
 }
 
 void NatsLeaseStore::read(ReadDone done) {
-  enqueue([this, done = std::move(done)]() mutable {
+  enqueue(reads_, [this, done = std::move(done)]() mutable {
     auto result = doRead();
     scheduler_.post([alive = alive_, done = std::move(done), result = std::move(result)]() mutable {
       if (alive->load()) done(std::move(result));
@@ -290,7 +294,7 @@ void NatsLeaseStore::read(ReadDone done) {
 
 void NatsLeaseStore::write(const LeaseRecord& record, std::uint64_t expected_revision,
                            std::optional<std::uint64_t> expected_generation, WriteDone done) {
-  enqueue([this, value = encodeLease(record), expected_revision, expected_generation,
+  enqueue(writes_, [this, value = encodeLease(record), expected_revision, expected_generation,
            done = std::move(done)]() mutable {
     auto result = doWrite(value, expected_revision, expected_generation);
     scheduler_.post([alive = alive_, done = std::move(done), result = std::move(result)]() mutable {
@@ -360,7 +364,7 @@ Status NatsLeaseStore::recreateIfMissing(const std::string& why) {
 }
 
 bool NatsLeaseStore::surprisingRead(std::uint64_t revision, std::int64_t created_ns) {
-  // Only the worker thread reads these. Revisions never go back and a revision never changes its
+  // Only the read lane's thread uses these. Revisions never go back and a revision never changes its
   // timestamp while the bucket lives: either one means another stream answered.
   const bool surprise = revision < last_read_revision_ ||
                         (revision == last_read_revision_ && created_ns != last_read_created_ns_);
@@ -547,7 +551,9 @@ void NatsLeaseStore::watch(WatchFn on_change) {
   std::lock_guard lock(mutex_);
   if (stopping_) return;
   on_change_ = std::make_shared<WatchFn>(std::move(on_change));
-  if (!watch_thread_.joinable()) watch_thread_ = std::thread([this] { watchLoop(); });
+  if (!watch_thread_.joinable()) {
+    watch_thread_ = Runtime::startThread("hc-kvwatch", [this] { watchLoop(); });
+  }
 }
 
 void NatsLeaseStore::restartWatch() {

@@ -27,8 +27,9 @@ class NatsConnection;
 struct NatsStreamState;
 
 // Bucket HACOORD_<clusterId>, key `leader` (DESIGN §3). Blocking nats.c calls run on threads of
-// the store's own (one worker for reads and writes, one for the watcher); every result is posted
-// to the Scheduler given to open(). The NatsConnection must outlive the store.
+// the store's own, named as src/core/runtime.h lists them: hc-kvread (reads), hc-kvwrite (writes;
+// a poll never waits behind a renewal), hc-kvwatch (the watcher); every result is posted to the
+// Scheduler given to open(). The NatsConnection must outlive the store.
 //
 // Generations: every entry carries the creation time (unix ns) of the stream it was read from.
 // It is cached and read again whenever something is surprising (an absent key or a marker, a
@@ -87,8 +88,14 @@ class NatsLeaseStore final : public LeaseStore {
   NatsLeaseStore(NatsConnection& connection, kvStore* kv, std::string bucket, int replicas,
                  std::uint64_t generation, Scheduler& scheduler);
 
-  void enqueue(std::function<void()> job);
-  void workerLoop();
+  // One serial lane of blocking nats.c calls with its own thread: reads and writes never queue
+  // behind each other (a leader's poll is not held up by a renewal waiting for its ack).
+  struct Lane {
+    std::deque<std::function<void()>> jobs;
+    std::thread thread;
+  };
+  void enqueue(Lane& lane, std::function<void()> job);
+  void workerLoop(Lane& lane);
   void watchLoop();
   // Sleeps up to `delay` in the watch thread, waking early on close() or restartWatch().
   void watchBackoff(std::unique_lock<std::mutex>& lock, milliseconds delay);
@@ -128,18 +135,18 @@ class NatsLeaseStore final : public LeaseStore {
   std::atomic<std::uint64_t> generation_;  // creation time of the stream last seen (unix ns)
   std::mutex recreate_mutex_;              // one re-creation at a time; guards the next line
   std::string last_recreate_error_;        // the last re-creation failure logged
-  std::uint64_t last_read_revision_ = 0;   // worker thread only
-  std::int64_t last_read_created_ns_ = 0;  // worker thread only
+  std::uint64_t last_read_revision_ = 0;   // read lane only
+  std::int64_t last_read_created_ns_ = 0;  // read lane only
 
   std::mutex mutex_;  // guards everything below
   std::condition_variable work_cv_;
   std::condition_variable watch_cv_;
-  std::deque<std::function<void()>> jobs_;
+  Lane reads_;
+  Lane writes_;
   bool stopping_ = false;
   bool restart_requested_ = false;
   kvWatcher* watcher_ = nullptr;  // the live watcher, so that close/restartWatch can stop it
   std::shared_ptr<WatchFn> on_change_;
-  std::thread worker_;
   std::thread watch_thread_;
   std::atomic<std::uint64_t> last_undecodable_logged_{0};
 };

@@ -346,10 +346,13 @@ TEST_F(CliTest, DaemonThreadsAreTheDocumentedOnesWhateverTheChecks) {
   EXPECT_EQ(total_one, total_eight) << "threads grow with the number of checks";
   for (const auto& [name, n] : eight) {
     if (!name.starts_with("hc-")) continue;  // nats.c's threads keep their creator's name
-    EXPECT_TRUE(name == "hc-io" || name == "hc-block" || name == "hc-hooks" || name == "hc-kvwatch")
+    EXPECT_TRUE(name == "hc-io" || name == "hc-block" || name == "hc-hooks" || name == "hc-kvread" ||
+                name == "hc-kvwrite" || name == "hc-kvwatch")
         << "undocumented thread " << name;
   }
   EXPECT_EQ(eight.count("hc-hooks") ? eight.at("hc-hooks") : 0, 1);
+  EXPECT_EQ(eight.count("hc-kvwrite") ? eight.at("hc-kvwrite") : 0, 1);
+  EXPECT_EQ(eight.count("hc-kvwatch") ? eight.at("hc-kvwatch") : 0, 1);
   EXPECT_GE(eight.count("hc-block") ? eight.at("hc-block") : 0, 2);
 }
 

@@ -678,6 +678,30 @@ TEST_F(NatsLeaseStoreTest, CreateAfterAPurgeReportsTheAckedRevision) {
   EXPECT_EQ(*cas, *again + 1);
 }
 
+// nats-server 2.9 can accept two compare-and-sets on one revision right after a stream-leader
+// change (issue 4320). Forced here deterministically: a foreign write to another key of the same
+// stream moves the stream on, so the next compare-and-set on the key's revision R is accepted by
+// the server but lands at R + 2. The store must call that a lost race (Aborted), never a success:
+// the elector would otherwise lead on a write that may have been one of two accepted.
+TEST_F(NatsLeaseStoreTest, ACompareAndSetThatLandsPastRPlusOneIsALostRace) {
+  auto store = open(*conn_, "HACOORD_double");
+  ASSERT_NE(store, nullptr);
+  auto first = writeSync(scheduler_, *store, sampleRecord(1), 0);
+  ASSERT_TRUE(first.isOk()) << first.status().toString();
+  kvStore* kv = nullptr;
+  ASSERT_EQ(js_KeyValue(&kv, conn_->js(), "HACOORD_double"), NATS_OK);
+  std::uint64_t foreign_rev = 0;
+  ASSERT_EQ(kvStore_PutString(&foreign_rev, kv, "intruder", "x"), NATS_OK);
+  kvStore_Destroy(kv);
+  ASSERT_EQ(foreign_rev, *first + 1);
+  auto second = writeSync(scheduler_, *store, sampleRecord(1), *first);
+  ASSERT_FALSE(second.isOk()) << "accepted a compare-and-set that landed at " << *second;
+  EXPECT_EQ(second.status().code(), StatusCode::kAborted) << second.status().toString();
+  EXPECT_NE(second.status().message().find("landed at revision " + std::to_string(*first + 2)),
+            std::string::npos)
+      << second.status().toString();
+}
+
 // The server goes away (SIGTERM or SIGKILL) and comes back on the same port and store.
 class NatsLeaseStoreOutageTest : public NatsLeaseStoreTest,
                                  public ::testing::WithParamInterface<bool> {};
