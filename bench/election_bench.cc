@@ -42,7 +42,7 @@
 #include <nats/nats.h>
 #include <nats/nats.h>
 
-#include "core/asio_scheduler.h"
+#include "support/runtime_scheduler.h"
 #include "core/logging.h"
 #include "hacoord/config.h"
 #include "hacoord/hooks.h"
@@ -1056,7 +1056,7 @@ int run(const Options& o) {
                static_cast<unsigned long long>(o.seed));
 
   // Declared before everything that posts to it, so it is stopped last.
-  AsioScheduler scheduler;
+  test::RuntimeScheduler scheduler;
   std::mt19937_64 rng(o.seed);
   Report report;
   Failures failures;

@@ -11,7 +11,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/asio_scheduler.h"
+#include "support/runtime_scheduler.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_lease_store.h"
 #include "support/eventually.h"
@@ -46,7 +46,7 @@ Result<T> awaitCallback(Start start, milliseconds timeout = 5000ms) {
 
 TEST(NatsClusterTest, R3BucketRidesOutAStreamLeaderCrash) {
   test::NatsCluster cluster(3);
-  AsioScheduler scheduler;
+  test::RuntimeScheduler scheduler;
 
   // The writer knows every server; it may lose its own server and reconnect elsewhere.
   auto writer_conn = NatsConnection::connect(testNatsConfig(cluster.urls()), "cluster-writer");
@@ -145,7 +145,7 @@ TEST(NatsClusterTest, R3BucketRidesOutAStreamLeaderCrash) {
 
 TEST(NatsClusterTest, R3BucketOpensOnEveryNodeAndAgrees) {
   test::NatsCluster cluster(3);
-  AsioScheduler scheduler;
+  test::RuntimeScheduler scheduler;
   std::vector<std::unique_ptr<NatsConnection>> conns;
   std::vector<std::unique_ptr<NatsLeaseStore>> stores;
   for (int i = 0; i < 3; ++i) {

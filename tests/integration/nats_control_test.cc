@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/asio_scheduler.h"
+#include "support/runtime_scheduler.h"
 #include "nats/nats_connection.h"
 #include "support/eventually.h"
 #include "support/nats_server_fixture.h"
@@ -66,7 +66,7 @@ TEST_F(NatsControlTest, ResponderAnswersARequest) {
 }
 
 TEST_F(NatsControlTest, AReplyMayComeLaterFromAnotherThreadAndOnlyOnce) {
-  AsioScheduler worker;
+  test::RuntimeScheduler worker;
   auto responder = respond("later", [&](std::string body, NatsResponder::ReplyFn reply) {
     // The usual shape: hand the work to the node's scheduler, answer from there.
     worker.runAfter(20ms, [body, reply] {
@@ -141,7 +141,7 @@ TEST_F(NatsControlTest, DestroyingRacesWithRequestsAndLateReplies) {
       if (natsRequest(*requester_conn_, "race", "x", 100ms).isOk()) ++answered;
     }
   });
-  AsioScheduler late;  // replies that may land after their responder is gone
+  test::RuntimeScheduler late;  // replies that may land after their responder is gone
   for (int round = 0; round < 20; ++round) {
     auto captured = std::make_shared<std::atomic<int>>(0);
     auto responder = respond("race", [&late, captured](std::string, NatsResponder::ReplyFn reply) {

@@ -10,7 +10,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/asio_scheduler.h"
+#include "support/runtime_scheduler.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_control.h"
 #include "support/nats_server_fixture.h"
@@ -62,8 +62,8 @@ class NatsFloorExchangeTest : public ::testing::Test {
     return future.get();
   }
 
-  AsioScheduler elector_;
-  AsioScheduler blocking_;
+  test::RuntimeScheduler elector_;
+  test::RuntimeScheduler blocking_;
   NatsServer server_;
 };
 

@@ -13,7 +13,7 @@
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 
-#include "core/asio_scheduler.h"
+#include "support/runtime_scheduler.h"
 #include "election/lease_codec.h"
 #include "nats/nats_connection.h"
 #include "support/eventually.h"
@@ -40,7 +40,7 @@ LeaseRecord sampleRecord(std::uint64_t epoch, const std::string& holder = "node-
 // Runs one asynchronous call and waits (bounded) for its callback, checking that the callback
 // came on the scheduler's thread and not inline.
 template <typename T, typename Start>
-Result<T> awaitCallback(AsioScheduler& scheduler, Start start, milliseconds timeout = 5000ms) {
+Result<T> awaitCallback(test::RuntimeScheduler& scheduler, Start start, milliseconds timeout = 5000ms) {
   auto promise = std::make_shared<std::promise<Result<T>>>();
   auto future = promise->get_future();
   auto on_scheduler = std::make_shared<std::atomic<bool>>(false);
@@ -59,19 +59,19 @@ Result<T> awaitCallback(AsioScheduler& scheduler, Start start, milliseconds time
   return future.get();
 }
 
-Result<std::uint64_t> writeSync(AsioScheduler& s, LeaseStore& store, const LeaseRecord& record,
+Result<std::uint64_t> writeSync(test::RuntimeScheduler& s, LeaseStore& store, const LeaseRecord& record,
                                 std::uint64_t expected) {
   return awaitCallback<std::uint64_t>(
       s, [&](auto done) { store.write(record, expected, std::nullopt, std::move(done)); });
 }
 
-Result<std::uint64_t> writeSyncGen(AsioScheduler& s, LeaseStore& store, const LeaseRecord& record,
+Result<std::uint64_t> writeSyncGen(test::RuntimeScheduler& s, LeaseStore& store, const LeaseRecord& record,
                                    std::uint64_t expected, std::uint64_t generation) {
   return awaitCallback<std::uint64_t>(
       s, [&](auto done) { store.write(record, expected, generation, std::move(done)); });
 }
 
-Result<LeaseEntry> readSync(AsioScheduler& s, LeaseStore& store) {
+Result<LeaseEntry> readSync(test::RuntimeScheduler& s, LeaseStore& store) {
   return awaitCallback<LeaseEntry>(s, [&](auto done) { store.read(std::move(done)); });
 }
 
@@ -81,7 +81,7 @@ struct WatchLog {
   std::vector<LeaseEntry> entries;
   std::atomic<bool> off_scheduler{false};
 
-  LeaseStore::WatchFn fn(AsioScheduler& scheduler) {
+  LeaseStore::WatchFn fn(test::RuntimeScheduler& scheduler) {
     return [this, &scheduler](const LeaseEntry& e) {
       if (!scheduler.inSchedulerThread()) off_scheduler = true;
       std::lock_guard lock(mutex);
@@ -122,7 +122,7 @@ class NatsLeaseStoreTest : public ::testing::Test {
   }
 
   // Member order is destruction order in reverse: stores, then connections, then the server.
-  AsioScheduler scheduler_;
+  test::RuntimeScheduler scheduler_;
   std::unique_ptr<NatsServer> server_;
   std::unique_ptr<NatsConnection> conn_;
 };

@@ -5,7 +5,7 @@
 
 #include <gtest/gtest.h>
 
-#include "core/asio_scheduler.h"
+#include "support/runtime_scheduler.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_control.h"
 #include "nats/nats_lease_store.h"
@@ -52,7 +52,7 @@ TEST_F(NatsTlsTest, MutualTlsConnectsAndCarriesKvAndRequests) {
   ASSERT_TRUE(conn.isOk()) << conn.status().toString();
   EXPECT_TRUE((*conn)->connected());
 
-  AsioScheduler scheduler;
+  test::RuntimeScheduler scheduler;
   auto store = NatsLeaseStore::open(**conn, "HACOORD_tls", 1, scheduler);
   ASSERT_TRUE(store.isOk()) << store.status().toString();
   auto snap = readLeaseOnce(**conn, "HACOORD_tls");
