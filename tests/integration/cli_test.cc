@@ -65,6 +65,22 @@ class CliTest : public ::testing::Test {
                             (extra.empty() ? "" : "," + extra) + "}");
     return path;
   }
+  // Starts daemon_ on `path` and waits until `hacoord status` names `node` the leader.
+  ::testing::AssertionResult startDaemonAndWaitUntilItLeads(const std::string& path, const std::string& node) {
+    daemon_ = std::make_unique<ChildProcess>(
+        std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+    RunResult last;
+    const bool leads = eventually(
+        [&] {
+          last = hacoord({"status", "--config", path, "--json"});
+          auto parsed = parseFlatJson(last.out);
+          return last.exit_code == 0 && parsed && (*parsed)["leader"] == node;
+        },
+        10000ms, 50ms);
+    if (leads) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << node << " never led: " << describe(last) << "\n"
+                                         << daemon_->stderrText();
+  }
   std::string writeRaw(const std::string& name, const std::string& text) {
     const std::string path = dir_ + "/" + name;
     writeTextFile(path, text);
@@ -243,17 +259,7 @@ TEST_F(CliTest, DaemonRunsTheNotifyHooksInOrderWithTheirEnvironment) {
 TEST_F(CliTest, AFailingLoseHookLeavesTheLeaseToExpireInsteadOfReleasingIt) {
   const std::string path =
       writeConfig("h2", server_->url(), R"("hooks":{"onLoseLeadership":"echo cannot stop the service; exit 1"})");
-  daemon_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
-  RunResult last;
-  ASSERT_TRUE(eventually(
-      [&] {
-        last = hacoord({"status", "--config", path, "--json"});
-        auto parsed = parseFlatJson(last.out);
-        return last.exit_code == 0 && parsed && (*parsed)["leader"] == "h2";
-      },
-      10000ms, 50ms))
-      << describe(last);
+  ASSERT_TRUE(startDaemonAndWaitUntilItLeads(path, "h2"));
   ASSERT_TRUE(daemon_->signal(SIGTERM));
   ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
   EXPECT_NE(daemon_->stderrText().find("onLoseLeadership: cannot stop the service"), std::string::npos)
@@ -427,17 +433,7 @@ TEST_F(CliTest, ALoseHookPastItsLimitDuringAHandoverKeepsTheRecordHeld) {
                      R"(","nats":{"servers":[")" + server_->url() + R"("]},)"
                      R"("election":{"leaseTtlMs":1000,"renewIntervalMs":250,"hookTimeLimitMs":300},)"
                      R"("hooks":{"onLoseLeadership":"sleep 5"}})");
-  daemon_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
-  RunResult last;
-  ASSERT_TRUE(eventually(
-      [&] {
-        last = hacoord({"status", "--config", path, "--json"});
-        auto parsed = parseFlatJson(last.out);
-        return last.exit_code == 0 && parsed && (*parsed)["leader"] == "o1";
-      },
-      10000ms, 50ms))
-      << describe(last) << daemon_->stderrText();
+  ASSERT_TRUE(startDaemonAndWaitUntilItLeads(path, "o1"));
   ASSERT_TRUE(daemon_->signal(SIGTERM));
   ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
   EXPECT_NE(daemon_->stderrText().find("onLoseLeadership command (epoch 1): no exit within 300 ms"),

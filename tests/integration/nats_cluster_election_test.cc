@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -94,7 +95,8 @@ TEST_F(NatsClusterElectionTest, KillingTheStreamLeaderNeverGivesTwoLeaders) {
   const int successor = cluster_->streamLeader(stream, 30000ms);
   ASSERT_GE(successor, 0) << "the stream found no new leader";
   EXPECT_NE(successor, victim);
-  RecordProperty("stream_leader_ms", std::to_string(msSince(t0)));
+  const long long stream_leader_ms = msSince(t0);
+  RecordProperty("stream_leader_ms", std::to_string(stream_leader_ms));
 
   // A single leader that keeps renewing (stable for two TTLs) within 30 s of the crash.
   const auto deadline = t0 + 30s;
@@ -117,6 +119,26 @@ TEST_F(NatsClusterElectionTest, KillingTheStreamLeaderNeverGivesTwoLeaders) {
   RecordProperty("recovered_ms", std::to_string(msSince(t0)));
   RecordProperty("leadership_moved", epoch != before_epoch ? "yes" : "no");
   EXPECT_GE(epoch, before_epoch);
+  // Without a stream leader no renewal can land: once that lasted a whole TTL the old lease is
+  // over, and the leadership now held must be a new epoch (the old leader fenced itself).
+  if (stream_leader_ms > timing.ttl.count()) {
+    EXPECT_GT(epoch, before_epoch) << "writes stopped for " << stream_leader_ms
+                                   << " ms (TTL " << timing.ttl.count()
+                                   << " ms) yet the same epoch still leads: " << describeNodes(nodes_);
+  }
+  // Each epoch went to one node only, whatever the stream did meanwhile.
+  std::map<std::uint64_t, std::string> holder_of;
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    for (const HookEvent& e : hooks_[i]->events()) {
+      if (e.kind != HookEvent::Kind::kBecome) continue;
+      const auto [it, fresh] = holder_of.emplace(e.epoch.value(), nodes_[i]->nodeId());
+      EXPECT_TRUE(fresh || it->second == nodes_[i]->nodeId())
+          << "epoch " << e.epoch.value() << " went to " << it->second << " and to "
+          << nodes_[i]->nodeId();
+    }
+  }
+  EXPECT_TRUE(holder_of.count(epoch.value())) << "the leader of epoch " << epoch.value()
+                                              << " never ran onBecomeLeader";
   monitor_->stop();
   EXPECT_EQ(monitor_->violation(), "");
   EXPECT_LE(monitor_->maxLeaders(), 1);
