@@ -239,8 +239,8 @@ class Report {
       }
       std::vector<double> s = m.ms;
       std::sort(s.begin(), s.end());
-      std::printf("| %s | %zu | %.2f | %.2f | %.2f | %.2f |\n", m.name.c_str(), s.size(),
-                  percentile(s, 50), percentile(s, 90), percentile(s, 99), s.back());
+      std::printf("| %s | %zu | %.2f | %.2f | %.2f | %.2f |\n", m.name.c_str(), s.size(), percentile(s, 50),
+                  percentile(s, 90), percentile(s, 99), s.back());
     }
   }
   // A line printed under the table: what a reader needs to read the numbers right.
@@ -311,8 +311,8 @@ std::string natsServerVersion(const test::NatsServer& server) {
   Json::CharReaderBuilder b;
   std::string errors;
   std::unique_ptr<Json::CharReader> r(b.newCharReader());
-  if (!r->parse(reply->body.data(), reply->body.data() + reply->body.size(), &v, &errors) ||
-      !v.isObject() || !v["version"].isString()) {
+  if (!r->parse(reply->body.data(), reply->body.data() + reply->body.size(), &v, &errors) || !v.isObject() ||
+      !v["version"].isString()) {
     return "unknown";
   }
   return "v" + v["version"].asString();
@@ -557,8 +557,7 @@ void runHandover(const Options& o, const std::string& url, const std::string& cl
   Metric& seen = report.add(kHoSeen);
   Metric& become = report.add(kHoBecome);
   Metric& all = report.add(kHoAll);
-  std::fprintf(stderr, "election_bench: planned handover: %d nodes, %d rounds\n", o.nodes,
-               o.handover_rounds);
+  std::fprintf(stderr, "election_bench: planned handover: %d nodes, %d rounds\n", o.nodes, o.handover_rounds);
 
   Config probe = nodeConfig(o, url, cluster_id, "n0");
   auto observer = Observer::open(url, probe.bucketName(), scheduler);
@@ -601,8 +600,8 @@ void runHandover(const Options& o, const std::string& url, const std::string& cl
     const Status s = old_leader.stepDown();
     const SteadyTime t_return = now();
     if (!s.isOk()) {
-      failures.add("handover round " + std::to_string(round) + ": stepDown on " +
-                   old_leader.nodeId() + ": " + s.toString());
+      failures.add("handover round " + std::to_string(round) + ": stepDown on " + old_leader.nodeId() + ": " +
+                   s.toString());
       continue;
     }
     const SteadyTime deadline = t0 + settle_limit;
@@ -625,8 +624,7 @@ void runHandover(const Options& o, const std::string& url, const std::string& cl
       auto told = hooks.waitFor(
           hook_mark,
           [&](const HookEvent& e) {
-            return e.node == i && e.kind == HookKind::kChange && e.leader == new_id &&
-                   e.epoch == new_epoch;
+            return e.node == i && e.kind == HookKind::kChange && e.leader == new_id && e.epoch == new_epoch;
           },
           deadline);
       all_known = told ? std::optional(std::max(*all_known, told->t)) : std::nullopt;
@@ -661,12 +659,11 @@ void runHandover(const Options& o, const std::string& url, const std::string& cl
       for (std::size_t i = watch_mark; i < observed.size(); ++i) {
         const LeaseEntry& e = observed[i].entry;
         seen_text += " rev " + std::to_string(e.revision) + " '" + e.record.holder + "' epoch " +
-                     e.record.epoch.toString() + " at +" +
-                     std::to_string(msBetween(t0, observed[i].t)) + " ms;";
+                     e.record.epoch.toString() + " at +" + std::to_string(msBetween(t0, observed[i].t)) +
+                     " ms;";
       }
-      failures.add("handover round " + std::to_string(round) + " (" + old_leader.nodeId() +
-                   " epoch " + old_epoch.toString() + " -> " + new_id + " epoch " +
-                   new_epoch.toString() + "): " +
+      failures.add("handover round " + std::to_string(round) + " (" + old_leader.nodeId() + " epoch " +
+                   old_epoch.toString() + " -> " + new_id + " epoch " + new_epoch.toString() + "): " +
                    (!all_known ? "not every node learnt the new leader"
                     : !lost    ? "the old leader's onLoseLeadership never ran"
                                : "the watch never delivered the new holder") +
@@ -686,8 +683,8 @@ void runHandover(const Options& o, const std::string& url, const std::string& cl
   // Node::stop() hands over if leading; done here so the observer outlives every node.
   nodes.clear();
   if (vacant_missed > 0) {
-    report.note("The bench's watch never delivered the vacant record in " +
-                std::to_string(vacant_missed) + " of " + std::to_string(o.handover_rounds) +
+    report.note("The bench's watch never delivered the vacant record in " + std::to_string(vacant_missed) +
+                " of " + std::to_string(o.handover_rounds) +
                 " handovers: the new leader's acquire, written within about a millisecond, replaced "
                 "it (bucket History 1) before the server sent it to this consumer. The \"vacant "
                 "record seen\" row holds only the rounds where it was delivered.");
@@ -880,8 +877,8 @@ std::string tail(const std::string& path, std::size_t bytes = 1500) {
   return text.size() > bytes ? "..." + text.substr(text.size() - bytes) : text;
 }
 
-void runCrash(const Options& o, const std::string& url, const std::string& cluster_id,
-              Scheduler& scheduler, std::mt19937_64& rng, Report& report, Failures& failures) {
+void runCrash(const Options& o, const std::string& url, const std::string& cluster_id, Scheduler& scheduler,
+              std::mt19937_64& rng, Report& report, Failures& failures) {
   Metric& phase = report.add(kCrPhase);
   Metric& seen = report.add(kCrSeen);
   Metric& become = report.add(kCrBecome);
@@ -908,7 +905,8 @@ void runCrash(const Options& o, const std::string& url, const std::string& clust
     failures.add(what + logs);
   };
   auto startChild = [&](ChildNode& c) {
-    if (Status s = c.start(o.node_binary); !s.isOk()) return fail("crash: start " + c.nodeId() + ": " + s.toString());
+    if (Status s = c.start(o.node_binary); !s.isOk())
+      return fail("crash: start " + c.nodeId() + ": " + s.toString());
     if (!test::eventually([&] { return c.started() || c.exited(); }, 15000ms, 2ms) || !c.started()) {
       fail("crash: " + c.nodeId() + " did not start");
     }
@@ -942,7 +940,12 @@ void runCrash(const Options& o, const std::string& url, const std::string& clust
       }
       return leader >= 0;
     };
-    if (!test::eventually([&] { leader = -1; return settled(); }, settle_limit, 2ms)) {
+    if (!test::eventually(
+            [&] {
+              leader = -1;
+              return settled();
+            },
+            settle_limit, 2ms)) {
       fail("crash round " + std::to_string(round) + ": no settled leader within " +
            std::to_string(settle_limit.count()) + " ms");
       break;
@@ -984,8 +987,9 @@ void runCrash(const Options& o, const std::string& url, const std::string& clust
       }
     }
     if (!acted || !last) {
-      fail("crash round " + std::to_string(round) + ": " +
-           (!acted ? "the new holder never printed become_leader" : "the watch missed the victim's renewals"));
+      fail(
+          "crash round " + std::to_string(round) + ": " +
+          (!acted ? "the new holder never printed become_leader" : "the watch missed the victim's renewals"));
       break;
     }
     const double takeover = msBetween(t0, acted->t);
@@ -1023,21 +1027,18 @@ void deleteBuckets(const std::string& url, const std::vector<std::string>& clust
   }
 }
 
-void printGoal(const Report& report, const char* metric, double p, double limit_ms,
-               const std::string& goal) {
+void printGoal(const Report& report, const char* metric, double p, double limit_ms, const std::string& goal) {
   const auto v = report.pct(metric, p);
   if (!v) {
     std::printf("- goal: %s: not measured\n", goal.c_str());
     return;
   }
-  std::printf("- goal: %s: %s (p%g = %.2f ms)\n", goal.c_str(), *v <= limit_ms ? "met" : "NOT met", p,
-              *v);
+  std::printf("- goal: %s: %s (p%g = %.2f ms)\n", goal.c_str(), *v <= limit_ms ? "met" : "NOT met", p, *v);
 }
 
 int run(const Options& o) {
   const SteadyTime started = now();
-  if (Status valid = validateConfig(nodeConfig(o, "nats://127.0.0.1:4222", "bench", "n0"));
-      !valid.isOk()) {
+  if (Status valid = validateConfig(nodeConfig(o, "nats://127.0.0.1:4222", "bench", "n0")); !valid.isOk()) {
     std::fprintf(stderr, "election_bench: %s\n", valid.toString().c_str());
     return 2;
   }
@@ -1073,29 +1074,33 @@ int run(const Options& o) {
   std::printf("- machine: %ld CPUs, %s, %s\n", ::sysconf(_SC_NPROCESSORS_ONLN), cpuModel().c_str(),
               kernelText().c_str());
   if (server) {
-    std::printf("- nats-server %s started by the bench on 127.0.0.1 (JetStream file store in a temp "
-                "dir); buckets with 1 replica; nats.c %s\n",
-                natsServerVersion(*server).c_str(), nats_GetVersion());
+    std::printf(
+        "- nats-server %s started by the bench on 127.0.0.1 (JetStream file store in a temp "
+        "dir); buckets with 1 replica; nats.c %s\n",
+        natsServerVersion(*server).c_str(), nats_GetVersion());
   } else {
-    std::printf("- external nats-server at %s (version not queried); buckets with 1 replica; "
-                "nats.c %s\n", url.c_str(), nats_GetVersion());
+    std::printf(
+        "- external nats-server at %s (version not queried); buckets with 1 replica; "
+        "nats.c %s\n",
+        url.c_str(), nats_GetVersion());
   }
   std::printf("- hacoord %s (%s); %d nodes; TTL %d ms, renew %d ms, cooldown %d ms, margin %d ms\n",
               HACOORD_VERSION, HACOORD_BUILD_TYPE, o.nodes, o.ttl_ms, o.renew_ms, o.cooldown_ms,
               std::max(1, o.ttl_ms / 10));
-  std::printf("- rounds: %d lease ops, %d handovers (in-process nodes), %d crashes (kill -9 of a "
-              "hacoord_test_node child); seed %llu; run time %.1f s\n\n",
-              o.rounds, o.handover_rounds, o.crash_rounds, static_cast<unsigned long long>(o.seed),
-              total_s);
+  std::printf(
+      "- rounds: %d lease ops, %d handovers (in-process nodes), %d crashes (kill -9 of a "
+      "hacoord_test_node child); seed %llu; run time %.1f s\n\n",
+      o.rounds, o.handover_rounds, o.crash_rounds, static_cast<unsigned long long>(o.seed), total_s);
   report.printTable();
   std::printf("\n");
   printGoal(report, kHoBecome, 50, 10.0, "planned handover p50 under 10 ms");
   printGoal(report, kCrBecome, 99, o.ttl_ms + 50.0,
             "crash takeover within TTL + 50 ms (" + std::to_string(o.ttl_ms + 50) + " ms) at p99");
   for (const auto& n : report.notes()) std::printf("\n%s\n", n.c_str());
-  std::printf("\nPercentiles are nearest-rank (below n = 100, p99 is the max). A crash takeover is "
-              "TTL minus the time since the victim's last renewal: the lease expiry row is hacoord's "
-              "own share.\n");
+  std::printf(
+      "\nPercentiles are nearest-rank (below n = 100, p99 is the max). A crash takeover is "
+      "TTL minus the time since the victim's last renewal: the lease expiry row is hacoord's "
+      "own share.\n");
   if (failures.any()) {
     std::printf("\n%zu outright failure(s); the table holds the rounds that completed:\n",
                 failures.list().size());

@@ -42,8 +42,8 @@ struct HealthChecker::Check {
   Scheduler::TimerId next_timer = 0;
 };
 
-HealthChecker::HealthChecker(std::vector<HealthCheckConfig> checks, milliseconds fail_after,
-                             Clock& clock, Scheduler& scheduler, ProbeRunner& probes)
+HealthChecker::HealthChecker(std::vector<HealthCheckConfig> checks, milliseconds fail_after, Clock& clock,
+                             Scheduler& scheduler, ProbeRunner& probes)
     : clock_(clock),
       scheduler_(scheduler),
       probes_(probes),
@@ -79,8 +79,7 @@ void HealthChecker::start() {
   gate_->scheduler = &scheduler_;
   for (auto& check : checks_) launch(*check);
   armFailAfter();  // still unhealthy from before a stop(): the deadline still holds
-  logger()->info("health checks started: {} check(s), failAfter {} ms", checks_.size(),
-                 fail_after_.count());
+  logger()->info("health checks started: {} check(s), failAfter {} ms", checks_.size(), fail_after_.count());
 }
 
 void HealthChecker::stop() {
@@ -127,8 +126,8 @@ void HealthChecker::replaceChecks(std::vector<HealthCheckConfig> checks, millise
   recompute();
   armFailAfter();  // a new fail_after moves a pending deadline
   publish();
-  logger()->info("health checks reloaded: {} check(s) ({} new or changed), failAfter {} ms",
-                 checks_.size(), fresh.size(), fail_after.count());
+  logger()->info("health checks reloaded: {} check(s) ({} new or changed), failAfter {} ms", checks_.size(),
+                 fresh.size(), fail_after.count());
 }
 
 void HealthChecker::launch(Check& check) {
@@ -162,8 +161,7 @@ void HealthChecker::onOutcome(std::uint64_t attempt, const CheckOutcome& outcome
 
 void HealthChecker::scheduleNext(Check& check) {
   // Start to start: a run that overran its interval is followed at once by the next.
-  const Duration delay =
-      std::max(Duration::zero(), check.started_at + check.config.interval - clock_.now());
+  const Duration delay = std::max(Duration::zero(), check.started_at + check.config.interval - clock_.now());
   check.next_timer = scheduler_.runAfter(delay, [this, alive = alive_, serial = check.serial] {
     if (!*alive || !running_) return;
     if (Check* c = findCheck(serial)) launch(*c);
@@ -197,8 +195,7 @@ void HealthChecker::record(Check& check, const CheckOutcome& outcome) {
   } else {
     check.passes = 0;
     countUp(check.failures);
-    logger()->debug("check {} failed ({} in a row): {}", check.config.name, check.failures,
-                    outcome.reason);
+    logger()->debug("check {} failed ({} in a row): {}", check.config.name, check.failures, outcome.reason);
   }
   judge(check);
 }
@@ -215,8 +212,8 @@ void HealthChecker::judge(Check& check) {
 }
 
 void HealthChecker::recompute() {
-  const bool now_healthy = std::all_of(checks_.begin(), checks_.end(),
-                                       [](const std::unique_ptr<Check>& c) { return c->healthy; });
+  const bool now_healthy =
+      std::all_of(checks_.begin(), checks_.end(), [](const std::unique_ptr<Check>& c) { return c->healthy; });
   if (now_healthy == healthy_) return;
   healthy_ = now_healthy;
   if (healthy_) {
@@ -229,8 +226,7 @@ void HealthChecker::recompute() {
     for (const auto& c : checks_) {
       if (!c->healthy) failing += (failing.empty() ? "" : ", ") + c->config.name;
     }
-    logger()->warn("node unhealthy: failing check(s) {}; handover after {} ms", failing,
-                   fail_after_.count());
+    logger()->warn("node unhealthy: failing check(s) {}; handover after {} ms", failing, fail_after_.count());
   }
   armFailAfter();
   if (running_ && on_change_) notify([callback = on_change_, healthy = healthy_] { callback(healthy); });
@@ -240,8 +236,7 @@ void HealthChecker::armFailAfter() {
   if (fail_after_timer_ != 0) scheduler_.cancel(fail_after_timer_);
   fail_after_timer_ = 0;
   if (!running_ || healthy_ || failed_too_long_fired_ || !unhealthy_since_) return;
-  const Duration delay =
-      std::max(Duration::zero(), *unhealthy_since_ + fail_after_ - clock_.now());
+  const Duration delay = std::max(Duration::zero(), *unhealthy_since_ + fail_after_ - clock_.now());
   fail_after_timer_ = scheduler_.runAfter(delay, [this, alive = alive_] {
     if (!*alive) return;
     fail_after_timer_ = 0;
@@ -268,8 +263,8 @@ void HealthChecker::publish() {
   s.fail_after = fail_after_;
   s.checks.reserve(checks_.size());
   for (const auto& c : checks_) {
-    s.checks.push_back(CheckStatus{c->config.name, std::string(checkTypeName(c->config.type)),
-                                   c->healthy, c->last_result, c->passes, c->failures});
+    s.checks.push_back(CheckStatus{c->config.name, std::string(checkTypeName(c->config.type)), c->healthy,
+                                   c->last_result, c->passes, c->failures});
   }
   std::lock_guard lock(snapshot_mutex_);
   snapshot_ = std::move(s);

@@ -70,9 +70,9 @@ Status checkIds(const std::string& cluster, const std::string& node) {
 }  // namespace
 
 Result<std::unique_ptr<HealthService>> HealthService::start(NatsConnection& connection,
-                                                           const std::string& cluster,
-                                                           const std::string& node_id,
-                                                           StatusProvider provider) {
+                                                            const std::string& cluster,
+                                                            const std::string& node_id,
+                                                            StatusProvider provider) {
   if (Status ids = checkIds(cluster, node_id); !ids.isOk()) return ids;
   std::unique_ptr<HealthService> service(new HealthService());
   const std::string health = healthSubject(cluster, node_id);
@@ -89,8 +89,8 @@ Result<std::unique_ptr<HealthService>> HealthService::start(NatsConnection& conn
 
 HealthService::~HealthService() = default;
 
-Result<NodeStatus> queryNode(NatsConnection& connection, const std::string& cluster,
-                             const std::string& node, milliseconds timeout) {
+Result<NodeStatus> queryNode(NatsConnection& connection, const std::string& cluster, const std::string& node,
+                             milliseconds timeout) {
   if (Status ids = checkIds(cluster, node); !ids.isOk()) return ids;
   const std::string subject = healthSubject(cluster, node);
   auto reply = natsRequest(connection, subject, "", timeout);
@@ -102,8 +102,8 @@ Result<NodeStatus> queryNode(NatsConnection& connection, const std::string& clus
       return unavailable("node " + node + " is down: no responders on " + subject);
     }
     if (st.code() == StatusCode::kDeadlineExceeded) {
-      return deadlineExceeded("node " + node + " did not answer within " +
-                              std::to_string(timeout.count()) + " ms (subscribed but not responding)");
+      return deadlineExceeded("node " + node + " did not answer within " + std::to_string(timeout.count()) +
+                              " ms (subscribed but not responding)");
     }
     return Status(st.code(), "asking node " + node + ": " + st.message());
   }
@@ -117,8 +117,8 @@ Result<NodeStatus> queryNode(NatsConnection& connection, const std::string& clus
   }
   if (status->node_id != node) {
     // Two processes configured with one node id would do this: worth an error, never a guess.
-    return Status(StatusCode::kDataLoss, "asked node " + node + " on " + subject +
-                                             " but node " + status->node_id + " answered");
+    return Status(StatusCode::kDataLoss,
+                  "asked node " + node + " on " + subject + " but node " + status->node_id + " answered");
   }
   return status;
 }

@@ -31,10 +31,8 @@ class HealthService {
 
   // Unavailable when a subscription cannot be made (not connected); InvalidArgument for an id
   // outside [A-Za-z0-9_-]+. The connection must outlive the service.
-  static Result<std::unique_ptr<HealthService>> start(NatsConnection& connection,
-                                                      const std::string& cluster,
-                                                      const std::string& node_id,
-                                                      StatusProvider provider);
+  static Result<std::unique_ptr<HealthService>> start(NatsConnection& connection, const std::string& cluster,
+                                                      const std::string& node_id, StatusProvider provider);
   ~HealthService();  // unsubscribes both; waits for a provider call in progress
   HealthService(const HealthService&) = delete;
   HealthService& operator=(const HealthService&) = delete;
@@ -53,8 +51,8 @@ class HealthService {
 //   no reply within `timeout`          -> DeadlineExceeded (the node is subscribed but stuck)
 //   unreadable reply / another node id -> DataLoss; provider error -> Internal
 //   cluster or node not [A-Za-z0-9_-]+ -> InvalidArgument (ids become subject tokens)
-Result<NodeStatus> queryNode(NatsConnection& connection, const std::string& cluster,
-                             const std::string& node, milliseconds timeout);
+Result<NodeStatus> queryNode(NatsConnection& connection, const std::string& cluster, const std::string& node,
+                             milliseconds timeout);
 
 // Asks every node on hacoord.<cluster>.status and collects the replies that arrive within
 // `window` (it always waits the whole window: the number of nodes is not known). Sorted by

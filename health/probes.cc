@@ -234,7 +234,8 @@ class CommandProbe final : public Probe {
       const ssize_t r = ::read(output_.native_handle(), buffer, sizeof buffer);
       if (r > 0) {
         // Keep reading past the limit: a command blocked on a full pipe would only time out.
-        const std::size_t keep = std::min(static_cast<std::size_t>(r), kKeptOutput - std::min(kKeptOutput, output_text_.size()));
+        const std::size_t keep =
+            std::min(static_cast<std::size_t>(r), kKeptOutput - std::min(kKeptOutput, output_text_.size()));
         output_text_.append(buffer, keep);
         continue;
       }
@@ -265,7 +266,7 @@ class CommandProbe final : public Probe {
 
   pid_t pid_ = 0;
   bool reaped_ = false;
-  std::string stop_reason_;  // why the command was killed: "" while it runs on its own
+  std::string stop_reason_;                // why the command was killed: "" while it runs on its own
   asio::posix::stream_descriptor exit_;    // the pidfd: readable once the command has exited
   asio::posix::stream_descriptor output_;  // our end of the stdout/stderr pipe
   std::string output_text_;
@@ -298,7 +299,7 @@ class NetProbe : public Probe {
     resolver_.async_resolve(
         target.host, std::to_string(target.port), tcp::resolver::numeric_service,
         [self = sharedAs<NetProbe>(), host = target.host](const ErrorCode& error,
-                                                      const tcp::resolver::results_type& results) {
+                                                          const tcp::resolver::results_type& results) {
           if (self->finished()) return;
           if (error) return self->finish(failure("cannot resolve " + host + ": " + error.message()));
           for (const auto& entry : results) self->endpoints_.push_back(entry.endpoint());

@@ -8,6 +8,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   nats-server openssl iproute2 procps python3
   clang-14 libclang-rt-14-dev  # scripts/fuzz.sh: libFuzzer and clang's sanitizer runtimes
+  clang-format-14              # .ci/run: the code follows .clang-format
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

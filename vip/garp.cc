@@ -54,9 +54,9 @@ void putEthernet(std::vector<std::uint8_t>& out, const MacAddress& dst, const Ma
   put16(out, type);
 }
 
-std::vector<std::uint8_t> arpFrame(const MacAddress& eth_dst, const MacAddress& mac,
-                                   std::uint16_t op, const Ipv4Bytes& sender_ip,
-                                   const MacAddress& target_mac, const Ipv4Bytes& target_ip) {
+std::vector<std::uint8_t> arpFrame(const MacAddress& eth_dst, const MacAddress& mac, std::uint16_t op,
+                                   const Ipv4Bytes& sender_ip, const MacAddress& target_mac,
+                                   const Ipv4Bytes& target_ip) {
   std::vector<std::uint8_t> out;
   out.reserve(kMinFrame);
   putEthernet(out, eth_dst, mac, ETH_P_ARP);
@@ -75,8 +75,7 @@ std::vector<std::uint8_t> arpFrame(const MacAddress& eth_dst, const MacAddress& 
 
 // The solicited-node multicast group of target (RFC 4291 §2.7.1): ff02::1:ffXX:XXXX.
 Ipv6Bytes solicitedNode(const Ipv6Bytes& target) {
-  Ipv6Bytes group = {0xff, 0x02, 0, 0,    0,    0,          0,          0,
-                     0,    0,    0, 0x01, 0xff, target[13], target[14], target[15]};
+  Ipv6Bytes group = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xff, target[13], target[14], target[15]};
   return group;
 }
 
@@ -137,8 +136,7 @@ void drain(int fd) {
 
 }  // namespace
 
-std::vector<std::uint8_t> buildGratuitousArp(const MacAddress& mac, const Ipv4Bytes& ip,
-                                             std::uint16_t op) {
+std::vector<std::uint8_t> buildGratuitousArp(const MacAddress& mac, const Ipv4Bytes& ip, std::uint16_t op) {
   const MacAddress target_mac = op == kArpReply ? mac : MacAddress{};
   return arpFrame(kBroadcastMac, mac, op, ip, target_mac, ip);
 }
@@ -197,8 +195,7 @@ std::optional<ArpPacket> parseArpFrame(std::span<const std::uint8_t> frame) {
   if (frame.size() < kEthHeader + kArpBody) return std::nullopt;
   if (get16(frame, 12) != ETH_P_ARP) return std::nullopt;
   const std::size_t a = kEthHeader;
-  if (get16(frame, a) != 1 || get16(frame, a + 2) != ETH_P_IP || frame[a + 4] != 6 ||
-      frame[a + 5] != 4) {
+  if (get16(frame, a) != 1 || get16(frame, a + 2) != ETH_P_IP || frame[a + 4] != 6 || frame[a + 5] != 4) {
     return std::nullopt;
   }
   ArpPacket p;
@@ -240,15 +237,13 @@ std::optional<NeighborAdvert> parseNeighborAdvertFrame(std::span<const std::uint
   for (std::size_t at = icmp + 24; at + 2 <= icmp + payload;) {
     const std::size_t length = static_cast<std::size_t>(frame[at + 1]) * 8;
     if (length == 0 || at + length > icmp + payload) break;  // malformed: stop, keep what we have
-    if (frame[at] == kOptTargetLinkAddr && length >= 8)
-      na.target_lladdr = getBytes<6>(frame, at + 2);
+    if (frame[at] == kOptTargetLinkAddr && length >= 8) na.target_lladdr = getBytes<6>(frame, at + 2);
     at += length;
   }
   return na;
 }
 
-bool isNaConflict(const NeighborAdvert& advert, const Ipv6Bytes& target,
-                  const MacAddress& own_mac) {
+bool isNaConflict(const NeighborAdvert& advert, const Ipv6Bytes& target, const MacAddress& own_mac) {
   if (advert.target != target) return false;
   const MacAddress claimed = advert.target_lladdr.value_or(advert.eth_src);
   return claimed != own_mac;
@@ -328,8 +323,8 @@ Status Announcer::sendFrame(const std::vector<std::uint8_t>& frame, const MacAdd
   std::memcpy(to.sll_addr, dst.data(), dst.size());
   // MSG_DONTWAIT: a full queue is reported (Unavailable), never waited on.
   auto send = [&] {
-    return sendto(packet_fd_, frame.data(), frame.size(), MSG_DONTWAIT,
-                  reinterpret_cast<sockaddr*>(&to), sizeof to);
+    return sendto(packet_fd_, frame.data(), frame.size(), MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&to),
+                  sizeof to);
   };
   ssize_t sent = send();
   // A link that went down sets ENETDOWN on the packet socket, and the kernel reports it on the
@@ -409,8 +404,7 @@ Result<std::optional<MacAddress>> Announcer::probe(const MacAddress& mac, const 
       continue;
     }
     auto until = resent ? deadline : std::min(deadline, resend_at);
-    int timeout_ms =
-        static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(until - now).count());
+    int timeout_ms = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(until - now).count());
     pollfd pfd{packet_fd_, POLLIN, 0};
     int ready = poll(&pfd, 1, timeout_ms);
     if (ready < 0 && errno != EINTR) {
@@ -422,8 +416,8 @@ Result<std::optional<MacAddress>> Announcer::probe(const MacAddress& mac, const 
     sockaddr_ll from{};
     socklen_t from_len = sizeof from;
     ssize_t n;
-    while ((n = recvfrom(packet_fd_, buffer, sizeof buffer, MSG_DONTWAIT,
-                         reinterpret_cast<sockaddr*>(&from), &from_len)) > 0) {
+    while ((n = recvfrom(packet_fd_, buffer, sizeof buffer, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from),
+                         &from_len)) > 0) {
       from_len = sizeof from;
       if (from.sll_pkttype == PACKET_OUTGOING) continue;  // our own probe
       std::span<const std::uint8_t> received(buffer, static_cast<std::size_t>(n));

@@ -27,8 +27,7 @@ inline constexpr std::uint16_t kArpReply = 2;
 // Request form: tha = 00:00:00:00:00:00 (as keepalived sends it).
 // Reply form: tha = our own MAC. Linux treats an unsolicited *reply* as gratuitous only when
 // tha == sha (arp_process(): is_garp), which lets it override a neighbour entry inside locktime.
-std::vector<std::uint8_t> buildGratuitousArp(const MacAddress& mac, const Ipv4Bytes& ip,
-                                             std::uint16_t op);
+std::vector<std::uint8_t> buildGratuitousArp(const MacAddress& mac, const Ipv4Bytes& ip, std::uint16_t op);
 // RFC 5227 probe: sender ip 0.0.0.0 so no neighbour table learns anything from it; target = ip.
 // A host holding ip answers with a unicast reply to our MAC.
 std::vector<std::uint8_t> buildArpProbe(const MacAddress& mac, const Ipv4Bytes& ip);
@@ -89,8 +88,7 @@ class Announcer {
  private:
   Announcer(int ifindex, int packet_fd, int icmp6_fd)
       : ifindex_(ifindex), packet_fd_(packet_fd), icmp6_fd_(icmp6_fd) {}
-  Status sendFrame(const std::vector<std::uint8_t>& frame, const MacAddress& dst,
-                   std::uint16_t ethertype);
+  Status sendFrame(const std::vector<std::uint8_t>& frame, const MacAddress& dst, std::uint16_t ethertype);
   Status bindPacket(std::uint16_t ethertype);
 
   int ifindex_;

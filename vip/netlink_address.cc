@@ -73,8 +73,7 @@ Result<RtnlAddrPtr> buildAddress(int ifindex, const IpPrefix& address,
   RtnlAddrPtr a(rtnl_addr_alloc());
   if (!a) return internalError("rtnl_addr_alloc failed");
   rtnl_addr_set_ifindex(a.get(), ifindex);
-  if (int err = rtnl_addr_set_local(a.get(), local.get()); err < 0)
-    return fromNl(err, "rtnl_addr_set_local");
+  if (int err = rtnl_addr_set_local(a.get(), local.get()); err < 0) return fromNl(err, "rtnl_addr_set_local");
   rtnl_addr_set_prefixlen(a.get(), address.prefix_len);
   // Never rtnl_addr_set_label(NULL): it segfaults (strlen). The kernel default label is fine.
   if (address.family == AF_INET6) {
@@ -94,8 +93,8 @@ Result<RtnlAddrPtr> buildAddress(int ifindex, const IpPrefix& address,
 
 std::string formatMac(const MacAddress& mac) {
   char text[18];
-  std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3],
-                mac[4], mac[5]);
+  std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+                mac[5]);
   return text;
 }
 
@@ -113,14 +112,11 @@ bool IpPrefix::sameAddress(const IpPrefix& other) const {
   return family == other.family && std::memcmp(bytes.data(), other.bytes.data(), size()) == 0;
 }
 
-std::array<std::uint8_t, 4> IpPrefix::v4() const {
-  return {bytes[0], bytes[1], bytes[2], bytes[3]};
-}
+std::array<std::uint8_t, 4> IpPrefix::v4() const { return {bytes[0], bytes[1], bytes[2], bytes[3]}; }
 
 Result<IpPrefix> parseIpPrefix(const std::string& address, int prefix_len) {
   IpPrefix out;
-  if (address.find('\0') != std::string::npos)
-    return invalidArgument("VIP address contains a NUL byte");
+  if (address.find('\0') != std::string::npos) return invalidArgument("VIP address contains a NUL byte");
   if (inet_pton(AF_INET, address.c_str(), out.bytes.data()) == 1) {
     out.family = AF_INET;
   } else if (inet_pton(AF_INET6, address.c_str(), out.bytes.data()) == 1) {
@@ -154,8 +150,7 @@ Result<LinkInfo> NetlinkAddress::link(const std::string& name) {
   rtnl_link* raw = nullptr;
   // One RTM_GETLINK for this name rather than a dump of every link on a busy host.
   if (int err = rtnl_link_get_kernel(sock_, 0, name.c_str(), &raw); err < 0) {
-    if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV)
-      return notFound("no interface named '" + name + "'");
+    if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return notFound("no interface named '" + name + "'");
     return fromNl(err, "look up interface '" + name + "'");
   }
   std::unique_ptr<rtnl_link, LinkPut> l(raw);
@@ -188,8 +183,8 @@ Status NetlinkAddress::checkAdminPermission(int ifindex) {
   return Status::ok();
 }
 
-Status NetlinkAddress::write(int ifindex, const IpPrefix& address,
-                             std::optional<std::uint32_t> lifetime_s, int flags, const char* what) {
+Status NetlinkAddress::write(int ifindex, const IpPrefix& address, std::optional<std::uint32_t> lifetime_s,
+                             int flags, const char* what) {
   auto a = buildAddress(ifindex, address, lifetime_s);
   if (!a.isOk()) return a.status();
   if (int err = rtnl_addr_add(sock_, a->get(), flags); err < 0) {
@@ -198,8 +193,7 @@ Status NetlinkAddress::write(int ifindex, const IpPrefix& address,
   return Status::ok();
 }
 
-Status NetlinkAddress::add(int ifindex, const IpPrefix& address,
-                           std::optional<std::uint32_t> lifetime_s) {
+Status NetlinkAddress::add(int ifindex, const IpPrefix& address, std::optional<std::uint32_t> lifetime_s) {
   return write(ifindex, address, lifetime_s, NLM_F_EXCL, "add");
 }
 
@@ -226,8 +220,7 @@ Result<std::optional<AddressState>> NetlinkAddress::find(int ifindex, const IpPr
     if (rtnl_addr_get_ifindex(a) != ifindex || rtnl_addr_get_family(a) != address.family) continue;
     nl_addr* local = rtnl_addr_get_local(a);
     if (!local || nl_addr_get_len(local) != address.size()) continue;
-    if (std::memcmp(nl_addr_get_binary_addr(local), address.bytes.data(), address.size()) != 0)
-      continue;
+    if (std::memcmp(nl_addr_get_binary_addr(local), address.bytes.data(), address.size()) != 0) continue;
     AddressState state;
     state.prefix_len = rtnl_addr_get_prefixlen(a);
     state.valid_lifetime = rtnl_addr_get_valid_lifetime(a);

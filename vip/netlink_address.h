@@ -79,8 +79,8 @@ class NetlinkAddress {
 
  private:
   explicit NetlinkAddress(nl_sock* sock) : sock_(sock) {}
-  Status write(int ifindex, const IpPrefix& address, std::optional<std::uint32_t> lifetime_s,
-               int flags, const char* what);
+  Status write(int ifindex, const IpPrefix& address, std::optional<std::uint32_t> lifetime_s, int flags,
+               const char* what);
 
   nl_sock* sock_;
 };

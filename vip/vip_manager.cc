@@ -44,9 +44,8 @@ seconds VipManager::lifetimeFor(seconds cap, TimePoint valid_until, TimePoint no
   return std::min(cap, std::chrono::floor<seconds>(remaining));
 }
 
-Result<std::unique_ptr<VipManager>> VipManager::create(const VipConfig& config,
-                                                       VipTimings timings, Scheduler& scheduler,
-                                                       const Clock& clock) {
+Result<std::unique_ptr<VipManager>> VipManager::create(const VipConfig& config, VipTimings timings,
+                                                       Scheduler& scheduler, const Clock& clock) {
   if (!config.enabled()) return invalidArgument("vip.address is empty: there is no VIP to manage");
   auto address = vip::parseIpPrefix(config.address, config.netmask);
   if (!address.isOk()) return address.status();
@@ -55,10 +54,8 @@ Result<std::unique_ptr<VipManager>> VipManager::create(const VipConfig& config,
     return invalidArgument("vip.netmask 0 would make the VIP's subnet route a default route");
   }
   if (config.interface.empty()) return invalidArgument("vip.interface is required");
-  if (config.garp_count < 0 || config.garp_interval.count() <= 0 ||
-      config.garp_refresh.count() <= 0) {
-    return invalidArgument(
-        "vip.garpCount must be >= 0 and vip.garpIntervalMs, vip.garpRefreshMs > 0");
+  if (config.garp_count < 0 || config.garp_interval.count() <= 0 || config.garp_refresh.count() <= 0) {
+    return invalidArgument("vip.garpCount must be >= 0 and vip.garpIntervalMs, vip.garpRefreshMs > 0");
   }
   if (timings.lease_ttl.count() <= 0 || timings.renew_interval.count() <= 0 ||
       timings.safety_margin.count() < 0 || timings.duplicate_probe_wait.count() <= 0) {
@@ -77,24 +74,23 @@ Result<std::unique_ptr<VipManager>> VipManager::create(const VipConfig& config,
   }
   if (link->arp_type != ARPHRD_ETHER) {
     return failedPrecondition("vip.interface '" + config.interface +
-                              "' is not an Ethernet interface (ARPHRD " +
-                              std::to_string(link->arp_type) + "): gratuitous ARP and NA need one");
+                              "' is not an Ethernet interface (ARPHRD " + std::to_string(link->arp_type) +
+                              "): gratuitous ARP and NA need one");
   }
   // Permissions now, so a missing capability fails the start and not the first failover.
   if (Status s = (*netlink)->checkAdminPermission(link->ifindex); !s.isOk()) {
     if (s.code() == StatusCode::kPermissionDenied) {
-      return Status(StatusCode::kPermissionDenied,
-                    "CAP_NET_ADMIN missing: cannot change addresses on " + config.interface + " (" +
-                        s.message() + ")");
+      return Status(StatusCode::kPermissionDenied, "CAP_NET_ADMIN missing: cannot change addresses on " +
+                                                       config.interface + " (" + s.message() + ")");
     }
     return s;
   }
   auto announcer = vip::Announcer::open(*link, address->family);
   if (!announcer.isOk()) {
     if (announcer.status().code() == StatusCode::kPermissionDenied) {
-      return Status(StatusCode::kPermissionDenied,
-                    "CAP_NET_RAW missing: cannot open raw sockets on " + config.interface + " (" +
-                        announcer.status().message() + ")");
+      return Status(StatusCode::kPermissionDenied, "CAP_NET_RAW missing: cannot open raw sockets on " +
+                                                       config.interface + " (" +
+                                                       announcer.status().message() + ")");
     }
     return announcer.status();
   }
@@ -112,8 +108,8 @@ Result<std::unique_ptr<VipManager>> VipManager::create(const VipConfig& config,
         "VIP {} on {}: no whole-second kernel lifetime fits (need renew {} ms < L <= TTL {} ms "
         "- margin {} ms - {} ms kernel slack); the VIP is added without one and only this "
         "daemon's own deadline removes it (a frozen or killed daemon leaves it in place)",
-        address->toString(), config.interface, timings.renew_interval.count(),
-        timings.lease_ttl.count(), timings.safety_margin.count(), kKernelExpirySlack.count());
+        address->toString(), config.interface, timings.renew_interval.count(), timings.lease_ttl.count(),
+        timings.safety_margin.count(), kKernelExpirySlack.count());
   }
   if (address->family == AF_INET && address->prefix_len < 32) {
     log->warn(
@@ -127,14 +123,12 @@ Result<std::unique_ptr<VipManager>> VipManager::create(const VipConfig& config,
               config.interface);
   }
   if (config.duplicate_check) {
-    log->info("VIP {}: duplicate check on ({} probe, {} ms) before every add",
-              address->addressText(),
+    log->info("VIP {}: duplicate check on ({} probe, {} ms) before every add", address->addressText(),
               address->family == AF_INET ? "ARP" : "DAD neighbour solicitation",
               timings.duplicate_probe_wait.count());
   }
-  return std::unique_ptr<VipManager>(new VipManager(config, timings, *address, *link,
-                                                    std::move(*netlink), std::move(*announcer),
-                                                    lifetime, scheduler, clock));
+  return std::unique_ptr<VipManager>(new VipManager(config, timings, *address, *link, std::move(*netlink),
+                                                    std::move(*announcer), lifetime, scheduler, clock));
 }
 
 struct VipManager::TimerGuard {
@@ -142,8 +136,8 @@ struct VipManager::TimerGuard {
   bool alive = true;
 };
 
-VipManager::VipManager(VipConfig config, VipTimings timings, vip::IpPrefix address,
-                       vip::LinkInfo link, std::unique_ptr<vip::NetlinkAddress> netlink,
+VipManager::VipManager(VipConfig config, VipTimings timings, vip::IpPrefix address, vip::LinkInfo link,
+                       std::unique_ptr<vip::NetlinkAddress> netlink,
                        std::unique_ptr<vip::Announcer> announcer, std::optional<seconds> lifetime,
                        Scheduler& scheduler, const Clock& clock)
     : config_(std::move(config)),
@@ -183,24 +177,21 @@ void VipManager::armLocked() {
 
 Status VipManager::failLocked(Status status) {
   ++metrics_.errors;
-  logger()->error("VIP {} on {}: {} (epoch {})", address_.toString(), config_.interface,
-                  status.toString(), epoch_.value());
+  logger()->error("VIP {} on {}: {} (epoch {})", address_.toString(), config_.interface, status.toString(),
+                  epoch_.value());
   return status;
 }
 
 Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why) {
   if (clock_.now() >= valid_until) {
-    return failedPrecondition("the lease has already ended: VIP " + address_.addressText() +
-                              " not added");
+    return failedPrecondition("the lease has already ended: VIP " + address_.addressText() + " not added");
   }
   // The MAC may have changed and the interface may be gone or recreated since create().
   auto link = netlink_->link(config_.interface);
   if (!link.isOk())
-    return failLocked(
-        failedPrecondition("interface " + config_.interface + ": " + link.status().message()));
+    return failLocked(failedPrecondition("interface " + config_.interface + ": " + link.status().message()));
   if (link->ifindex != link_.ifindex) {
-    return failLocked(failedPrecondition("interface " + config_.interface +
-                                         " was recreated (ifindex " +
+    return failLocked(failedPrecondition("interface " + config_.interface + " was recreated (ifindex " +
                                          std::to_string(link_.ifindex) + " -> " +
                                          std::to_string(link->ifindex) + "): restart to use it"));
   }
@@ -228,10 +219,10 @@ Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why
     if (lifetime < seconds(1)) {
       // A lifetime of 1 s would outlive the lease; adding without one would let a frozen daemon
       // keep the VIP. The next extend() (after the next renewal) adds it.
-      std::string message =
-          "lease valid for only " + std::to_string(toMillis(valid_until - now)) +
-          " ms: less than 1 s of kernel lifetime + " + std::to_string(kKernelExpirySlack.count()) +
-          " ms; VIP " + address_.addressText() + " not added yet (epoch " + epoch.toString() + ")";
+      std::string message = "lease valid for only " + std::to_string(toMillis(valid_until - now)) +
+                            " ms: less than 1 s of kernel lifetime + " +
+                            std::to_string(kKernelExpirySlack.count()) + " ms; VIP " +
+                            address_.addressText() + " not added yet (epoch " + epoch.toString() + ")";
       logger()->warn("{}", message);
       return deadlineExceeded(message);
     }
@@ -243,8 +234,8 @@ Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why
     s = netlink_->replace(link_.ifindex, address_, lifetime_s);
   }
   if (!s.isOk()) return failLocked(s);
-  logger()->info("VIP {} on {} {} (epoch {}, kernel lifetime {})", address_.toString(),
-                 config_.interface, why, epoch.value(), lifetimeText(lifetime_s));
+  logger()->info("VIP {} on {} {} (epoch {}, kernel lifetime {})", address_.toString(), config_.interface,
+                 why, epoch.value(), lifetimeText(lifetime_s));
   return Status::ok();
 }
 
@@ -270,12 +261,10 @@ Status VipManager::removeLocked(const char* why) {
       return Status::ok();
     }
     logger()->warn("VIP {} on {} is present as /{} (configured /{}): deleting it with that prefix",
-                   address_.addressText(), config_.interface, (*found)->prefix_len,
-                   address_.prefix_len);
+                   address_.addressText(), config_.interface, (*found)->prefix_len, address_.prefix_len);
     target.prefix_len = (*found)->prefix_len;
   }
-  return failLocked(
-      internalError("VIP " + address_.addressText() + " still present after 4 deletes"));
+  return failLocked(internalError("VIP " + address_.addressText() + " still present after 4 deletes"));
 }
 
 void VipManager::startBurstLocked(TimePoint now) {
@@ -325,8 +314,8 @@ void VipManager::refreshLocked(TimePoint now) {
       return;
     }
     if (*found) {
-      logger()->warn("VIP {} is on {} but not held here (epoch {}): removing",
-                     address_.addressText(), config_.interface, epoch_.value());
+      logger()->warn("VIP {} is on {} but not held here (epoch {}): removing", address_.addressText(),
+                     config_.interface, epoch_.value());
       (void)removeLocked("removed by refresh");  // a failure is logged and counted inside
     }
     return;
@@ -335,9 +324,8 @@ void VipManager::refreshLocked(TimePoint now) {
     // The owner neither extended nor released: announcing or re-adding now could claim a VIP
     // that another node may already hold. The owner's deadline (and the kernel lifetime) decide.
     if (!expired_warned_) {
-      logger()->warn(
-          "VIP {}: lease deadline passed without extend() or release(); not announcing (epoch {})",
-          address_.addressText(), epoch_.value());
+      logger()->warn("VIP {}: lease deadline passed without extend() or release(); not announcing (epoch {})",
+                     address_.addressText(), epoch_.value());
       expired_warned_ = true;
     }
     return;
@@ -419,8 +407,7 @@ Status VipManager::extend(Epoch epoch, TimePoint valid_until) {
   if (!found.isOk()) return failLocked(found.status());
   if (!*found) {
     // Expired (a renewal came late) or deleted by someone: this node still leads, so put it back.
-    logger()->warn("VIP {} missing at renewal (epoch {}): re-adding", address_.addressText(),
-                   epoch.value());
+    logger()->warn("VIP {} missing at renewal (epoch {}): re-adding", address_.addressText(), epoch.value());
     Status s = addLocked(epoch, valid_until_, "re-added at renewal");
     if (s.isOk()) startBurstLocked(clock_.now());
     return s;
@@ -428,12 +415,11 @@ Status VipManager::extend(Epoch epoch, TimePoint valid_until) {
   // The lifetime counts from the moment the kernel gets it: read the clock after the dump.
   const seconds lifetime = lifetimeFor(*lifetime_, valid_until_, clock_.now());
   if (lifetime < seconds(1)) return Status::ok();
-  Status s =
-      netlink_->replace(link_.ifindex, address_, static_cast<std::uint32_t>(lifetime.count()));
+  Status s = netlink_->replace(link_.ifindex, address_, static_cast<std::uint32_t>(lifetime.count()));
   if (!s.isOk()) return failLocked(s);
   ++metrics_.extends;
-  logger()->debug("VIP {} lifetime extended to {} s (epoch {})", address_.addressText(),
-                  lifetime.count(), epoch.value());
+  logger()->debug("VIP {} lifetime extended to {} s (epoch {})", address_.addressText(), lifetime.count(),
+                  epoch.value());
   return Status::ok();
 }
 
@@ -480,8 +466,8 @@ Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_unti
     if (epoch > epoch_) epoch_ = epoch;
     if (!*found) return Status::ok();
     metrics_.epoch = epoch.value();
-    logger()->warn("VIP {} is on {} but this node does not lead (epoch {}): removing",
-                   address_.addressText(), config_.interface, epoch.value());
+    logger()->warn("VIP {} is on {} but this node does not lead (epoch {}): removing", address_.addressText(),
+                   config_.interface, epoch.value());
     return removeLocked("removed by reconcile");
   }
 
@@ -498,8 +484,7 @@ Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_unti
       logger()->warn("VIP {} went missing while held (epoch {}): re-adding", address_.addressText(),
                      epoch.value());
     }
-    Status s =
-        addLocked(epoch, valid_until_, same_term ? "re-added by reconcile" : "added by reconcile");
+    Status s = addLocked(epoch, valid_until_, same_term ? "re-added by reconcile" : "added by reconcile");
     held_ = s.isOk() || s.code() == StatusCode::kDeadlineExceeded;
     metrics_.held = held_;
     if (s.isOk()) startBurstLocked(now);
@@ -521,8 +506,8 @@ Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_unti
     }
     held_ = true;
     metrics_.held = true;
-    logger()->info("VIP {} on {} adopted by reconcile (epoch {}, kernel lifetime {})",
-                   address_.toString(), config_.interface, epoch.value(), lifetimeText(lifetime_s));
+    logger()->info("VIP {} on {} adopted by reconcile (epoch {}, kernel lifetime {})", address_.toString(),
+                   config_.interface, epoch.value(), lifetimeText(lifetime_s));
     startBurstLocked(now);
   }
   return Status::ok();

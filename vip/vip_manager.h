@@ -28,11 +28,11 @@ struct VipTimings {
 };
 
 struct VipMetrics {
-  std::uint64_t acquires = 0;    // acquire() calls that put the VIP on
-  std::uint64_t releases = 0;    // release() calls that completed (VIP off or already absent)
-  std::uint64_t extends = 0;     // extend() calls that renewed the kernel lifetime
-  std::uint64_t garps_sent = 0;  // ARP frames (a request and a reply per announcement)
-  std::uint64_t nas_sent = 0;    // unsolicited neighbour advertisements
+  std::uint64_t acquires = 0;             // acquire() calls that put the VIP on
+  std::uint64_t releases = 0;             // release() calls that completed (VIP off or already absent)
+  std::uint64_t extends = 0;              // extend() calls that renewed the kernel lifetime
+  std::uint64_t garps_sent = 0;           // ARP frames (a request and a reply per announcement)
+  std::uint64_t nas_sent = 0;             // unsolicited neighbour advertisements
   std::uint64_t duplicate_conflicts = 0;  // probes another MAC answered
   std::uint64_t errors = 0;               // failed netlink operations and sends
   bool held = false;                      // acquired and not released: this node means to hold it
@@ -110,15 +110,12 @@ class VipManager {
   // L > renew_interval; nullopt if there is none.
   static std::optional<std::chrono::seconds> chooseKernelLifetime(const VipTimings& timings);
   // L' = min(cap, floor((valid_until - now - kKernelExpirySlack) / 1 s)), never negative.
-  static std::chrono::seconds lifetimeFor(std::chrono::seconds cap, TimePoint valid_until,
-                                          TimePoint now);
+  static std::chrono::seconds lifetimeFor(std::chrono::seconds cap, TimePoint valid_until, TimePoint now);
 
  private:
   VipManager(VipConfig config, VipTimings timings, vip::IpPrefix address, vip::LinkInfo link,
-             std::unique_ptr<vip::NetlinkAddress> netlink,
-             std::unique_ptr<vip::Announcer> announcer,
-             std::optional<std::chrono::seconds> lifetime, Scheduler& scheduler,
-             const Clock& clock);
+             std::unique_ptr<vip::NetlinkAddress> netlink, std::unique_ptr<vip::Announcer> announcer,
+             std::optional<std::chrono::seconds> lifetime, Scheduler& scheduler, const Clock& clock);
 
   // Everything below runs with mutex_ held.
   // Probe (if configured), then add or replace; the caller starts the burst. `why` is for logs.

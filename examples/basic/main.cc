@@ -24,8 +24,7 @@ class AppHooks final : public hacoord::Hooks {
   }
   hacoord::Status onLoseLeadership(hacoord::Epoch epoch, hacoord::LossReason reason) override {
     // Stop the primary workload here; on a planned handover the lease is released after this.
-    std::printf("lost leadership of epoch %llu (%s)\n",
-                static_cast<unsigned long long>(epoch.value()),
+    std::printf("lost leadership of epoch %llu (%s)\n", static_cast<unsigned long long>(epoch.value()),
                 std::string(hacoord::lossReasonName(reason)).c_str());
     return hacoord::Status::ok();  // an error here keeps the lease from being handed over
   }

@@ -67,10 +67,13 @@ TEST_F(CheckerRuntimeTest, MixedChecksAgainstLocalServices) {
   HealthCheckConfig c = commandCheck("cmd", "true", 1000ms, 20ms);
   make({t, h, c}, 60000ms);
   onStrand([this] { checker_->start(); });
-  EXPECT_TRUE(eventually([&] {
-    auto s = checker_->states();
-    return std::all_of(s.begin(), s.end(), [](const CheckStatus& x) { return x.consecutive_passes >= 3; });
-  }, 5000ms));
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto s = checker_->states();
+        return std::all_of(s.begin(), s.end(),
+                           [](const CheckStatus& x) { return x.consecutive_passes >= 3; });
+      },
+      5000ms));
   EXPECT_TRUE(checker_->healthy());
   EXPECT_EQ(checker_->states()[0].type, "tcp");
   EXPECT_EQ(checker_->states()[1].type, "http");
@@ -100,7 +103,8 @@ TEST_F(CheckerRuntimeTest, FailingLongEnoughFiresOnceOnTheStrand) {
   EXPECT_TRUE(checker_->failedLongerThan(300ms));
   EXPECT_FALSE(checker_->failedLongerThan(600s));
   const int failures = checker_->states()[0].consecutive_failures;
-  ASSERT_TRUE(eventually([&] { return checker_->states()[0].consecutive_failures >= failures + 10; }, 5000ms));
+  ASSERT_TRUE(
+      eventually([&] { return checker_->states()[0].consecutive_failures >= failures + 10; }, 5000ms));
   EXPECT_EQ(failed_too_long_.load(), 1);
   EXPECT_EQ(turned_unhealthy_.load(), 1);
   EXPECT_FALSE(off_strand_.load()) << "a callback ran off the scheduler";

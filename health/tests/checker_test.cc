@@ -21,8 +21,8 @@ namespace hacoord {
 // Readable failure messages (found by argument-dependent lookup).
 void PrintTo(const CheckStatus& s, std::ostream* os) {
   *os << "{" << s.name << ", " << s.type << ", " << (s.healthy ? "healthy" : "unhealthy") << ", \""
-      << s.last_result << "\", passes " << s.consecutive_passes << ", failures "
-      << s.consecutive_failures << "}";
+      << s.last_result << "\", passes " << s.consecutive_passes << ", failures " << s.consecutive_failures
+      << "}";
 }
 
 namespace {
@@ -58,8 +58,8 @@ class ScriptedProbes final : public ProbeRunner {
     Run& run = runs_[id];
     run.check = check.name;
     run.done = std::move(done);
-    const CheckOutcome outcome = letter == 'P' ? CheckOutcome{true, ""}
-                                               : CheckOutcome{false, "scripted failure"};
+    const CheckOutcome outcome =
+        letter == 'P' ? CheckOutcome{true, ""} : CheckOutcome{false, "scripted failure"};
     run.event = loop_.scheduleAfter(s.duration, [this, id, outcome] { complete(id, outcome); });
     return id;
   }
@@ -118,8 +118,7 @@ class ScriptedProbes final : public ProbeRunner {
   std::map<std::uint64_t, Run> runs_;
 };
 
-HealthCheckConfig check(const std::string& name, milliseconds interval = 1000ms, int rise = 2,
-                        int fall = 3) {
+HealthCheckConfig check(const std::string& name, milliseconds interval = 1000ms, int rise = 2, int fall = 3) {
   HealthCheckConfig c;
   c.name = name;
   c.type = HealthCheckConfig::Type::kCommand;
@@ -307,7 +306,7 @@ TEST_F(CheckerTest, ReloadKeepsUnchangedChecksWhateverElseChanges) {
   HealthCheckConfig good_changed = good;
   good_changed.command = "probe good --deep";
   checker->replaceChecks({bad, good_changed, check("new")}, 10s);  // reordered, one changed,
-  EXPECT_EQ(state(*checker, "bad"), bad_before);                  // one removed, one added
+  EXPECT_EQ(state(*checker, "bad"), bad_before);                   // one removed, one added
   EXPECT_FALSE(checker->healthy());
   EXPECT_EQ(checker->unhealthySince(), since);
   EXPECT_EQ(state(*checker, "good"), (CheckStatus{"good", "command", true, "pending", 0, 0}));

@@ -153,7 +153,8 @@ TEST_F(HealthServiceTest, GatherCollectsEveryNode) {
   addNode("n2", [] { return statusOf("n2", "follower"); });
   // Another cluster on the same server is not part of the answer.
   connections_.push_back(connect("other-cluster"));
-  auto other = HealthService::start(*connections_.back(), "c2", "x1", [] { return statusOf("x1", "leader"); });
+  auto other =
+      HealthService::start(*connections_.back(), "c2", "x1", [] { return statusOf("x1", "leader"); });
   ASSERT_TRUE(other.isOk());
   services_.push_back(std::move(other).value());
 

@@ -52,9 +52,9 @@ TEST(NodeStatusJson, UsesTheDesignKeys) {
   Json::Value v = parse(sample().toJson());
   std::vector<std::string> keys = v.getMemberNames();
   std::sort(keys.begin(), keys.end());
-  EXPECT_EQ(keys, (std::vector<std::string>{"candidate", "checks", "epoch", "healthy",
-                                            "hooksOverrunning", "leader", "natsConnected", "nodeId",
-                                            "role", "uptimeMs", "version", "vip"}));
+  EXPECT_EQ(keys,
+            (std::vector<std::string>{"candidate", "checks", "epoch", "healthy", "hooksOverrunning", "leader",
+                                      "natsConnected", "nodeId", "role", "uptimeMs", "version", "vip"}));
   EXPECT_EQ(v["nodeId"].asString(), "node-1");
   EXPECT_EQ(v["epoch"].asUInt64(), 18446744073709551615ull);
   EXPECT_EQ(v["uptimeMs"].asInt64(), 123456789012);
@@ -121,20 +121,24 @@ TEST(NodeStatusJson, RejectsGarbageWithAClearMessage) {
   expectRejected("[1,2]", "status JSON: (root): expected an object, got array");
   expectRejected("{}", "status JSON: nodeId: required");
   expectRejected(edited([](Json::Value& v) { v.removeMember("version"); }), "status JSON: version: required");
-  expectRejected(edited([](Json::Value& v) { v["nodeId"] = 7; }), "status JSON: nodeId: expected a string, got number");
+  expectRejected(edited([](Json::Value& v) { v["nodeId"] = 7; }),
+                 "status JSON: nodeId: expected a string, got number");
   expectRejected(edited([](Json::Value& v) { v["role"] = "boss"; }),
                  "status JSON: role: must be leader, follower or stopped (got \"boss\")");
-  expectRejected(edited([](Json::Value& v) { v["epoch"] = -1; }), "status JSON: epoch: must be at least 0, got -1");
+  expectRejected(edited([](Json::Value& v) { v["epoch"] = -1; }),
+                 "status JSON: epoch: must be at least 0, got -1");
   expectRejected(edited([](Json::Value& v) { v["epoch"] = 1.5; }),
                  "status JSON: epoch: expected an integer, got a number with a fraction or exponent");
-  expectRejected(edited([](Json::Value& v) { v["epoch"] = "3"; }), "status JSON: epoch: expected an integer, got string");
+  expectRejected(edited([](Json::Value& v) { v["epoch"] = "3"; }),
+                 "status JSON: epoch: expected an integer, got string");
   expectRejected(edited([](Json::Value& v) { v["uptimeMs"] = -5; }),
                  "status JSON: uptimeMs: must be at least 0, got -5");
   expectRejected(edited([](Json::Value& v) { v["natsConnected"] = "yes"; }),
                  "status JSON: natsConnected: expected a boolean (true or false), got string");
   expectRejected(edited([](Json::Value& v) { v["vip"] = "192.0.2.10"; }),
                  "status JSON: vip: expected an object, got string");
-  expectRejected(edited([](Json::Value& v) { v["vip"].removeMember("held"); }), "status JSON: vip.held: required");
+  expectRejected(edited([](Json::Value& v) { v["vip"].removeMember("held"); }),
+                 "status JSON: vip.held: required");
   expectRejected(edited([](Json::Value& v) { v["checks"] = Json::Value(Json::objectValue); }),
                  "status JSON: checks: expected an array of objects, got object");
   expectRejected(edited([](Json::Value& v) { v["checks"][1] = 3; }),
@@ -171,8 +175,9 @@ TEST(NodeStatusJson, NumbersOutOfRangeAreRejected) {
   ASSERT_NE(text.find(epoch), std::string::npos) << text;
   text.replace(text.find(epoch), epoch.size(), "\"epoch\":18446744073709551616");
   expectRejected(text, "status JSON: epoch: must be at most 18446744073709551615, got ");
-  expectRejected(edited([](Json::Value& v) { v["checks"][0]["consecutivePasses"] = Json::Int64(1) << 31; }),
-                 "status JSON: checks[0].consecutivePasses: must be between 0 and 2147483647, got 2147483648");
+  expectRejected(
+      edited([](Json::Value& v) { v["checks"][0]["consecutivePasses"] = Json::Int64(1) << 31; }),
+      "status JSON: checks[0].consecutivePasses: must be between 0 and 2147483647, got 2147483648");
 }
 
 // Found by tests/fuzz/status_fuzz: jsoncpp throws past 1000 levels of nesting, which used to

@@ -106,7 +106,7 @@ TEST_F(ProbesTest, CommandWithALotOfOutputIsNotBlocked) {
 TEST_F(ProbesTest, CommandGetsNoDescriptorsOfTheDaemonAndAQuietStdin) {
   TempDir dir;
   int port = 0;
-  int listener = listenLoopback(1, &port);  // stands for a daemon's socket
+  int listener = listenLoopback(1, &port);          // stands for a daemon's socket
   int inheritable = ::open("/dev/null", O_RDONLY);  // not even one without CLOEXEC leaks
   // ls lists its own descriptors: 0, 1, 2 and the one it opens to read the directory (3).
   CheckOutcome o =
@@ -124,8 +124,8 @@ TEST_F(ProbesTest, CommandGetsNoDescriptorsOfTheDaemonAndAQuietStdin) {
 TEST_F(ProbesTest, CommandTimeoutKillsTheWholeProcessGroupAndReapsTheShell) {
   TempDir dir;
   // The shell records its pid and that of a background child, then waits: both must die.
-  const std::string cmd = "sleep 5 & echo $! > " + dir.file("child") + "; echo $$ > " +
-                          dir.file("shell") + "; wait";
+  const std::string cmd =
+      "sleep 5 & echo $! > " + dir.file("child") + "; echo $$ > " + dir.file("shell") + "; wait";
   Timed t = run(commandCheck("slow", cmd, 1000ms));
   EXPECT_FALSE(t.outcome.passed);
   EXPECT_EQ(t.outcome.reason, "timed out after 1000 ms (process group killed)");
@@ -212,10 +212,12 @@ TEST(AsioProbeRunnerTeardown, AnIoContextDestroyedMidRunKillsAndReapsTheCommand)
   std::atomic<int> completions{0};
   runner->start(commandCheck("c", "echo $$ > " + dir.file("pid") + "; exec sleep 30", 20000ms),
                 [&](CheckOutcome) { ++completions; });
-  ASSERT_TRUE(eventually([&] {
-    io->poll();
-    return pidFrom(dir.file("pid")) > 0;
-  }, 5000ms));
+  ASSERT_TRUE(eventually(
+      [&] {
+        io->poll();
+        return pidFrom(dir.file("pid")) > 0;
+      },
+      5000ms));
   const pid_t pid = pidFrom(dir.file("pid"));
   runner.reset();
   io.reset();  // no thread runs it any more: the run's handlers are destroyed, not run

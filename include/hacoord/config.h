@@ -38,8 +38,8 @@ struct ElectionConfig {
   milliseconds cooldown{2000};       // default = lease_ttl
   milliseconds safety_margin{200};   // default = lease_ttl / 10; leader stops this early
   milliseconds hook_time_limit{5000};
-  int bucket_replicas = 1;           // 3 for a 3-node NATS cluster
-  bool candidate = true;             // campaign from start (false: observe only until `join`)
+  int bucket_replicas = 1;  // 3 for a 3-node NATS cluster
+  bool candidate = true;    // campaign from start (false: observe only until `join`)
 };
 
 // Used by the VIP module (next issue); validated now so nothing starts half-configured.
@@ -95,10 +95,10 @@ struct Config {
   // Where the node keeps the highest epoch it has seen (fsynced before it acts on an epoch), so
   // that epochs never repeat even if the KV bucket is lost while every node restarts.
   std::string state_dir = "/var/lib/hacoord";
-  std::string http_listen;  // "" = no HTTP listener; else "host:port" for /healthz /readyz /metrics
-  int http_max_connections = 64;          // open HTTP connections at most; more are refused
+  std::string http_listen;        // "" = no HTTP listener; else "host:port" for /healthz /readyz /metrics
+  int http_max_connections = 64;  // open HTTP connections at most; more are refused
   milliseconds http_request_timeout{5000};  // a connection must deliver its request in this time
-  std::string log_level = "info";  // trace debug info warn error critical off
+  std::string log_level = "info";           // trace debug info warn error critical off
 
   std::string bucketName() const { return "HACOORD_" + cluster_id; }
 };

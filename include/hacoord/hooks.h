@@ -32,7 +32,10 @@ class Hooks {
  public:
   virtual ~Hooks() = default;
   // This node holds the lease under `epoch`. Returning an error makes the node step down at once.
-  virtual Status onBecomeLeader(Epoch epoch) { (void)epoch; return Status::ok(); }
+  virtual Status onBecomeLeader(Epoch epoch) {
+    (void)epoch;
+    return Status::ok();
+  }
   // This node must stop acting as leader for `epoch`. On a planned handover the lease is released
   // only after this returns OK within the time limit, so release leader-only resources here and
   // return an error if that failed: the lease is then left to expire (as after a crash) instead
@@ -43,12 +46,18 @@ class Hooks {
     return Status::ok();
   }
   // The cluster's leader changed: `leader` is "" while the lease is vacant or expired.
-  virtual void onLeaderChange(std::string_view leader, Epoch epoch) { (void)leader; (void)epoch; }
+  virtual void onLeaderChange(std::string_view leader, Epoch epoch) {
+    (void)leader;
+    (void)epoch;
+  }
   // A renewal was confirmed: this node may act as leader of `epoch` until `valid_until` on the
   // lease clock (hacoord::leaseClockNow(), CLOCK_BOOTTIME), unless renewed again. Also called once
   // right after onBecomeLeader. Renewals that pile up behind a slow hook are coalesced: only the
   // latest is delivered. Handy for downstream fencing.
-  virtual void onLeaseRenewed(Epoch epoch, TimePoint valid_until) { (void)epoch; (void)valid_until; }
+  virtual void onLeaseRenewed(Epoch epoch, TimePoint valid_until) {
+    (void)epoch;
+    (void)valid_until;
+  }
 };
 
 }  // namespace hacoord

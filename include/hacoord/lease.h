@@ -51,8 +51,7 @@ struct LeaseEntry {
   bool hasRecord() const { return kind == LeaseEntryKind::kRecord; }
   bool operator==(const LeaseEntry&) const = default;
 
-  static LeaseEntry ofRecord(std::uint64_t revision, LeaseRecord record,
-                             std::uint64_t generation = 0) {
+  static LeaseEntry ofRecord(std::uint64_t revision, LeaseRecord record, std::uint64_t generation = 0) {
     return {revision, std::move(record), LeaseEntryKind::kRecord, generation};
   }
   static LeaseEntry ofMarker(std::uint64_t revision, std::uint64_t generation = 0) {

@@ -60,19 +60,14 @@ class Manager {
   // --- Client side: requests to running daemons over NATS; these never join the election. ---
   // Every node's status, gathered for `window`. Unavailable when no node answers.
   static Result<std::vector<NodeStatus>> clusterStatus(const Config& config, milliseconds window);
-  static Result<NodeStatus> health(const Config& config, const std::string& node,
-                                   milliseconds timeout);
+  static Result<NodeStatus> health(const Config& config, const std::string& node, milliseconds timeout);
   // Asks the live leader to hand over to `node` (checked first: up and a candidate).
-  static Status promote(const Config& config, const std::string& node,
-                        const ControlOptions& options = {});
+  static Status promote(const Config& config, const std::string& node, const ControlOptions& options = {});
   // Asks `node` ("" = the current leader) to hand over.
-  static Status demote(const Config& config, const std::string& node,
-                       const ControlOptions& options = {});
+  static Status demote(const Config& config, const std::string& node, const ControlOptions& options = {});
   // Makes `node` enter (join) or leave candidacy without stopping it.
-  static Status join(const Config& config, const std::string& node,
-                     const ControlOptions& options = {});
-  static Status leave(const Config& config, const std::string& node,
-                      const ControlOptions& options = {});
+  static Status join(const Config& config, const std::string& node, const ControlOptions& options = {});
+  static Status leave(const Config& config, const std::string& node, const ControlOptions& options = {});
 
  private:
   struct Impl;

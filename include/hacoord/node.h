@@ -25,8 +25,8 @@ struct NodeStats {
   std::uint64_t became_leader = 0;
   std::uint64_t lost_leadership = 0;
   std::uint64_t renewals = 0;
-  std::uint64_t hook_overruns = 0;   // hook calls that passed their time limit
-  bool hooks_overrunning = false;    // one is past its limit now: the node is out of candidacy
+  std::uint64_t hook_overruns = 0;  // hook calls that passed their time limit
+  bool hooks_overrunning = false;   // one is past its limit now: the node is out of candidacy
   double renew_latency_sum_ms = 0;
   std::uint64_t renew_latency_buckets[std::size(kRenewLatencyBoundsMs) + 1] = {};
 };

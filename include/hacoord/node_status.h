@@ -13,11 +13,11 @@ namespace hacoord {
 // One local check as the HealthChecker last saw it.
 struct CheckStatus {
   std::string name;
-  std::string type;               // "command", "tcp" or "http"
-  bool healthy = true;            // after rise/fall counting, not just the last run
-  std::string last_result;        // "pending" (not run yet), "pass" or "fail: <reason>"
-  int consecutive_passes = 0;     // the current run of passes (0 after a failure)
-  int consecutive_failures = 0;   // the current run of failures (0 after a pass)
+  std::string type;              // "command", "tcp" or "http"
+  bool healthy = true;           // after rise/fall counting, not just the last run
+  std::string last_result;       // "pending" (not run yet), "pass" or "fail: <reason>"
+  int consecutive_passes = 0;    // the current run of passes (0 after a failure)
+  int consecutive_failures = 0;  // the current run of failures (0 after a pass)
 
   bool operator==(const CheckStatus&) const = default;
 };
@@ -38,10 +38,10 @@ struct NodeStatus {
   bool nats_connected = false;
   VipStatus vip;
   std::vector<CheckStatus> checks;
-  bool healthy = true;    // every local check is healthy (true when none are configured)
-  bool candidate = true;  // this node campaigns for the lease
+  bool healthy = true;             // every local check is healthy (true when none are configured)
+  bool candidate = true;           // this node campaigns for the lease
   bool hooks_overrunning = false;  // a hook is past its time limit (the node left candidacy)
-  std::string version;    // hacoord version string
+  std::string version;             // hacoord version string
 
   // Compact JSON with camelCase keys: nodeId, role, leader, epoch, uptimeMs, natsConnected,
   // vip {address, held}, checks [{name, type, healthy, lastResult, consecutivePasses,

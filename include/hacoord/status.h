@@ -14,9 +14,9 @@ namespace hacoord {
 // Codes follow abseil: the caller's reaction depends on the code, not the text.
 enum class StatusCode {
   kOk = 0,
-  kCancelled,           // the operation was stopped by its owner
-  kInvalidArgument,     // bad input: fix the input, do not retry
-  kDeadlineExceeded,    // no answer in time: the outcome is unknown (a write may have landed)
+  kCancelled,         // the operation was stopped by its owner
+  kInvalidArgument,   // bad input: fix the input, do not retry
+  kDeadlineExceeded,  // no answer in time: the outcome is unknown (a write may have landed)
   kNotFound,
   kAlreadyExists,
   kPermissionDenied,
@@ -24,7 +24,7 @@ enum class StatusCode {
   kAborted,             // lost a compare-and-set or used a stale epoch: re-read, never retry blindly
   kUnavailable,         // transient: retry later (NATS down, no responders)
   kInternal,
-  kDataLoss,            // stored data could not be decoded
+  kDataLoss,  // stored data could not be decoded
 };
 
 std::string_view statusCodeName(StatusCode code);
@@ -58,7 +58,7 @@ inline Status internalError(std::string m) { return {StatusCode::kInternal, std:
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     if (std::get<Status>(v_).isOk()) {
       std::abort();  // an OK Status carries no value: a programming error

@@ -12,22 +12,21 @@ namespace hacoord::cli {
 // Documented in the README; scripts rely on them.
 enum ExitCode : int {
   kExitOk = 0,
-  kExitFailure = 1,     // the operation failed (NATS unreachable, bucket missing, not leader, ...)
-  kExitUsage = 2,       // bad command line
-  kExitConfig = 3,      // the config file is missing or invalid
+  kExitFailure = 1,  // the operation failed (NATS unreachable, bucket missing, not leader, ...)
+  kExitUsage = 2,    // bad command line
+  kExitConfig = 3,   // the config file is missing or invalid
 };
 
 struct Args {
   std::string command;
   std::map<std::string, std::string> options;  // --config FILE -> {"config", "FILE"}
-  std::vector<std::string> flags;               // --json
+  std::vector<std::string> flags;              // --json
   std::vector<std::string> positional;
   bool has(const std::string& flag) const;
 };
 
 // Parses `argv` given which options take a value. Returns false with `error` set on bad input.
-bool parseArgs(int argc, char** argv, const std::vector<std::string>& valued, Args& out,
-               std::string& error);
+bool parseArgs(int argc, char** argv, const std::vector<std::string>& valued, Args& out, std::string& error);
 // Prints "hacoord: <message>" to stderr.
 void printError(const std::string& message);
 // Loads --config or prints the reason; returns false on failure.

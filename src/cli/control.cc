@@ -9,7 +9,8 @@ namespace hacoord::cli {
 namespace {
 
 // What `hacoord init` writes: every section, commented, valid as it stands.
-constexpr const char* kSampleConfig = R"(// hacoord node configuration (JSON with // comments). Reference: docs/configuration.md
+constexpr const char* kSampleConfig =
+    R"(// hacoord node configuration (JSON with // comments). Reference: docs/configuration.md
 {
   // Nodes with the same clusterId elect one leader. Ids: [A-Za-z0-9_-], at most 64 characters.
   "clusterId": "%CLUSTER%",
@@ -98,11 +99,12 @@ int runControl(const Args& args) {
     if (args.has("json")) {
       std::printf("%s\n", s->toJson().c_str());
     } else {
-      std::printf("node      %s\nrole      %s\nleader    %s\nepoch     %llu\nhealthy   %s\n"
-                  "candidate %s\nnats      %s\n",
-                  s->node_id.c_str(), s->role.c_str(), s->leader.c_str(),
-                  static_cast<unsigned long long>(s->epoch), s->healthy ? "yes" : "no",
-                  s->candidate ? "yes" : "no", s->nats_connected ? "connected" : "disconnected");
+      std::printf(
+          "node      %s\nrole      %s\nleader    %s\nepoch     %llu\nhealthy   %s\n"
+          "candidate %s\nnats      %s\n",
+          s->node_id.c_str(), s->role.c_str(), s->leader.c_str(), static_cast<unsigned long long>(s->epoch),
+          s->healthy ? "yes" : "no", s->candidate ? "yes" : "no",
+          s->nats_connected ? "connected" : "disconnected");
       if (s->hooks_overrunning) std::printf("hooks     a hook is past its time limit\n");
       if (!s->vip.address.empty()) {
         std::printf("vip       %s (%s)\n", s->vip.address.c_str(), s->vip.held ? "held" : "not held");
@@ -118,7 +120,8 @@ int runControl(const Args& args) {
     if (node.empty()) return printError("promote: NODE is required"), kExitUsage;
     return report("promote " + node, Manager::promote(config, node));
   }
-  if (cmd == "demote") return report("demote" + (node.empty() ? "" : " " + node), Manager::demote(config, node));
+  if (cmd == "demote")
+    return report("demote" + (node.empty() ? "" : " " + node), Manager::demote(config, node));
   const std::string target = node.empty() ? config.node_id : node;
   if (cmd == "join") return report("join " + target, Manager::join(config, target));
   if (cmd == "leave") return report("leave " + target, Manager::leave(config, target));
@@ -137,8 +140,7 @@ int runInit(const Args& args) {
     printError("init: --cluster and --node must be [A-Za-z0-9_-]{1,64}");
     return kExitUsage;
   }
-  const std::string text =
-      replaceAll(replaceAll(kSampleConfig, "%CLUSTER%", cluster), "%NODE%", node);
+  const std::string text = replaceAll(replaceAll(kSampleConfig, "%CLUSTER%", cluster), "%NODE%", node);
   if (args.positional.empty()) {
     std::fputs(text.c_str(), stdout);
     return kExitOk;

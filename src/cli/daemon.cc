@@ -1,4 +1,5 @@
-// `hacoord daemon`: runs the HA daemon until SIGTERM/SIGINT (planned handover); SIGHUP reloads log level and checks.
+// `hacoord daemon`: runs the HA daemon until SIGTERM/SIGINT (planned handover); SIGHUP reloads log level and
+// checks.
 #include "cli/cli.h"
 #include "core/logging.h"
 #include "hacoord/manager.h"

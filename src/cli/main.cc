@@ -35,8 +35,7 @@ bool Args::has(const std::string& flag) const {
   return false;
 }
 
-bool parseArgs(int argc, char** argv, const std::vector<std::string>& valued, Args& out,
-               std::string& error) {
+bool parseArgs(int argc, char** argv, const std::vector<std::string>& valued, Args& out, std::string& error) {
   if (argc < 2) {
     error = "missing command";
     return false;
@@ -128,7 +127,7 @@ int dispatch(int argc, char** argv) {
     return kExitOk;
   }
   if (args.command == "daemon") return runDaemon(args);  // signals stay blocked (see main)
-  Manager::unblockDaemonSignals();  // the client commands die of SIGTERM / ^C as usual
+  Manager::unblockDaemonSignals();                       // the client commands die of SIGTERM / ^C as usual
   if (args.command == "status") return runStatus(args);
   if (args.command == "init") return runInit(args);
   for (const char* c : {"health", "promote", "demote", "join", "leave"}) {

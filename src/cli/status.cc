@@ -68,9 +68,12 @@ int printStatusOnce(const Config& config, bool json) {
     return kExitOk;
   }
   std::string leader_text = leader;
-  if (!e.exists()) leader_text = "(none: no node has ever held the lease)";
-  else if (r.vacant()) leader_text = "(vacant: handed over)";
-  else if (expired) leader_text = "(none: lease of " + r.holder + " expired)";
+  if (!e.exists())
+    leader_text = "(none: no node has ever held the lease)";
+  else if (r.vacant())
+    leader_text = "(vacant: handed over)";
+  else if (expired)
+    leader_text = "(none: lease of " + r.holder + " expired)";
   std::printf("cluster   %s\n", config.cluster_id.c_str());
   std::printf("leader    %s\n", leader_text.c_str());
   if (e.exists()) {
@@ -84,14 +87,13 @@ int printStatusOnce(const Config& config, bool json) {
     std::printf("(no daemon answered on %s)\n", statusSubject(config.cluster_id).c_str());
     return kExitOk;
   }
-  std::printf("%-16s %-9s %-6s %-8s %-9s %-20s %s\n", "NODE", "ROLE", "EPOCH", "HEALTHY",
-              "CANDIDATE", "VIP", "UPTIME");
+  std::printf("%-16s %-9s %-6s %-8s %-9s %-20s %s\n", "NODE", "ROLE", "EPOCH", "HEALTHY", "CANDIDATE", "VIP",
+              "UPTIME");
   for (const auto& n : *nodes) {
     std::string vip = n.vip.address.empty() ? "-" : n.vip.address + (n.vip.held ? " (held)" : "");
     std::printf("%-16s %-9s %-6llu %-8s %-9s %-20s %llds\n", n.node_id.c_str(), n.role.c_str(),
                 static_cast<unsigned long long>(n.epoch), n.healthy ? "yes" : "NO",
-                n.candidate ? "yes" : "no", vip.c_str(),
-                static_cast<long long>(n.uptime_ms / 1000));
+                n.candidate ? "yes" : "no", vip.c_str(), static_cast<long long>(n.uptime_ms / 1000));
   }
   return kExitOk;
 }

@@ -72,7 +72,8 @@ long long leaseTtlWithKernelLifetime(const ElectionConfig& e) {
   for (long long ttl = (e.lease_ttl.count() / 100 + 1) * 100; ttl < kMaxMillis; ttl += 100) {
     const milliseconds as_ttl(ttl);
     if (kernelLifetimeSeconds(ttl, e.renew_interval.count(), e.safety_margin.count()) &&
-        kernelLifetimeSeconds(ttl, derivedRenewInterval(as_ttl).count(), derivedSafetyMargin(as_ttl).count())) {
+        kernelLifetimeSeconds(ttl, derivedRenewInterval(as_ttl).count(),
+                              derivedSafetyMargin(as_ttl).count())) {
       return ttl;
     }
   }
@@ -104,8 +105,8 @@ class Validator {
     hooks(c.hooks);
     http(c);
     if (std::find(std::begin(kLogLevels), std::end(kLogLevels), c.log_level) == std::end(kLogLevels)) {
-      fail("log.level", "must be one of trace, debug, info, warn, error, critical, off (got " +
-                            quote(c.log_level) + ")");
+      fail("log.level",
+           "must be one of trace, debug, info, warn, error, critical, off (got " + quote(c.log_level) + ")");
     }
   }
 
@@ -130,12 +131,13 @@ class Validator {
   }
 
   void id(const std::string& path, const std::string& value) {
-    if (!isValidId(value)) fail(path, "must be 1 to 64 characters from A-Z a-z 0-9 _ - (got " + quote(value) + ")");
+    if (!isValidId(value))
+      fail(path, "must be 1 to 64 characters from A-Z a-z 0-9 _ - (got " + quote(value) + ")");
   }
 
   // `shown` stands for `value` in the message (a URL with its secret masked).
-  void hostPort(const std::string& path, std::string_view value, bool allow_port_zero, const char* default_port,
-                const std::string& shown) {
+  void hostPort(const std::string& path, std::string_view value, bool allow_port_zero,
+                const char* default_port, const std::string& shown) {
     HostPortRules rules;
     rules.allow_port_zero = allow_port_zero;
     rules.default_port = default_port;
@@ -173,9 +175,10 @@ class Validator {
     if (has_user_info && !n.user.empty()) {
       // Two sets of credentials for one connection: which one nats.c sends is not for the
       // operator to guess.
-      fail(path, "carries credentials before the host (user:password@ or token@), which conflicts with "
-                 "nats.user; keep the user in nats.user and the password in nats.passwordFile (got " +
-                     quote(shown) + ")");
+      fail(path,
+           "carries credentials before the host (user:password@ or token@), which conflicts with "
+           "nats.user; keep the user in nats.user and the password in nats.passwordFile (got " +
+               quote(shown) + ")");
     }
     return has_user_info;
   }
@@ -184,7 +187,8 @@ class Validator {
     for (unsigned char c : url) {
       if (c <= 0x20 || c == 0x7f) return fail(path, "must not contain spaces or control characters");
     }
-    if (url.starts_with("https://")) return fail(path, "https is not supported; use http:// (got " + quote(url) + ")");
+    if (url.starts_with("https://"))
+      return fail(path, "https is not supported; use http:// (got " + quote(url) + ")");
     if (!url.starts_with("http://")) return fail(path, "must start with http:// (got " + quote(url) + ")");
     const std::string_view rest = std::string_view(url).substr(7);
     hostPort(path, rest.substr(0, rest.find_first_of("/?#")), /*allow_port_zero=*/false, "80", url);
@@ -230,8 +234,9 @@ class Validator {
 
   void stateDir(const std::string& dir) {
     if (dir.empty()) {
-      return fail("stateDir", "must not be empty: the highest epoch this node has seen is kept there, and it "
-                              "must survive restarts so that epochs never repeat");
+      return fail("stateDir",
+                  "must not be empty: the highest epoch this node has seen is kept there, and it "
+                  "must survive restarts so that epochs never repeat");
     }
     if (!noNul("stateDir", dir)) return;
     // systemd starts the daemon in /, a shell anywhere: a relative path would move with it.
@@ -247,11 +252,14 @@ class Validator {
     noNul("nats.credentials", n.credentials);
     noNul("nats.user", n.user);
     noNul("nats.passwordFile", n.password_file);
-    if (!n.user.empty() && n.password_file.empty()) fail("nats.passwordFile", "required when nats.user is set");
-    if (n.user.empty() && !n.password_file.empty()) fail("nats.user", "required when nats.passwordFile is set");
+    if (!n.user.empty() && n.password_file.empty())
+      fail("nats.passwordFile", "required when nats.user is set");
+    if (n.user.empty() && !n.password_file.empty())
+      fail("nats.user", "required when nats.passwordFile is set");
     if (!n.user.empty() && !n.credentials.empty()) {
-      fail("nats.user", "cannot be combined with nats.credentials: the .creds file is a login of its own; "
-                        "use one or the other");
+      fail("nats.user",
+           "cannot be combined with nats.credentials: the .creds file is a login of its own; "
+           "use one or the other");
     }
     noNul("nats.tls.ca", n.tls.ca);
     noNul("nats.tls.cert", n.tls.cert);
@@ -307,7 +315,8 @@ class Validator {
     const int max_prefix = family == AF_INET ? 32 : 128;
     if (v.netmask != -1 && (v.netmask < 0 || v.netmask > max_prefix)) {
       fail("vip.netmask", "must be between 0 and " + std::to_string(max_prefix) + " for an " +
-                              (family == AF_INET ? "IPv4" : "IPv6") + " address, got " + std::to_string(v.netmask));
+                              (family == AF_INET ? "IPv4" : "IPv6") + " address, got " +
+                              std::to_string(v.netmask));
     }
     if (v.interface.empty()) fail("vip.interface", "required when vip.address is set");
     interfaceName("vip.interface", v.interface);
@@ -341,7 +350,8 @@ class Validator {
       }
       noNul(base + ".command", c.command);
       using Type = HealthCheckConfig::Type;
-      if (c.type != Type::kCommand && !c.command.empty()) fail(base + ".command", "only used by type command");
+      if (c.type != Type::kCommand && !c.command.empty())
+        fail(base + ".command", "only used by type command");
       if (c.type != Type::kTcp && !c.address.empty()) fail(base + ".address", "only used by type tcp");
       if (c.type != Type::kHttp && !c.url.empty()) fail(base + ".url", "only used by type http");
       switch (c.type) {
@@ -372,8 +382,10 @@ class Validator {
   void hook(const std::string& path, const std::string& command) {
     if (!noNul(path, command)) return;
     if (command.size() > kMaxHookBytes) {
-      fail(path, "must be at most " + std::to_string(kMaxHookBytes) + " bytes (put a longer command in a script), "
-                 "got " + std::to_string(command.size()));
+      fail(path, "must be at most " + std::to_string(kMaxHookBytes) +
+                     " bytes (put a longer command in a script), "
+                     "got " +
+                     std::to_string(command.size()));
     }
   }
 
@@ -427,8 +439,8 @@ void parseElection(const json::Value& value, ElectionConfig& e) {
   std::optional<milliseconds> renew;
   std::optional<milliseconds> cooldown;
   std::optional<milliseconds> margin;
-  if (auto o = value.object({"leaseTtlMs", "renewIntervalMs", "cooldownMs", "safetyMarginMs", "hookTimeLimitMs",
-                             "bucketReplicas", "candidate"})) {
+  if (auto o = value.object({"leaseTtlMs", "renewIntervalMs", "cooldownMs", "safetyMarginMs",
+                             "hookTimeLimitMs", "bucketReplicas", "candidate"})) {
     readMillis(*o, "leaseTtlMs", e.lease_ttl);
     renew = readMillis(*o, "renewIntervalMs");
     cooldown = readMillis(*o, "cooldownMs");
@@ -482,7 +494,8 @@ HealthCheckConfig parseCheck(const json::Object& o) {
 void parseHealth(const json::Object& o, HealthConfig& h) {
   if (auto checks = o.get("checks").array("objects")) {
     for (const json::Value& check : *checks) {
-      auto c = check.object({"name", "type", "command", "address", "url", "intervalMs", "timeoutMs", "rise", "fall"});
+      auto c = check.object(
+          {"name", "type", "command", "address", "url", "intervalMs", "timeoutMs", "rise", "fall"});
       if (c) h.checks.push_back(parseCheck(*c));
     }
   }
@@ -503,15 +516,16 @@ void parseHttp(const json::Object& o, Config& c) {
 
 Config parseRoot(const json::Value& root, json::Problems& problems) {
   Config c;
-  auto o = root.object({"clusterId", "nodeId", "stateDir", "nats", "election", "vip", "health", "hooks", "http",
-                        "log"});
+  auto o = root.object(
+      {"clusterId", "nodeId", "stateDir", "nats", "election", "vip", "health", "hooks", "http", "log"});
   if (!o) return c;
   o->require("clusterId", c.cluster_id);
   o->require("nodeId", c.node_id);
   o->read("stateDir", c.state_dir);
   if (!o->has("nats")) problems.report("nats.servers", "required");
-  if (auto nats = o->get("nats").object({"servers", "credentials", "user", "passwordFile", "tls", "reconnectWaitMs",
-                                         "reconnectWaitMaxMs", "connectTimeoutMs", "requestTimeoutMs"})) {
+  if (auto nats =
+          o->get("nats").object({"servers", "credentials", "user", "passwordFile", "tls", "reconnectWaitMs",
+                                 "reconnectWaitMaxMs", "connectTimeoutMs", "requestTimeoutMs"})) {
     parseNats(*nats, c.nats);
   }
   parseElection(o->get("election"), c.election);
@@ -525,7 +539,8 @@ Config parseRoot(const json::Value& root, json::Problems& problems) {
     hooks->read("onLoseLeadership", c.hooks.on_lose_leadership);
     hooks->read("onLeaderChange", c.hooks.on_leader_change);
   }
-  if (auto http = o->get("http").object({"listen", "maxConnections", "requestTimeoutMs"})) parseHttp(*http, c);
+  if (auto http = o->get("http").object({"listen", "maxConnections", "requestTimeoutMs"}))
+    parseHttp(*http, c);
   if (auto log = o->get("log").object({"level"})) log->read("level", c.log_level);
   // The family is known only now; an absent netmask means a single host route.
   if (c.vip.enabled() && c.vip.netmask == -1) {
@@ -579,8 +594,8 @@ Result<Config> loadConfigFile(const std::string& path) {
     const std::size_t n = std::fread(buffer, 1, sizeof buffer, file.get());
     text.append(buffer, n);
     if (text.size() > kMaxFileBytes) {
-      return invalidArgument(json::printable(path) + ": cannot read: larger than " + std::to_string(kMaxFileBytes) +
-                             " bytes, not a config file");
+      return invalidArgument(json::printable(path) + ": cannot read: larger than " +
+                             std::to_string(kMaxFileBytes) + " bytes, not a config file");
     }
     if (n < sizeof buffer) {
       if (std::ferror(file.get())) {

@@ -27,8 +27,7 @@ struct HookRunner::Call {
   bool finished = false;  // the hook returned or was dropped (under mutex_)
 };
 
-HookRunner::HookRunner(Scheduler& scheduler, milliseconds time_limit,
-                       std::function<void(bool)> on_overrun)
+HookRunner::HookRunner(Scheduler& scheduler, milliseconds time_limit, std::function<void(bool)> on_overrun)
     : scheduler_(scheduler), time_limit_(time_limit), on_overrun_(std::move(on_overrun)) {
   thread_ = Runtime::startThread("hc-hooks", [this] { loop(); });
 }
@@ -94,8 +93,7 @@ void HookRunner::finish(const std::shared_ptr<Call>& call, Status status) {
     call->finished = true;
     if (call->overran) {
       last_overrun = --overrunning_ == 0;
-      log()->warn("hook {} returned after overrunning its time limit: {}", call->name,
-                  status.toString());
+      log()->warn("hook {} returned after overrunning its time limit: {}", call->name, status.toString());
     }
     report = !call->reported;
     call->reported = true;

@@ -14,7 +14,7 @@ struct HostPort {
 };
 
 struct HostPortRules {
-  bool allow_port_zero = false;  // "pick a free port" (listeners)
+  bool allow_port_zero = false;        // "pick a free port" (listeners)
   const char* default_port = nullptr;  // used when the port is missing (URLs); nullptr: required
 };
 

@@ -11,8 +11,8 @@ namespace hacoord::detail {
 [[noreturn]] inline void invariantFailed(const char* condition, const char* file, int line,
                                          const std::string& detail) {
   moduleLogger("invariant")
-      ->critical("invariant violated at {}:{}: {}{}{}", file, line, condition,
-                 detail.empty() ? "" : ": ", detail);
+      ->critical("invariant violated at {}:{}: {}{}{}", file, line, condition, detail.empty() ? "" : ": ",
+                 detail);
   moduleLogger("invariant")->flush();
   std::abort();
 }
@@ -22,10 +22,9 @@ namespace hacoord::detail {
 // HACOORD_INVARIANT(epoch > floor_, "epoch {} floor {}", epoch, floor_): safety conditions that
 // must hold whatever the network or the store does. Never compiled out: continuing past a broken
 // invariant could give two leaders or a reused fencing token.
-#define HACOORD_INVARIANT(condition, ...)                                                   \
-  do {                                                                                      \
-    if (!(condition)) {                                                                     \
-      ::hacoord::detail::invariantFailed(#condition, __FILE__, __LINE__,                    \
-                                         ::fmt::format("" __VA_ARGS__));                    \
-    }                                                                                       \
+#define HACOORD_INVARIANT(condition, ...)                                                                \
+  do {                                                                                                   \
+    if (!(condition)) {                                                                                  \
+      ::hacoord::detail::invariantFailed(#condition, __FILE__, __LINE__, ::fmt::format("" __VA_ARGS__)); \
+    }                                                                                                    \
   } while (false)

@@ -25,14 +25,20 @@ bool isPlainKey(std::string_view key) {
 
 std::string_view typeName(const Json::Value& v) {
   switch (v.type()) {
-    case Json::nullValue: return "null";
+    case Json::nullValue:
+      return "null";
     case Json::intValue:
     case Json::uintValue:
-    case Json::realValue: return "number";
-    case Json::stringValue: return "string";
-    case Json::booleanValue: return "boolean";
-    case Json::arrayValue: return "array";
-    case Json::objectValue: return "object";
+    case Json::realValue:
+      return "number";
+    case Json::stringValue:
+      return "string";
+    case Json::booleanValue:
+      return "boolean";
+    case Json::arrayValue:
+      return "array";
+    case Json::objectValue:
+      return "object";
   }
   return "unknown";
 }
@@ -121,7 +127,8 @@ std::string lexicalProblem(std::string_view text, const Rules& rules) {
       if (digit + 1 < text.size() && text[digit] == '0' && text[digit + 1] >= '0' && text[digit + 1] <= '9') {
         return at() + "numbers must not have leading zeros";
       }
-    } else if (in_number && !((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')) {
+    } else if (in_number &&
+               !((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')) {
       in_number = false;
     }
   }
@@ -403,7 +410,7 @@ Result<Document> Document::parse(std::string_view text, Rules rules) {
   }
   Json::CharReaderBuilder builder;
   Json::CharReaderBuilder::strictMode(&builder.settings_);  // includes rejectDupKeys, failIfExtra
-  builder["allowComments"] = rules.line_comments;  // `//` only: lexicalProblem() refused the rest
+  builder["allowComments"] = rules.line_comments;           // `//` only: lexicalProblem() refused the rest
   builder["collectComments"] = false;
   // A backstop: lexicalProblem() already refused deeper documents (jsoncpp counts the root too).
   builder["stackLimit"] = rules.max_depth + 2;

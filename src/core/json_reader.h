@@ -40,7 +40,7 @@ namespace hacoord::json {
 
 // What a document may contain beyond strict JSON, and how big it may be.
 struct Rules {
-  bool line_comments = false;  // `//` to the end of the line; block comments are always refused
+  bool line_comments = false;   // `//` to the end of the line; block comments are always refused
   bool nul_in_strings = false;  // else a "\u0000" in a string is a problem (it would cut C strings)
   std::size_t max_bytes = 1 << 20;
   int max_depth = 32;  // nested arrays/objects; jsoncpp recurses per level
@@ -138,9 +138,8 @@ class Object {
   bool read(std::string_view key, bool& out) const;
   bool read(std::string_view key, std::uint64_t& out) const;
   template <typename T>
-    requires std::signed_integral<T>
-  bool read(std::string_view key, T& out,
-            std::type_identity_t<T> lo = std::numeric_limits<T>::min(),
+  requires std::signed_integral<T>
+  bool read(std::string_view key, T& out, std::type_identity_t<T> lo = std::numeric_limits<T>::min(),
             std::type_identity_t<T> hi = std::numeric_limits<T>::max()) const {
     const auto v = get(key).integer(between(lo, hi));
     if (v) out = static_cast<T>(*v);

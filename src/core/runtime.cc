@@ -50,8 +50,8 @@ struct CappedWaitTraits {
   }
 };
 
-using LeaseTimer = boost::asio::basic_waitable_timer<LeaseChronoClock, CappedWaitTraits,
-                                                     boost::asio::any_io_executor>;
+using LeaseTimer =
+    boost::asio::basic_waitable_timer<LeaseChronoClock, CappedWaitTraits, boost::asio::any_io_executor>;
 
 }  // namespace
 
@@ -158,8 +158,7 @@ void StrandScheduler::shutdown() {
 bool StrandScheduler::inStrand() const { return strand_.running_in_this_thread(); }
 
 Runtime::Runtime(int blocking_threads)
-    : io_work_(boost::asio::make_work_guard(io_)),
-      blocking_work_(boost::asio::make_work_guard(blocking_)) {
+    : io_work_(boost::asio::make_work_guard(io_)), blocking_work_(boost::asio::make_work_guard(blocking_)) {
   threads_.push_back(startThread("hc-io", [this] { io_.run(); }));
   names_.push_back("hc-io");
   for (int i = 0; i < std::max(1, blocking_threads); ++i) {

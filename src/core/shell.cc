@@ -125,8 +125,7 @@ bool drain(int fd, LineSplitter& lines) {
 
 }  // namespace
 
-ShellRun runShell(const std::string& command,
-                  const std::vector<std::pair<std::string, std::string>>& env,
+ShellRun runShell(const std::string& command, const std::vector<std::pair<std::string, std::string>>& env,
                   std::chrono::milliseconds limit,
                   const std::function<void(std::string_view line)>& on_line) {
   ShellRun run;
@@ -158,8 +157,8 @@ ShellRun runShell(const std::string& command,
   bool output_open = true;
   bool exited = false;
   while (!exited) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       run.timed_out = true;
       break;

@@ -31,11 +31,11 @@ void reapNow(pid_t pid);
 
 // One blocking run of a command, for callers on a thread of their own.
 struct ShellRun {
-  bool started = false;       // false: could not run /bin/sh (see `error`)
-  bool timed_out = false;     // killed (the whole group) at the time limit
-  int exit_code = -1;         // when it exited by itself
-  int signal = 0;             // when a signal ended it
-  std::string error;          // why it could not be started or watched (then it was killed)
+  bool started = false;    // false: could not run /bin/sh (see `error`)
+  bool timed_out = false;  // killed (the whole group) at the time limit
+  int exit_code = -1;      // when it exited by itself
+  int signal = 0;          // when a signal ended it
+  std::string error;       // why it could not be started or watched (then it was killed)
   bool ok() const { return started && error.empty() && !timed_out && signal == 0 && exit_code == 0; }
   std::string describe() const;  // "exit 0", "exit 3", "killed by signal 9", "timed out after ..."
 };
@@ -45,9 +45,7 @@ struct ShellRun {
 // as it arrives, on the calling thread. Never leaves a zombie. A command that exits while a
 // background child of its keeps the output open is done at its exit; the rest of that output is
 // not waited for.
-ShellRun runShell(const std::string& command,
-                  const std::vector<std::pair<std::string, std::string>>& env,
-                  std::chrono::milliseconds limit,
-                  const std::function<void(std::string_view line)>& on_line);
+ShellRun runShell(const std::string& command, const std::vector<std::pair<std::string, std::string>>& env,
+                  std::chrono::milliseconds limit, const std::function<void(std::string_view line)>& on_line);
 
 }  // namespace hacoord

@@ -63,8 +63,8 @@ void Elector::start() {
   if (state_ != State::kIdle) return;
   state_ = State::kFollower;
   log()->info("node {} starting election (ttl {} ms, renew {} ms, candidate {}, epoch floor {})",
-              config_.node_id, config_.lease_ttl.count(), config_.renew_interval.count(),
-              candidate_, floor_.current().value());
+              config_.node_id, config_.lease_ttl.count(), config_.renew_interval.count(), candidate_,
+              floor_.current().value());
   store_.watch([this, alive = alive_](const LeaseEntry& entry) {
     if (*alive) onObserved(entry);
   });
@@ -91,8 +91,7 @@ void Elector::stop(std::function<void()> done) {
   }
 }
 
-void Elector::stepDown(std::string successor, std::function<void(Status)> done,
-                       LossReason reason) {
+void Elector::stepDown(std::string successor, std::function<void(Status)> done, LossReason reason) {
   if (state_ != State::kLeader || !isLeader()) {
     done(failedPrecondition("node " + config_.node_id + " is not the leader"));
     return;
@@ -119,8 +118,8 @@ ElectorSnapshot Elector::snapshot() const {
                                        : Role::kFollower;
   s.leader = announced_leader_;
   s.epoch = state_ == State::kLeader ? leader_epoch_
-            : known_.hasRecord()      ? known_.record.epoch
-                                      : highest_epoch_;
+            : known_.hasRecord()     ? known_.record.epoch
+                                     : highest_epoch_;
   s.revision = known_.revision;
   s.valid_until = state_ == State::kLeader ? valid_until_ : TimePoint{};
   s.candidate = candidate_;
@@ -153,8 +152,7 @@ void Elector::poll() {
 
 void Elector::onObserved(const LeaseEntry& entry) {
   if (state_ == State::kStopped || state_ == State::kIdle) return;
-  if ((state_ == State::kLeader || state_ == State::kReleasing) &&
-      entry.revision <= leader_revision_) {
+  if ((state_ == State::kLeader || state_ == State::kReleasing) && entry.revision <= leader_revision_) {
     // A stale read of our own term (or of what came before it), or a key that went away: while
     // our lease runs nobody else may have written, and our next compare-and-set tells the truth.
     return;
@@ -165,16 +163,18 @@ void Elector::onObserved(const LeaseEntry& entry) {
     return;
   }
   if (have_observation_ && entry.generation != known_.generation) {
-    log()->warn("node {} sees a new generation of the lease bucket (rev {} {}): it was deleted "
-                "and re-created; waiting a full TTL from now",
-                config_.node_id, entry.revision, leaseEntryKindName(entry.kind));
+    log()->warn(
+        "node {} sees a new generation of the lease bucket (rev {} {}): it was deleted "
+        "and re-created; waiting a full TTL from now",
+        config_.node_id, entry.revision, leaseEntryKindName(entry.kind));
   } else if (have_observation_ && entry.revision < known_.revision) {
-    log()->debug("node {} saw rev {} after rev {}: a lagging replica or a reordered reply",
-                 config_.node_id, entry.revision, known_.revision);
+    log()->debug("node {} saw rev {} after rev {}: a lagging replica or a reordered reply", config_.node_id,
+                 entry.revision, known_.revision);
   } else if (!entry.hasRecord() && entry.exists()) {
-    log()->warn("node {} found a {} at rev {} instead of a lease record: holder unknown, waiting "
-                "a full TTL from now",
-                config_.node_id, leaseEntryKindName(entry.kind), entry.revision);
+    log()->warn(
+        "node {} found a {} at rev {} instead of a lease record: holder unknown, waiting "
+        "a full TTL from now",
+        config_.node_id, leaseEntryKindName(entry.kind), entry.revision);
   }
   // A holder whose lease we were still waiting out stays a possible holder until then, even if a
   // write that never saw its record replaced it (nats-server 2.9 can accept a stale compare-and-set).
@@ -199,8 +199,8 @@ void Elector::onObserved(const LeaseEntry& entry) {
 
   if (state_ == State::kLeader && entry.hasRecord() &&
       !(isMine(entry.record) && entry.record.epoch == leader_epoch_)) {
-    log()->warn("node {} superseded: rev {} held by '{}' epoch {}", config_.node_id,
-                entry.revision, entry.record.holder, entry.record.epoch.value());
+    log()->warn("node {} superseded: rev {} held by '{}' epoch {}", config_.node_id, entry.revision,
+                entry.record.holder, entry.record.epoch.value());
     loseLeadership(LossReason::kSuperseded);
   }
   // Our own acquire, seen by the watch before its answer came: becomeLeader() announces it after
@@ -220,9 +220,10 @@ void Elector::raiseFloor(Epoch epoch, milliseconds lease) {
   highest_epoch_ = std::max(highest_epoch_, epoch);
   if (epoch <= floor_.current() && lease <= floor_.longestLease()) return;
   if (Status s = floor_.raise(epoch, lease); !s.isOk()) {
-    log()->error("node {} cannot record epoch {} in its state file: {}; it will not campaign "
-                 "until it can",
-                 config_.node_id, epoch.value(), s.toString());
+    log()->error(
+        "node {} cannot record epoch {} in its state file: {}; it will not campaign "
+        "until it can",
+        config_.node_id, epoch.value(), s.toString());
   }
 }
 
@@ -316,8 +317,8 @@ void Elector::gatherFloors() {
     if (!*alive) return;
     gather_in_flight_ = false;
     if (epoch > highest_epoch_) {
-      log()->info("node {} learned epoch {} from another node's state: campaigning above it",
-                  config_.node_id, epoch.value());
+      log()->info("node {} learned epoch {} from another node's state: campaigning above it", config_.node_id,
+                  epoch.value());
     }
     raiseFloor(epoch, lease);
     just_gathered_ = true;
@@ -332,13 +333,13 @@ void Elector::campaign() {
   const Epoch epoch = std::max(highest_epoch_, floor_.current()).next();
   HACOORD_INVARIANT(epoch > highest_epoch_ && epoch > floor_.current() && epoch > last_led_epoch_,
                     "node {} would campaign for epoch {} (highest seen {}, floor {}, last led {})",
-                    config_.node_id, epoch.value(), highest_epoch_.value(),
-                    floor_.current().value(), last_led_epoch_.value());
+                    config_.node_id, epoch.value(), highest_epoch_.value(), floor_.current().value(),
+                    last_led_epoch_.value());
   // The epoch is on stable storage before it can be on the wire: after a restart of every node
   // and the loss of the bucket, the next acquire still goes above it.
   if (Status s = floor_.raise(epoch, config_.lease_ttl); !s.isOk()) {
-    log()->error("node {} cannot record epoch {} before campaigning: {}; retrying later",
-                 config_.node_id, epoch.value(), s.toString());
+    log()->error("node {} cannot record epoch {} before campaigning: {}; retrying later", config_.node_id,
+                 epoch.value(), s.toString());
     retry_not_before_ = clock_.now() + config_.renew_interval;
     scheduleEvaluate(retry_not_before_);
     return;
@@ -352,8 +353,8 @@ void Elector::campaign() {
   log()->debug("node {} campaigns for epoch {} on rev {}", config_.node_id, epoch.value(), base);
   store_.write(record, base, known_.generation,
                [this, alive = alive_, record, sent_at, base](Result<std::uint64_t> r) {
-    if (*alive) onAcquireDone(record, sent_at, base, std::move(r));
-  });
+                 if (*alive) onAcquireDone(record, sent_at, base, std::move(r));
+               });
 }
 
 void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uint64_t base,
@@ -369,10 +370,10 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uin
     if (known_.hasRecord() && known_.revision > *result && !isMine(known_.record)) {
       // The watch already showed someone else's record above ours (nats-server 2.9 can accept a
       // second compare-and-set on the same revision): our win is superseded before we act on it.
-      log()->warn("node {} won epoch {} at rev {} but rev {} (holder '{}') is already newer: "
-                  "not leading",
-                  config_.node_id, sent.epoch.value(), *result, known_.revision,
-                  known_.record.holder);
+      log()->warn(
+          "node {} won epoch {} at rev {} but rev {} (holder '{}') is already newer: "
+          "not leading",
+          config_.node_id, sent.epoch.value(), *result, known_.revision, known_.record.holder);
       evaluate();
       return;
     }
@@ -388,8 +389,8 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uin
     // The write may still land: remember when it was sent, so a later read can adopt it safely.
     noteInDoubt(sent.epoch, sent_at, base);
     retry_not_before_ = clock_.now() + retryBackoff();
-    log()->info("node {} acquire of epoch {} outcome unknown: {}", config_.node_id,
-                sent.epoch.value(), s.toString());
+    log()->info("node {} acquire of epoch {} outcome unknown: {}", config_.node_id, sent.epoch.value(),
+                s.toString());
   } else if (s.code() == StatusCode::kAborted) {
     // Someone else wrote: the re-read below shows who. Never loop on a stale revision.
     retry_not_before_ = clock_.now() + retryBackoff();
@@ -415,8 +416,8 @@ void Elector::noteInDoubt(Epoch epoch, TimePoint sent_at, std::uint64_t base) {
   }
   if (in_doubt_.size() >= kMaxInDoubt) {
     if (!in_doubt_overflow_) {
-      log()->warn("node {} has {} writes of unknown outcome: it will not adopt any of them",
-                  config_.node_id, in_doubt_.size());
+      log()->warn("node {} has {} writes of unknown outcome: it will not adopt any of them", config_.node_id,
+                  in_doubt_.size());
     }
     in_doubt_overflow_ = true;
     return;
@@ -481,9 +482,8 @@ void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, Ti
     return;
   }
   cancel(evaluate_timer_);
-  HACOORD_INVARIANT(record.epoch > last_led_epoch_,
-                    "node {} would lead epoch {} after having led epoch {}", config_.node_id,
-                    record.epoch.value(), last_led_epoch_.value());
+  HACOORD_INVARIANT(record.epoch > last_led_epoch_, "node {} would lead epoch {} after having led epoch {}",
+                    config_.node_id, record.epoch.value(), last_led_epoch_.value());
   last_led_epoch_ = record.epoch;
   state_ = State::kLeader;
   leader_epoch_ = record.epoch;
@@ -491,8 +491,7 @@ void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, Ti
   valid_until_ = valid_until;
   armDeadline();
   scheduleRenew(sent_at + config_.renew_interval);
-  log()->info("node {} became leader: epoch {} rev {}", config_.node_id, record.epoch.value(),
-              revision);
+  log()->info("node {} became leader: epoch {} rev {}", config_.node_id, record.epoch.value(), revision);
   listener_.onBecomeLeader(leader_epoch_, valid_until_);
   announce(config_.node_id, leader_epoch_);
   publish();
@@ -578,8 +577,7 @@ void Elector::reconcileAfterConflict() {
       return;
     }
     if (result.isOk() && result->hasRecord() && isMine(result->record) &&
-        result->record.epoch == leader_epoch_ &&
-        result->revision > leader_revision_ &&
+        result->record.epoch == leader_epoch_ && result->revision > leader_revision_ &&
         inDoubtSentAt(leader_epoch_, result->revision)) {
       // One of our unanswered renewals landed: the deadline runs from when it was sent.
       const TimePoint sent_at = *inDoubtSentAt(leader_epoch_, result->revision);
@@ -638,8 +636,7 @@ void Elector::loseLeadership(LossReason reason) {
   log()->info("node {} lost leadership of epoch {}: {}", config_.node_id, leader_epoch_.value(),
               lossReasonName(reason));
   listener_.onLoseLeadership(leader_epoch_, reason, [](bool) {});
-  announce(known_.hasRecord() && !isMine(known_.record) ? known_.record.holder : "",
-           snapshot().epoch);
+  announce(known_.hasRecord() && !isMine(known_.record) ? known_.record.holder : "", snapshot().epoch);
   evaluate();
   publish();
 }
@@ -658,20 +655,20 @@ void Elector::release(LossReason reason, std::string successor, std::function<vo
   log()->info("node {} hands over epoch {}{}{}", config_.node_id, epoch.value(),
               successor.empty() ? "" : " to ", successor);
   publish();
-  listener_.onLoseLeadership(
-      epoch, reason,
-      [this, alive = alive_, epoch, deadline, successor = std::move(successor),
-       done = std::move(done)](bool released) mutable {
-        if (!*alive) return;
-        if (!released || clock_.now() >= deadline) {
-          // Leader-only resources may still be live, or our lease already ran out: do not
-          // release; the lease expires on its own, exactly like a crash.
-          finishRelease(done, deadlineExceeded("leadership release was not confirmed in time; "
-                                               "the lease is left to expire"));
-          return;
-        }
-        writeRelease(epoch, std::move(successor), std::move(done));
-      });
+  listener_.onLoseLeadership(epoch, reason,
+                             [this, alive = alive_, epoch, deadline, successor = std::move(successor),
+                              done = std::move(done)](bool released) mutable {
+                               if (!*alive) return;
+                               if (!released || clock_.now() >= deadline) {
+                                 // Leader-only resources may still be live, or our lease already ran out: do
+                                 // not release; the lease expires on its own, exactly like a crash.
+                                 finishRelease(
+                                     done, deadlineExceeded("leadership release was not confirmed in time; "
+                                                            "the lease is left to expire"));
+                                 return;
+                               }
+                               writeRelease(epoch, std::move(successor), std::move(done));
+                             });
 }
 
 void Elector::writeRelease(Epoch epoch, std::string successor, std::function<void(Status)> done) {
@@ -690,12 +687,12 @@ void Elector::writeRelease(Epoch epoch, std::string successor, std::function<voi
                  write_in_flight_ = false;
                  if (r.isOk()) {
                    noteOwnWrite(*r, vacant);
-                   log()->info("node {} released epoch {} at rev {}", config_.node_id,
-                               vacant.epoch.value(), *r);
+                   log()->info("node {} released epoch {} at rev {}", config_.node_id, vacant.epoch.value(),
+                               *r);
                    finishRelease(done, Status::ok());
                  } else {
-                   log()->warn("node {} release failed ({}); the lease will expire",
-                               config_.node_id, r.status().toString());
+                   log()->warn("node {} release failed ({}); the lease will expire", config_.node_id,
+                               r.status().toString());
                    finishRelease(done, r.status());
                  }
                });
@@ -703,10 +700,9 @@ void Elector::writeRelease(Epoch epoch, std::string successor, std::function<voi
 
 void Elector::finishRelease(const std::function<void(Status)>& done, Status status) {
   if (state_ == State::kReleasing) state_ = State::kFollower;
-  announce(known_.hasRecord() && !known_.record.vacant() && !isMine(known_.record)
-               ? known_.record.holder
-               : "",
-           snapshot().epoch);
+  announce(
+      known_.hasRecord() && !known_.record.vacant() && !isMine(known_.record) ? known_.record.holder : "",
+      snapshot().epoch);
   publish();
   if (done) done(std::move(status));
   if (after_release_) {
@@ -722,8 +718,7 @@ void Elector::finishRelease(const std::function<void(Status)>& done, Status stat
 // ever acting on it. If this write fails the lease simply expires.
 void Elector::disown(std::uint64_t revision, Epoch epoch) {
   const LeaseRecord vacant = vacantRecord(epoch, "");
-  log()->info("node {} is not a candidate: hands back epoch {} at once", config_.node_id,
-              epoch.value());
+  log()->info("node {} is not a candidate: hands back epoch {} at once", config_.node_id, epoch.value());
   write_in_flight_ = true;
   base_generation_ = known_.generation;
   store_.write(vacant, revision, std::nullopt, [this, alive = alive_, vacant](Result<std::uint64_t> r) {
@@ -785,8 +780,7 @@ void Elector::announce(const std::string& leader, Epoch epoch) {
 void Elector::publish() {
   ElectorSnapshot s = snapshot();
   if (s.role == published_.role && s.leader == published_.leader && s.epoch == published_.epoch &&
-      s.valid_until == published_.valid_until && s.candidate == published_.candidate &&
-      have_published_) {
+      s.valid_until == published_.valid_until && s.candidate == published_.candidate && have_published_) {
     return;
   }
   have_published_ = true;

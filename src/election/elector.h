@@ -34,10 +34,10 @@ struct ElectorConfig {
 // A consistent view for accessors and tests.
 struct ElectorSnapshot {
   Role role = Role::kFollower;
-  std::string leader;            // "" when vacant / unknown
-  Epoch epoch;                   // of the latest record seen (the highest seen when none is there)
-  std::uint64_t revision = 0;    // of the latest record seen
-  TimePoint valid_until{};       // leader only: local self-fencing deadline
+  std::string leader;          // "" when vacant / unknown
+  Epoch epoch;                 // of the latest record seen (the highest seen when none is there)
+  std::uint64_t revision = 0;  // of the latest record seen
+  TimePoint valid_until{};     // leader only: local self-fencing deadline
   bool candidate = true;
 };
 
@@ -63,7 +63,6 @@ class ElectorListener {
   }
 };
 
-
 // Threading: every method must be called on `scheduler`; the store's callbacks arrive there too.
 // Dependencies are injected (clock, scheduler, store, floor, listener), so a test or a simulation
 // drives the elector on virtual time. The safety argument is at the top of elector.cc.
@@ -73,8 +72,8 @@ class Elector {
   static constexpr std::size_t kMaxInDoubt = 32;
 
   // `exchange` may be null (a single node, or a test that does not exercise bucket loss).
-  Elector(ElectorConfig config, Clock& clock, Scheduler& scheduler, LeaseStore& store,
-          EpochFloor& floor, FloorExchange* exchange, ElectorListener& listener);
+  Elector(ElectorConfig config, Clock& clock, Scheduler& scheduler, LeaseStore& store, EpochFloor& floor,
+          FloorExchange* exchange, ElectorListener& listener);
   ~Elector();
   Elector(const Elector&) = delete;
   Elector& operator=(const Elector&) = delete;
@@ -167,15 +166,15 @@ class Elector {
 
   State state_ = State::kIdle;
   bool candidate_;
-  LeaseEntry known_;                 // latest revision observed
-  TimePoint observed_at_{};          // when known_.revision was first observed (local clock)
-  TimePoint carried_expiry_{};       // a replaced holder's lease still being waited out
+  LeaseEntry known_;            // latest revision observed
+  TimePoint observed_at_{};     // when known_.revision was first observed (local clock)
+  TimePoint carried_expiry_{};  // a replaced holder's lease still being waited out
   bool have_observation_ = false;
   std::uint64_t newest_generation_ = 0;  // the newest entry observed (stale reads go back)
   std::uint64_t newest_revision_ = 0;
-  Epoch highest_epoch_;              // highest epoch ever seen (or floored): acquires go above it
-  Epoch last_led_epoch_;             // epochs this process led only rise
-  std::string announced_leader_;     // last leader passed to onLeaderChange
+  Epoch highest_epoch_;           // highest epoch ever seen (or floored): acquires go above it
+  Epoch last_led_epoch_;          // epochs this process led only rise
+  std::string announced_leader_;  // last leader passed to onLeaderChange
   Epoch announced_epoch_;
   bool read_in_flight_ = false;
   bool gather_in_flight_ = false;
@@ -183,28 +182,28 @@ class Elector {
   // floors gathered a moment before its write, never ones that a wait, a pause or a spell out of
   // candidacy has made old (a node that knew a higher epoch may have come back meanwhile).
   bool just_gathered_ = false;
-  bool write_in_flight_ = false;     // at most one write at a time
-  std::uint64_t base_generation_ = 0;  // generation of the entry the write in flight is based on
-  std::function<void()> after_write_;    // runs once the write in flight completes
-  std::function<void()> after_release_;  // stop() requested during a handover
-  std::vector<InDoubtWrite> in_doubt_;  // one per (epoch, base); see noteInDoubt
-  bool in_doubt_overflow_ = false;      // too many to track: adopt nothing until an answer
+  bool write_in_flight_ = false;           // at most one write at a time
+  std::uint64_t base_generation_ = 0;      // generation of the entry the write in flight is based on
+  std::function<void()> after_write_;      // runs once the write in flight completes
+  std::function<void()> after_release_;    // stop() requested during a handover
+  std::vector<InDoubtWrite> in_doubt_;     // one per (epoch, base); see noteInDoubt
+  bool in_doubt_overflow_ = false;         // too many to track: adopt nothing until an answer
   std::uint64_t last_acked_revision_ = 0;  // revision our last answered write created
   TimePoint retry_not_before_{};
   std::mt19937_64 rng_;
-  Duration takeover_jitter_{0};      // drawn anew for every observed revision
+  Duration takeover_jitter_{0};  // drawn anew for every observed revision
   TimePoint cooldown_until_{};
   // Leader state
   Epoch leader_epoch_;
   std::uint64_t leader_revision_ = 0;
-  TimePoint valid_until_{};          // self-fencing deadline
+  TimePoint valid_until_{};  // self-fencing deadline
   ElectorSnapshot published_;
   bool have_published_ = false;
   Scheduler::TimerId poll_timer_ = 0;
   Scheduler::TimerId evaluate_timer_ = 0;
   Scheduler::TimerId renew_timer_ = 0;
   Scheduler::TimerId deadline_timer_ = 0;
-  std::shared_ptr<bool> alive_;      // callbacks that outlive the elector see false
+  std::shared_ptr<bool> alive_;  // callbacks that outlive the elector see false
 };
 
 }  // namespace hacoord

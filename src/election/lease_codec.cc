@@ -43,8 +43,7 @@ Result<LeaseRecord> decodeLease(std::string_view bytes) {
     return true;
   };
   LeaseRecord r;
-  if (!str("holder", r.holder) || !str("incarnation", r.incarnation) ||
-      !str("successor", r.successor)) {
+  if (!str("holder", r.holder) || !str("incarnation", r.incarnation) || !str("successor", r.successor)) {
     return Status(StatusCode::kDataLoss, "lease record has a non-string holder/incarnation/successor");
   }
   if (!v["epoch"].isUInt64()) return Status(StatusCode::kDataLoss, "lease record has no valid epoch");

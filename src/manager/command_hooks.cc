@@ -30,8 +30,8 @@ Status CommandHooks::onLoseLeadership(Epoch epoch, LossReason reason) {
 
 void CommandHooks::onLeaderChange(std::string_view leader, Epoch epoch) {
   daemon_log_->info("leader is now '{}' (epoch {})", leader, epoch.value());
-  (void)run("onLeaderChange", commands_.on_leader_change, epoch, leader,
-            leader.empty() ? "vacant" : "leader", "leader-change");
+  (void)run("onLeaderChange", commands_.on_leader_change, epoch, leader, leader.empty() ? "vacant" : "leader",
+            "leader-change");
 }
 
 Status CommandHooks::run(std::string_view hook, const std::string& command, Epoch epoch,
@@ -45,9 +45,8 @@ Status CommandHooks::run(std::string_view hook, const std::string& command, Epoc
       {"HACOORD_REASON", std::string(reason)},
       {"HACOORD_EVENT", std::string(event)},
   };
-  const ShellRun r = runShell(command, env, limit_, [&](std::string_view line) {
-    hooks_log_->info("{}: {}", hook, line);
-  });
+  const ShellRun r =
+      runShell(command, env, limit_, [&](std::string_view line) { hooks_log_->info("{}: {}", hook, line); });
   if (r.ok()) {
     hooks_log_->debug("{} (epoch {}): exit 0", hook, epoch.value());
     return Status::ok();

@@ -77,9 +77,9 @@ struct HttpServer::Core : std::enable_shared_from_this<Core> {
   Handler handler;  // reset by close(): it captures the owner
   bool closed = false;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
-  std::uint64_t burst_refused = 0;      // refused since the cap was last reached (0: not at it)
+  std::uint64_t burst_refused = 0;        // refused since the cap was last reached (0: not at it)
   std::uint64_t burst_accept_errors = 0;  // failed accepts in a row
-  std::string where;  // "ip:port", for logs
+  std::string where;                      // "ip:port", for logs
   std::shared_ptr<spdlog::logger> log;
 
   std::atomic<bool> close_claimed{false};
@@ -108,9 +108,7 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     // nothing, unlike with a timer that restarts on every read.
     stream_.expires_after(core_->options.request_timeout);
     http::async_read(stream_, buffer_, parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->onRead(ec);
-                     });
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onRead(ec); });
   }
 
   // Closes the socket and the deadline; pending operations complete with operation_aborted.
@@ -131,12 +129,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
       return finish();
     }
     if (ec == http::error::header_limit) {
-      return respond(431, "request header larger than " + std::to_string(kMaxHeaderBytes) +
-                              " bytes\n");
+      return respond(431, "request header larger than " + std::to_string(kMaxHeaderBytes) + " bytes\n");
     }
     if (ec == http::error::body_limit) {
-      return respond(413, "request body larger than " + std::to_string(kMaxBodyBytes) +
-                              " bytes (GET takes no body)\n");
+      return respond(
+          413, "request body larger than " + std::to_string(kMaxBodyBytes) + " bytes (GET takes no body)\n");
     }
     if (isMalformedRequest(ec)) return respond(400, "malformed HTTP request: " + ec.message() + "\n");
     if (ec) return finish();  // the peer went away or reset
@@ -177,9 +174,8 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     // The client must take the answer within the same bound it had to deliver the request: one
     // that never reads would otherwise hold the socket for as long as the kernel buffers last.
     stream_.expires_after(core_->options.request_timeout);
-    http::async_write(stream_, response_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->onWrite(ec);
-    });
+    http::async_write(stream_, response_,
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->onWrite(ec); });
   }
 
   void onWrite(const beast::error_code& ec) {
@@ -291,12 +287,11 @@ void HttpServer::Core::close() {
 HttpServer::HttpServer(std::shared_ptr<Core> core, int port) : core_(std::move(core)), port_(port) {}
 
 Result<std::unique_ptr<HttpServer>> HttpServer::start(boost::asio::io_context& io,
-                                                      const HttpServerOptions& options,
-                                                      Handler handler) {
+                                                      const HttpServerOptions& options, Handler handler) {
   auto parsed = parseHostPort(options.listen, HostPortRules{.allow_port_zero = true});
   if (!parsed.isOk()) {
-    return invalidArgument("http.listen: " + parsed.status().message() + " (got " +
-                           quote(options.listen) + ")");
+    return invalidArgument("http.listen: " + parsed.status().message() + " (got " + quote(options.listen) +
+                           ")");
   }
   beast::error_code ec;
   const auto address = boost::asio::ip::make_address(parsed->host, ec);
@@ -332,11 +327,12 @@ Result<std::unique_ptr<HttpServer>> HttpServer::start(boost::asio::io_context& i
   if (!ec) core->acceptor.listen(boost::asio::socket_base::max_listen_connections, ec);
   if (ec) return unavailable("http.listen " + quote(options.listen) + ": " + ec.message());
   const int port = core->acceptor.local_endpoint().port();
-  core->where = (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" +
-                std::to_string(port);
-  core->log->info("HTTP listener on {} (/healthz /readyz /metrics), at most {} connections, {} ms "
-                  "per request",
-                  core->where, options.max_connections, options.request_timeout.count());
+  core->where =
+      (address.is_v6() ? "[" + address.to_string() + "]" : address.to_string()) + ":" + std::to_string(port);
+  core->log->info(
+      "HTTP listener on {} (/healthz /readyz /metrics), at most {} connections, {} ms "
+      "per request",
+      core->where, options.max_connections, options.request_timeout.count());
   boost::asio::post(core->strand, [core] {
     if (!core->closed) core->accept();
   });

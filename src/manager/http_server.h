@@ -64,8 +64,7 @@ class HttpServer {
   // InvalidArgument (saying what is wrong, quoting `listen`) for bad options; Unavailable when the
   // address cannot be bound.
   static Result<std::unique_ptr<HttpServer>> start(boost::asio::io_context& io,
-                                                   const HttpServerOptions& options,
-                                                   Handler handler);
+                                                   const HttpServerOptions& options, Handler handler);
   ~HttpServer();  // stop()
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

@@ -53,8 +53,8 @@ std::string defaultRequester() {
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
   const passwd* pw = ::getpwuid(::geteuid());
-  std::string who = std::string("cli:") + (pw != nullptr ? pw->pw_name : "uid" + std::to_string(::geteuid())) +
-                    "@" + host;
+  std::string who =
+      std::string("cli:") + (pw != nullptr ? pw->pw_name : "uid" + std::to_string(::geteuid())) + "@" + host;
   return who.substr(0, 128);
 }
 
@@ -113,9 +113,8 @@ struct Manager::Impl {
     if (node && s.role == "leader" && !node->isLeader()) s.role = "follower";  // deadline passed
     s.leader = node ? node->leader() : "";
     s.epoch = node ? node->epoch().value() : 0;
-    s.uptime_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() -
-                                                           started_at)
-                      .count();
+    s.uptime_ms =
+        std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started_at).count();
     s.nats_connected = connection && connection->connected();
     if (vip) {
       s.vip.address = vip->address();
@@ -150,8 +149,7 @@ struct Manager::Impl {
       return {200, "text/plain; charset=utf-8", leading ? "ready (leader)\n" : "ready (follower)\n"};
     }
     if (path == "/metrics") {
-      MetricsInput in{s, node->stats(),
-                      vip ? std::optional<VipMetrics>(vip->metrics()) : std::nullopt,
+      MetricsInput in{s, node->stats(), vip ? std::optional<VipMetrics>(vip->metrics()) : std::nullopt,
                       http_stats_source.load() != nullptr
                           ? std::optional<HttpServerStats>(http_stats_source.load()->stats())
                           : std::nullopt};
@@ -234,8 +232,8 @@ Status Manager::start() {
   if (!d.config.http_listen.empty()) {
     const HttpServerOptions options{d.config.http_listen, d.config.http_max_connections,
                                     d.config.http_request_timeout};
-    auto http = HttpServer::start(d.runtime->io(), options,
-                                  [&d](const std::string& path) { return d.http(path); });
+    auto http =
+        HttpServer::start(d.runtime->io(), options, [&d](const std::string& path) { return d.http(path); });
     if (!http.isOk()) return http.status();
     d.http_server = std::move(*http);
     d.http_stats_source = d.http_server.get();
@@ -278,8 +276,7 @@ Status Manager::reload(const Config& config) {
     d.health_strand->runSync(
         [&] { d.checker->replaceChecks(config.health.checks, config.health.fail_after); });
   }
-  log()->info("reloaded: log level {}, {} health check(s)", config.log_level,
-              config.health.checks.size());
+  log()->info("reloaded: log level {}, {} health check(s)", config.log_level, config.health.checks.size());
   return Status::ok();
 }
 
@@ -337,15 +334,13 @@ Result<std::vector<NodeStatus>> Manager::clusterStatus(const Config& config, mil
   return gatherStatus(**conn, config.cluster_id, window);
 }
 
-Result<NodeStatus> Manager::health(const Config& config, const std::string& node,
-                                   milliseconds timeout) {
+Result<NodeStatus> Manager::health(const Config& config, const std::string& node, milliseconds timeout) {
   auto conn = clientConnection(config);
   if (!conn.isOk()) return conn.status();
   return queryNode(**conn, config.cluster_id, node, timeout);
 }
 
-Status Manager::promote(const Config& config, const std::string& node,
-                        const ControlOptions& options) {
+Status Manager::promote(const Config& config, const std::string& node, const ControlOptions& options) {
   ControlRequest request;
   request.requester = options.requester;
   if (!options.force) {
@@ -366,8 +361,7 @@ Status Manager::promote(const Config& config, const std::string& node,
   return controlRequest(**conn, config, *holder, kVerbForceStepDown, request);
 }
 
-Status Manager::demote(const Config& config, const std::string& node,
-                       const ControlOptions& options) {
+Status Manager::demote(const Config& config, const std::string& node, const ControlOptions& options) {
   auto conn = clientConnection(config);
   if (!conn.isOk()) return conn.status();
   std::string target = node;
@@ -382,8 +376,7 @@ Status Manager::demote(const Config& config, const std::string& node,
   }
   ControlRequest request;
   request.requester = options.requester;
-  return controlRequest(**conn, config, target, options.force ? kVerbForceStepDown : kVerbStepDown,
-                        request);
+  return controlRequest(**conn, config, target, options.force ? kVerbForceStepDown : kVerbStepDown, request);
 }
 
 Status Manager::join(const Config& config, const std::string& node, const ControlOptions& options) {
@@ -392,8 +385,7 @@ Status Manager::join(const Config& config, const std::string& node, const Contro
   return controlRequest(config, node, kVerbJoin, request);
 }
 
-Status Manager::leave(const Config& config, const std::string& node,
-                      const ControlOptions& options) {
+Status Manager::leave(const Config& config, const std::string& node, const ControlOptions& options) {
   ControlRequest request;
   request.requester = options.requester;
   return controlRequest(config, node, kVerbLeave, request);

@@ -12,8 +12,7 @@ class Writer {
   explicit Writer(std::string node) : labels_("node=\"" + std::move(node) + "\"") {}
 
   template <typename T>
-  void metric(const char* name, const char* type, const char* help, T value,
-              const std::string& extra = "") {
+  void metric(const char* name, const char* type, const char* help, T value, const std::string& extra = "") {
     header(name, type, help);
     sample(name, value, extra);
   }
@@ -51,10 +50,8 @@ std::string renderMetrics(const MetricsInput& in) {
   Writer w(s.node_id);
   w.metric("hacoord_leader", "gauge", "1 while this node leads inside a valid lease.",
            s.role == "leader" ? 1 : 0);
-  w.metric("hacoord_epoch", "gauge", "Epoch (fencing token) of the latest lease record seen.",
-           s.epoch);
-  w.metric("hacoord_candidate", "gauge", "1 while this node campaigns for the lease.",
-           s.candidate ? 1 : 0);
+  w.metric("hacoord_epoch", "gauge", "Epoch (fencing token) of the latest lease record seen.", s.epoch);
+  w.metric("hacoord_candidate", "gauge", "1 while this node campaigns for the lease.", s.candidate ? 1 : 0);
   w.metric("hacoord_hooks_overrunning", "gauge",
            "1 while a hook is past its time limit (the node is out of candidacy meanwhile).",
            in.stats.hooks_overrunning ? 1 : 0);
@@ -68,8 +65,7 @@ std::string renderMetrics(const MetricsInput& in) {
     w.metric("hacoord_http_connections_timed_out_total", "counter",
              "HTTP connections closed for not delivering a request within http.requestTimeoutMs.",
              in.http->closed_by_timeout);
-    w.metric("hacoord_http_connections_open", "gauge", "HTTP connections open now.",
-             in.http->open);
+    w.metric("hacoord_http_connections_open", "gauge", "HTTP connections open now.", in.http->open);
   }
   w.metric("hacoord_nats_connected", "gauge", "1 while the control connection to NATS is up.",
            s.nats_connected ? 1 : 0);
@@ -93,8 +89,7 @@ std::string renderMetrics(const MetricsInput& in) {
   w.sample("hacoord_lease_renew_seconds_sum", in.stats.renew_latency_sum_ms / 1000.0);
   w.sample("hacoord_lease_renew_seconds_count", in.stats.renewals);
 
-  w.metric("hacoord_healthy", "gauge", "1 while every local health check passes.",
-           s.healthy ? 1 : 0);
+  w.metric("hacoord_healthy", "gauge", "1 while every local health check passes.", s.healthy ? 1 : 0);
   w.header("hacoord_check_healthy", "gauge", "1 while this local health check passes.");
   for (const auto& c : s.checks) {
     w.sample("hacoord_check_healthy", c.healthy ? 1 : 0, "check=\"" + escapeLabel(c.name) + "\"");
@@ -102,13 +97,13 @@ std::string renderMetrics(const MetricsInput& in) {
   if (in.vip) {
     const VipMetrics& v = *in.vip;
     const std::string addr = "address=\"" + escapeLabel(s.vip.address) + "\"";
-    w.metric("hacoord_vip_held", "gauge", "1 while the VIP is on this node's interface.",
-             s.vip.held ? 1 : 0, addr);
+    w.metric("hacoord_vip_held", "gauge", "1 while the VIP is on this node's interface.", s.vip.held ? 1 : 0,
+             addr);
     w.metric("hacoord_vip_epoch", "gauge", "Epoch of the latest VIP act.", v.epoch, addr);
     w.metric("hacoord_vip_acquires_total", "counter", "Times the VIP was put on.", v.acquires, addr);
     w.metric("hacoord_vip_releases_total", "counter", "Times the VIP was taken off.", v.releases, addr);
-    w.metric("hacoord_vip_lifetime_extends_total", "counter",
-             "Kernel lifetime extensions of the VIP.", v.extends, addr);
+    w.metric("hacoord_vip_lifetime_extends_total", "counter", "Kernel lifetime extensions of the VIP.",
+             v.extends, addr);
     w.metric("hacoord_garps_sent_total", "counter", "Gratuitous ARP frames sent.", v.garps_sent, addr);
     w.metric("hacoord_unsolicited_na_sent_total", "counter",
              "Unsolicited IPv6 neighbour advertisements sent.", v.nas_sent, addr);

@@ -166,11 +166,9 @@ std::optional<std::string> refusedSubject(const std::string& text, const std::st
 
 // Logs a refusal at error level, but one subject at most once a minute. A refusal that ended a
 // request() is only logged at debug level: its caller reports it (the CLI prints it once).
-void logRefusal(State& state, const std::string& what, const std::string& subject,
-                bool reported) {
+void logRefusal(State& state, const std::string& what, const std::string& subject, bool reported) {
   if (reported) {
-    logger()->debug("{}: permission denied: user {} may not {} {}", state.name, state.user, what,
-                    subject);
+    logger()->debug("{}: permission denied: user {} may not {} {}", state.name, state.user, what, subject);
     return;
   }
   const auto now = std::chrono::steady_clock::now();
@@ -180,9 +178,10 @@ void logRefusal(State& state, const std::string& what, const std::string& subjec
     if (!fresh && now - it->second < kRefusalLogEvery) return;
     it->second = now;
   }
-  logger()->error("{}: permission denied: user {} may not {} {} (refused by the NATS server; "
-                  "see docs/security.md)",
-                  state.name, state.user, what, subject);
+  logger()->error(
+      "{}: permission denied: user {} may not {} {} (refused by the NATS server; "
+      "see docs/security.md)",
+      state.name, state.user, what, subject);
 }
 
 void onAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus err, void* closure) {
@@ -199,14 +198,14 @@ void onAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus err, voi
         state->refusals.push_back({++state->refusal_seq, *subject});
         if (state->refusals.size() > kRefusalsKept) state->refusals.pop_front();
       }
-      const int reported = pokeWaiters(
-          *state, [&](Waiter& w) { return w.subject == *subject && (w.refused = true); });
+      const int reported =
+          pokeWaiters(*state, [&](Waiter& w) { return w.subject == *subject && (w.refused = true); });
       logRefusal(*state, "publish to", *subject, reported > 0);
       return;
     }
     if (auto subject = refusedSubject(text, "Subscription")) {
-      const int reported = pokeWaiters(
-          *state, [&](Waiter& w) { return w.inbox == *subject && (w.inbox_refused = true); });
+      const int reported =
+          pokeWaiters(*state, [&](Waiter& w) { return w.inbox == *subject && (w.inbox_refused = true); });
       logRefusal(*state, "subscribe to", *subject, reported > 0);
       return;
     }
@@ -287,7 +286,8 @@ Result<std::string> readPasswordFile(const std::string& path) {
     std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
     return invalidArgument(what + ": mode " + mode +
                            " lets group or others access the password; it must be readable by "
-                           "its owner only (chmod 600 " + path + ")");
+                           "its owner only (chmod 600 " +
+                           path + ")");
   }
   std::string text(kMaxPasswordFileBytes + 1, '\0');
   std::size_t got = 0;
@@ -309,8 +309,8 @@ Result<std::string> readPasswordFile(const std::string& path) {
   if (!password.empty() && password.back() == '\r') password.pop_back();  // written on Windows
   if (got > kMaxPasswordFileBytes && password.size() == got) {
     explicit_bzero(password.data(), password.size());
-    return invalidArgument(what + ": first line longer than " +
-                           std::to_string(kMaxPasswordFileBytes) + " bytes: not a password file");
+    return invalidArgument(what + ": first line longer than " + std::to_string(kMaxPasswordFileBytes) +
+                           " bytes: not a password file");
   }
   if (password.empty()) return invalidArgument(what + ": the first line is empty: no password");
   return password;
@@ -437,8 +437,10 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const NatsConfig
                              config.password_file + " holds)");
     }
     if (config.password_file.empty()) {
-      return invalidArgument("nats.user: set nats.passwordFile too (a file holding the password "
-                             "of " + config.user + ")");
+      return invalidArgument(
+          "nats.user: set nats.passwordFile too (a file holding the password "
+          "of " +
+          config.user + ")");
     }
     if (!config.credentials.empty()) {
       return invalidArgument("nats.user and nats.credentials: use one of them, not both");
@@ -462,8 +464,7 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const NatsConfig
     if (!config.tls.ca.empty()) {
       s = natsOptions_LoadCATrustedCertificates(opts, config.tls.ca.c_str());
       if (s != NATS_OK) {
-        return invalidArgument("nats.tls.ca: cannot load '" + config.tls.ca +
-                               "': " + natsErrorText(s));
+        return invalidArgument("nats.tls.ca: cannot load '" + config.tls.ca + "': " + natsErrorText(s));
       }
     }
     if (!config.tls.cert.empty()) {
@@ -510,8 +511,8 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const NatsConfig
   char url[256] = {0};
   natsConnection_GetConnectedUrl(nc, url, sizeof(url));
   logger()->info("{}: connected to NATS at {} as {}", client_name, redactUrl(url), state->user);
-  return std::unique_ptr<NatsConnection>(new NatsConnection(
-      nc, js, std::move(state), servers_text, config.request_timeout));
+  return std::unique_ptr<NatsConnection>(
+      new NatsConnection(nc, js, std::move(state), servers_text, config.request_timeout));
 }
 
 NatsConnection::~NatsConnection() {
@@ -529,8 +530,7 @@ NatsConnection::~NatsConnection() {
   natsConnection_Destroy(nc_);
   if (!fired) {
     // Freeing it now could let a late callback touch freed memory: keep it, and say so.
-    logger()->error("{}: NATS closed callback did not arrive within 5 s; leaking its state",
-                    state_->name);
+    logger()->error("{}: NATS closed callback did not arrive within 5 s; leaking its state", state_->name);
     (void)state_.release();
   }
 }
@@ -551,9 +551,7 @@ void NatsConnection::destroyLater(std::function<void()> destroy) {
   for (auto& d : due) d();
 }
 
-bool NatsConnection::connected() const {
-  return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED;
-}
+bool NatsConnection::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }
 
 std::string NatsConnection::connectedUrl() const {
   char url[256] = {0};
@@ -608,8 +606,7 @@ Result<std::string> NatsConnection::request(const std::string& subject, const st
     std::erase_if(state_->waiters, [](const std::weak_ptr<Waiter>& w) { return w.expired(); });
     state_->waiters.push_back(waiter);
   }
-  s = natsConnection_PublishRequest(nc_, subject.c_str(), inbox, body.data(),
-                                    static_cast<int>(body.size()));
+  s = natsConnection_PublishRequest(nc_, subject.c_str(), inbox, body.data(), static_cast<int>(body.size()));
   Result<std::string> result = internalError("request on " + subject + ": no outcome");
   if (s != NATS_OK) {
     result = unavailable("request on " + subject + ": " + natsErrorText(s));
@@ -625,14 +622,14 @@ Result<std::string> NatsConnection::request(const std::string& subject, const st
     } else if (waiter->refused) {
       result = Status(StatusCode::kPermissionDenied, permissionDeniedText(state_->user, subject));
     } else if (waiter->inbox_refused) {
-      result = Status(StatusCode::kPermissionDenied,
-                      "permission denied: user " + state_->user + " may not subscribe to " +
-                          waiter->inbox + ", so no reply on " + subject + " can reach it");
+      result = Status(StatusCode::kPermissionDenied, "permission denied: user " + state_->user +
+                                                         " may not subscribe to " + waiter->inbox +
+                                                         ", so no reply on " + subject + " can reach it");
     } else if (waiter->dropped) {
       result = unavailable("request on " + subject + ": the NATS connection dropped before the reply");
     } else {
-      result = deadlineExceeded("no reply on " + subject + " within " +
-                                std::to_string(timeout.count()) + " ms");
+      result =
+          deadlineExceeded("no reply on " + subject + " within " + std::to_string(timeout.count()) + " ms");
     }
   }
   natsSubscription_Unsubscribe(sub);

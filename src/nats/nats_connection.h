@@ -1,4 +1,5 @@
-// NatsConnection: one nats.c connection (servers, reconnect forever, TLS, credentials) and its JetStream context.
+// NatsConnection: one nats.c connection (servers, reconnect forever, TLS, credentials) and its JetStream
+// context.
 #pragma once
 
 #include <chrono>
@@ -87,8 +88,7 @@ class NatsConnection {
   // responders on <subject>") at once; no reply in time → DeadlineExceeded("no reply on
   // <subject> within N ms"); the link drops meanwhile → Unavailable; not connected → Unavailable
   // without waiting.
-  Result<std::string> request(const std::string& subject, const std::string& body,
-                              milliseconds timeout);
+  Result<std::string> request(const std::string& subject, const std::string& body, milliseconds timeout);
 
   // For callers that publish by other means (a gather): take a mark before publishing, then ask
   // whether the server refused `subject` since. OK, or PermissionDenied as in request().

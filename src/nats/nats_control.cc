@@ -84,8 +84,7 @@ void onComplete(void* closure) {
 
 }  // namespace
 
-std::string controlSubject(const std::string& cluster, const std::string& node,
-                           const std::string& verb) {
+std::string controlSubject(const std::string& cluster, const std::string& node, const std::string& verb) {
   return "hacoord." + cluster + ".control." + node + "." + verb;
 }
 
@@ -100,8 +99,7 @@ NatsResponder::NatsResponder(NatsConnection& connection, std::shared_ptr<Shared>
     : connection_(connection), shared_(std::move(shared)), sub_(sub) {}
 
 Result<std::unique_ptr<NatsResponder>> NatsResponder::subscribe(NatsConnection& connection,
-                                                                const std::string& subject,
-                                                                Handler handler) {
+                                                                const std::string& subject, Handler handler) {
   auto shared = std::make_shared<Shared>();
   shared->subject = subject;
   shared->handler = std::move(handler);
@@ -139,8 +137,7 @@ NatsResponder::~NatsResponder() {
   if (t_in_handler != shared_.get()) {
     std::unique_lock lock(shared_->mutex);
     if (!shared_->cv.wait_for(lock, std::chrono::seconds(5), [&] { return shared_->completed; })) {
-      logger()->error("responder on {}: handler still running 5 s after unsubscribe",
-                      shared_->subject);
+      logger()->error("responder on {}: handler still running 5 s after unsubscribe", shared_->subject);
     }
   }
   connection_.destroyLater([sub = sub_] { natsSubscription_Destroy(sub); });
@@ -179,8 +176,7 @@ Result<std::vector<std::string>> natsGather(NatsConnection& connection, const st
   bool no_responders = false;
   const auto deadline = std::chrono::steady_clock::now() + window;
   for (;;) {
-    const auto left =
-        std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     natsMsg* msg = nullptr;
     s = natsSubscription_NextMsg(&msg, sub, left.count());
@@ -225,8 +221,7 @@ Status parseControlReply(const std::string& body) {
   Json::CharReaderBuilder b;
   std::string errors;
   std::unique_ptr<Json::CharReader> r(b.newCharReader());
-  if (!r->parse(body.data(), body.data() + body.size(), &v, &errors) || !v.isObject() ||
-      !v["ok"].isBool()) {
+  if (!r->parse(body.data(), body.data() + body.size(), &v, &errors) || !v.isObject() || !v["ok"].isBool()) {
     return internalError("unreadable control reply: " + body);
   }
   if (v["ok"].asBool()) return Status::ok();

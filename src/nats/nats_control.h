@@ -18,8 +18,7 @@ namespace hacoord {
 class NatsConnection;
 
 // hacoord.<cluster>.control.<node>.<verb> (verb: stepdown, promote).
-std::string controlSubject(const std::string& cluster, const std::string& node,
-                           const std::string& verb);
+std::string controlSubject(const std::string& cluster, const std::string& node, const std::string& verb);
 // hacoord.<cluster>.health.<node>: one node's status JSON.
 std::string healthSubject(const std::string& cluster, const std::string& node);
 // hacoord.<cluster>.status: every node answers; gather the replies with natsGather().
@@ -37,8 +36,7 @@ class NatsResponder {
 
   // Subscribes now (the subscription is registered with the server before this returns).
   static Result<std::unique_ptr<NatsResponder>> subscribe(NatsConnection& connection,
-                                                           const std::string& subject,
-                                                           Handler handler);
+                                                          const std::string& subject, Handler handler);
   // Unsubscribes and waits until a handler call in progress has returned (unless called from
   // inside the handler itself), so nothing the handler captured is used afterwards.
   ~NatsResponder();

@@ -70,8 +70,8 @@ void PublishedEpochFloor::publish() {
   snapshot_ = now;
 }
 
-NatsFloorExchange::NatsFloorExchange(NatsConnection& connection, std::string subject,
-                                     Scheduler& elector, Scheduler& blocking, milliseconds window)
+NatsFloorExchange::NatsFloorExchange(NatsConnection& connection, std::string subject, Scheduler& elector,
+                                     Scheduler& blocking, milliseconds window)
     : connection_(connection),
       subject_(std::move(subject)),
       elector_(elector),
@@ -79,17 +79,16 @@ NatsFloorExchange::NatsFloorExchange(NatsConnection& connection, std::string sub
       window_(window),
       alive_(std::make_shared<std::atomic<bool>>(true)) {}
 
-Result<std::unique_ptr<NatsFloorExchange>> NatsFloorExchange::start(
-    NatsConnection& connection, const std::string& cluster, const PublishedEpochFloor& floor,
-    Scheduler& elector, Scheduler& blocking) {
+Result<std::unique_ptr<NatsFloorExchange>> NatsFloorExchange::start(NatsConnection& connection,
+                                                                    const std::string& cluster,
+                                                                    const PublishedEpochFloor& floor,
+                                                                    Scheduler& elector, Scheduler& blocking) {
   const milliseconds window = std::min(connection.requestTimeout(), kMaxWindow);
   std::unique_ptr<NatsFloorExchange> exchange(
       new NatsFloorExchange(connection, floorSubject(cluster), elector, blocking, window));
   auto responder = NatsResponder::subscribe(
       connection, exchange->subject_,
-      [&floor](std::string, NatsResponder::ReplyFn reply) {
-        reply(encodeFloorReply(floor.snapshot()));
-      });
+      [&floor](std::string, NatsResponder::ReplyFn reply) { reply(encodeFloorReply(floor.snapshot())); });
   if (!responder.isOk()) return responder.status();
   exchange->responder_ = std::move(*responder);
   return exchange;
@@ -102,8 +101,8 @@ NatsFloorExchange::~NatsFloorExchange() {
 
 void NatsFloorExchange::gather(std::function<void(Epoch, milliseconds)> done) {
   // Copies only: the lane may run this after the exchange is gone (then it does nothing).
-  blocking_.post([&connection = connection_, &elector = elector_, subject = subject_,
-                  window = window_, alive = alive_, done = std::move(done)]() mutable {
+  blocking_.post([&connection = connection_, &elector = elector_, subject = subject_, window = window_,
+                  alive = alive_, done = std::move(done)]() mutable {
     if (!alive->load()) return;
     FloorReply best;
     auto replies = natsGather(connection, subject, "", window);
@@ -111,8 +110,7 @@ void NatsFloorExchange::gather(std::function<void(Epoch, milliseconds)> done) {
       for (const std::string& body : *replies) {
         auto reply = decodeFloorReply(body);
         if (!reply.isOk()) {
-          logger()->warn("ignoring a reply on {} that is not a floor: {}", subject,
-                         reply.status().message());
+          logger()->warn("ignoring a reply on {} that is not a floor: {}", subject, reply.status().message());
           continue;
         }
         best.epoch = std::max(best.epoch, reply->epoch);

@@ -84,8 +84,8 @@ class NatsFloorExchange final : public FloorExchange {
   milliseconds window() const { return window_; }
 
  private:
-  NatsFloorExchange(NatsConnection& connection, std::string subject, Scheduler& elector,
-                    Scheduler& blocking, milliseconds window);
+  NatsFloorExchange(NatsConnection& connection, std::string subject, Scheduler& elector, Scheduler& blocking,
+                    milliseconds window);
 
   NatsConnection& connection_;
   const std::string subject_;

@@ -23,13 +23,13 @@ struct NatsStreamState {
 
 namespace {
 
-constexpr milliseconds kCreateTimeout{5000};   // js_CreateKeyValue, once at start-up
-constexpr milliseconds kWatchPoll{500};        // kvWatcher_Next timeout: how often stop is checked
-constexpr milliseconds kWatchRetryMin{100};    // first wait before recreating a failed watcher
+constexpr milliseconds kCreateTimeout{5000};  // js_CreateKeyValue, once at start-up
+constexpr milliseconds kWatchPoll{500};       // kvWatcher_Next timeout: how often stop is checked
+constexpr milliseconds kWatchRetryMin{100};   // first wait before recreating a failed watcher
 constexpr milliseconds kWatchRetryMax{2000};
 constexpr milliseconds kWatchCheckAfter{2000};  // idle time before a liveness check (watchLoop)
-constexpr milliseconds kRestartGrace{500};       // restartWatch() -> liveness check
-constexpr milliseconds kConfirmWait{200};        // a read's revision must arrive within this
+constexpr milliseconds kRestartGrace{500};      // restartWatch() -> liveness check
+constexpr milliseconds kConfirmWait{200};       // a read's revision must arrive within this
 // Probes that must not stall the worker long while a replicated stream elects a leader (its
 // writes then fail with no responders for seconds, and stream info gets no answer).
 constexpr milliseconds kProbeWait{250};
@@ -71,9 +71,10 @@ LeaseEntry decodeEntry(const std::string& bucket, std::uint64_t revision, std::s
   // Once per revision: the poll and the watch would otherwise repeat it every renew interval.
   // Without a tracker (readLeaseOnce) the caller reports `error` itself.
   if (last_logged != nullptr && last_logged->exchange(revision) != revision) {
-    logger()->error("bucket {} key {} revision {} is not a lease record ({}); the holder is "
-                    "unknown until it is replaced",
-                    bucket, NatsLeaseStore::kLeaderKey, revision, decoded.status().message());
+    logger()->error(
+        "bucket {} key {} revision {} is not a lease record ({}); the holder is "
+        "unknown until it is replaced",
+        bucket, NatsLeaseStore::kLeaderKey, revision, decoded.status().message());
   }
   return LeaseEntry::ofUndecodable(revision);
 }
@@ -87,7 +88,7 @@ bool streamMissing(natsStatus s, jsErrCode jerr) {
 // The stream's creation time (the bucket's generation) and its last sequence. NotFound when the
 // stream does not exist; `wait` bounds the request (0: the connection's request timeout).
 Result<NatsStreamState> readStreamState(NatsConnection& connection, const std::string& stream,
-                                    milliseconds wait = milliseconds(0)) {
+                                        milliseconds wait = milliseconds(0)) {
   jsOptions jo;
   jsOptions_Init(&jo);
   if (wait.count() > 0) jo.Wait = wait.count();
@@ -133,13 +134,14 @@ Status createBucket(NatsConnection& connection, const std::string& bucket, int r
   if (s == NATS_OK) return Status::ok();
   if (text.find("configuration is different") != std::string::npos) {
     // Someone created it with other settings between our bind and our create.
-    return invalidArgument("bucket " + bucket + " already exists with another configuration "
+    return invalidArgument("bucket " + bucket +
+                           " already exists with another configuration "
                            "(hacoord needs history 1, no max age, file storage, " +
                            std::to_string(replicas) + " replica(s)): " + text);
   }
   if (text.find("replicas > 1") != std::string::npos || s == NATS_INVALID_ARG) {
-    return invalidArgument("cannot create bucket " + bucket + " with " +
-                           std::to_string(replicas) + " replica(s): " + text);
+    return invalidArgument("cannot create bucket " + bucket + " with " + std::to_string(replicas) +
+                           " replica(s): " + text);
   }
   return transportError(s, "cannot create bucket " + bucket, create_timeout);
 }
@@ -164,25 +166,23 @@ Status checkBucketConfig(NatsConnection& connection, const std::string& bucket, 
   if (c != nullptr) {
     found = "history " + std::to_string(c->MaxMsgsPerSubject) + ", max age " +
             std::to_string(c->MaxAge / 1000000) + " ms, " +
-            (c->Storage == js_FileStorage ? "file" : "memory") + " storage, " +
-            std::to_string(c->Replicas) + " replica(s)";
+            (c->Storage == js_FileStorage ? "file" : "memory") + " storage, " + std::to_string(c->Replicas) +
+            " replica(s)";
   }
   jsStreamInfo_Destroy(si);
   if (same) return Status::ok();
-  return invalidArgument("bucket " + bucket + " already exists with another configuration (" +
-                         found + "; hacoord needs history 1, no max age, file storage, " +
-                         std::to_string(replicas) + " replica(s)): delete it or fix " +
-                         "election.bucketReplicas");
+  return invalidArgument("bucket " + bucket + " already exists with another configuration (" + found +
+                         "; hacoord needs history 1, no max age, file storage, " + std::to_string(replicas) +
+                         " replica(s)): delete it or fix " + "election.bucketReplicas");
 }
 
 }  // namespace
 
 Result<std::unique_ptr<NatsLeaseStore>> NatsLeaseStore::open(NatsConnection& connection,
-                                                             const std::string& bucket,
-                                                             int replicas, Scheduler& scheduler) {
+                                                             const std::string& bucket, int replicas,
+                                                             Scheduler& scheduler) {
   if (replicas < 1) {
-    return invalidArgument("bucket " + bucket + ": replicas must be >= 1, got " +
-                           std::to_string(replicas));
+    return invalidArgument("bucket " + bucket + ": replicas must be >= 1, got " + std::to_string(replicas));
   }
   if (!connection.connected()) {
     return unavailable("cannot open bucket " + bucket + ": not connected to NATS (" +
@@ -223,8 +223,8 @@ Result<std::unique_ptr<NatsLeaseStore>> NatsLeaseStore::open(NatsConnection& con
   return last_error;
 }
 
-NatsLeaseStore::NatsLeaseStore(NatsConnection& connection, kvStore* kv, std::string bucket,
-                               int replicas, std::uint64_t generation, Scheduler& scheduler)
+NatsLeaseStore::NatsLeaseStore(NatsConnection& connection, kvStore* kv, std::string bucket, int replicas,
+                               std::uint64_t generation, Scheduler& scheduler)
     : connection_(connection),
       kv_(kv),
       bucket_(std::move(bucket)),
@@ -295,7 +295,7 @@ void NatsLeaseStore::read(ReadDone done) {
 void NatsLeaseStore::write(const LeaseRecord& record, std::uint64_t expected_revision,
                            std::optional<std::uint64_t> expected_generation, WriteDone done) {
   enqueue(writes_, [this, value = encodeLease(record), expected_revision, expected_generation,
-           done = std::move(done)]() mutable {
+                    done = std::move(done)]() mutable {
     auto result = doWrite(value, expected_revision, expected_generation);
     scheduler_.post([alive = alive_, done = std::move(done), result = std::move(result)]() mutable {
       if (alive->load()) done(std::move(result));
@@ -303,9 +303,7 @@ void NatsLeaseStore::write(const LeaseRecord& record, std::uint64_t expected_rev
   });
 }
 
-milliseconds NatsLeaseStore::probeWait() const {
-  return std::min(connection_.requestTimeout(), kProbeWait);
-}
+milliseconds NatsLeaseStore::probeWait() const { return std::min(connection_.requestTimeout(), kProbeWait); }
 
 Result<NatsStreamState> NatsLeaseStore::currentStream(const std::string& why, milliseconds wait) {
   auto state = readStreamState(connection_, stream_, wait);
@@ -320,9 +318,10 @@ Result<NatsStreamState> NatsLeaseStore::currentStream(const std::string& why, mi
 void NatsLeaseStore::noteGeneration(std::uint64_t generation) {
   const std::uint64_t before = generation_.exchange(generation);
   if (before != generation && before != 0) {
-    logger()->info("lease bucket {} is a new generation (stream created at {} ns, was {}): it was "
-                   "deleted and re-created",
-                   bucket_, generation, before);
+    logger()->info(
+        "lease bucket {} is a new generation (stream created at {} ns, was {}): it was "
+        "deleted and re-created",
+        bucket_, generation, before);
   }
 }
 
@@ -338,16 +337,17 @@ Status NatsLeaseStore::recreateBucket(const std::string& why) {
     // Every poll retries: say it once per distinct reason, not every renew interval.
     if (s.toString() != last_recreate_error_) {
       last_recreate_error_ = s.toString();
-      logger()->error("lease bucket {} is missing ({}) and cannot be re-created: {}; retrying",
-                      bucket_, why, last_recreate_error_);
+      logger()->error("lease bucket {} is missing ({}) and cannot be re-created: {}; retrying", bucket_, why,
+                      last_recreate_error_);
     }
     return s.code() == StatusCode::kInvalidArgument ? unavailable(s.message()) : s;
   }
   last_recreate_error_.clear();
-  logger()->warn("lease bucket {} was deleted while in use ({}): re-created it with the same "
-                 "settings (history 1, no max age, file storage, {} replica(s)); revisions "
-                 "restart at 1 and every node waits a full TTL before campaigning",
-                 bucket_, why, replicas_);
+  logger()->warn(
+      "lease bucket {} was deleted while in use ({}): re-created it with the same "
+      "settings (history 1, no max age, file storage, {} replica(s)); revisions "
+      "restart at 1 and every node waits a full TTL before campaigning",
+      bucket_, why, replicas_);
   return Status::ok();
 }
 
@@ -359,8 +359,7 @@ Status NatsLeaseStore::recreateIfMissing(const std::string& why) {
   }
   if (state.status().code() != StatusCode::kNotFound) return state.status();
   auto now = currentStream(why);
-  return now.isOk() ? notFound("bucket " + bucket_ + " was missing and has been re-created")
-                    : now.status();
+  return now.isOk() ? notFound("bucket " + bucket_ + " was missing and has been re-created") : now.status();
 }
 
 bool NatsLeaseStore::surprisingRead(std::uint64_t revision, std::int64_t created_ns) {
@@ -397,8 +396,7 @@ Result<LeaseEntry> NatsLeaseStore::doRead() {
       Status err = transportError(s, what, connection_.requestTimeout());
       // A deleted stream leaves a direct get unanswered (a timeout, measured with 2.9.10) or
       // without responders: find out, and re-create it.
-      if (round == 0 &&
-          recreateIfMissing(what).code() == StatusCode::kNotFound) {
+      if (round == 0 && recreateIfMissing(what).code() == StatusCode::kNotFound) {
         continue;
       }
       return err;
@@ -420,8 +418,7 @@ Result<LeaseEntry> NatsLeaseStore::doRead() {
   }
 }
 
-Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value,
-                                              std::uint64_t expected_revision,
+Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value, std::uint64_t expected_revision,
                                               std::optional<std::uint64_t> expected_generation) {
   const std::string what = "write " + bucket_ + "/" + kLeaderKey;
   if (!connection_.connected()) return unavailable(what + ": not connected to NATS");
@@ -442,8 +439,8 @@ Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value,
   // At most two rounds: the second only when a create met a delete marker.
   for (int round = 0; round < 2; ++round) {
     natsMsg* msg = nullptr;
-    natsStatus s = natsMsg_Create(&msg, subject_.c_str(), nullptr, value.data(),
-                                  static_cast<int>(value.size()));
+    natsStatus s =
+        natsMsg_Create(&msg, subject_.c_str(), nullptr, value.data(), static_cast<int>(value.size()));
     if (s != NATS_OK) return internalError(what + ": natsMsg_Create: " + errorText(s));
     jsPubOptions po;
     jsPubOptions_Init(&po);
@@ -471,9 +468,8 @@ Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value,
             "{}: landed at revision {} instead of {}: a concurrent write was accepted on the same "
             "revision (or the bucket holds other keys); treated as a lost race",
             what, revision, honest);
-        return aborted(what + ": landed at revision " + std::to_string(revision) +
-                       " instead of " + std::to_string(honest) +
-                       ": another write passed the same compare-and-set");
+        return aborted(what + ": landed at revision " + std::to_string(revision) + " instead of " +
+                       std::to_string(honest) + ": another write passed the same compare-and-set");
       }
       if (expected_generation) {
         // The stream may have been replaced between the check and the publish: the record may
@@ -499,12 +495,11 @@ Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value,
           continue;
         }
       }
-      return aborted(what + ": wrong last sequence (expected revision " +
-                     std::to_string(expected_revision) + "): someone else wrote");
+      return aborted(what + ": wrong last sequence (expected revision " + std::to_string(expected_revision) +
+                     "): someone else wrote");
     }
     Status err = jerr != 0 ? unavailable(what + ": JetStream error " +
-                                         std::to_string(static_cast<int>(jerr)) + ": " +
-                                         errorText(s))
+                                         std::to_string(static_cast<int>(jerr)) + ": " + errorText(s))
                            : transportError(s, what, connection_.requestTimeout());
     if (streamMissing(s, jerr) ||
         (s == NATS_NO_RESPONDERS && recreateIfMissing(what).code() == StatusCode::kNotFound)) {
@@ -524,8 +519,7 @@ Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value,
 std::uint64_t NatsLeaseStore::tombstoneRevision() {
   natsMsg* msg = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
-  if (js_GetLastMsg(&msg, connection_.js(), stream_.c_str(), subject_.c_str(), nullptr, &jerr) !=
-      NATS_OK) {
+  if (js_GetLastMsg(&msg, connection_.js(), stream_.c_str(), subject_.c_str(), nullptr, &jerr) != NATS_OK) {
     return 0;
   }
   const char* op = nullptr;
@@ -692,8 +686,7 @@ void NatsLeaseStore::watchLoop() {
       if ((s == NATS_OK || s == NATS_TIMEOUT) && SteadyTime::now() >= generation_check_at) {
         generation_check_at = SteadyTime::now() + kWatchCheckAfter;
         auto stream = readStreamState(connection_, stream_, probeWait());
-        const bool missing =
-            !stream.isOk() && stream.status().code() == StatusCode::kNotFound;
+        const bool missing = !stream.isOk() && stream.status().code() == StatusCode::kNotFound;
         if (missing || (stream.isOk() && stream->generation != generation)) {
           if (stream.isOk()) noteGeneration(stream->generation);
           problem = missing ? "the bucket was deleted" : "the bucket was re-created";
@@ -761,8 +754,8 @@ Result<LeaseSnapshot> readLeaseOnce(NatsConnection& connection, const std::strin
     return snapshot;
   }
   if (s != NATS_OK) {
-    Status err = transportError(s, "read " + bucket + "/" + NatsLeaseStore::kLeaderKey,
-                                connection.requestTimeout());
+    Status err =
+        transportError(s, "read " + bucket + "/" + NatsLeaseStore::kLeaderKey, connection.requestTimeout());
     kvStore_Destroy(kv);
     return err;
   }

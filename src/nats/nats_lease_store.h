@@ -44,9 +44,8 @@ class NatsLeaseStore final : public LeaseStore {
   // file storage; `replicas` copies) or binds to it when it already exists with the same settings.
   // InvalidArgument when it exists with other settings, or when replicas > 1 on a server that is
   // not clustered; Unavailable / DeadlineExceeded when JetStream cannot be reached.
-  static Result<std::unique_ptr<NatsLeaseStore>> open(NatsConnection& connection,
-                                                      const std::string& bucket, int replicas,
-                                                      Scheduler& scheduler);
+  static Result<std::unique_ptr<NatsLeaseStore>> open(NatsConnection& connection, const std::string& bucket,
+                                                      int replicas, Scheduler& scheduler);
   ~NatsLeaseStore() override;  // close()
   NatsLeaseStore(const NatsLeaseStore&) = delete;
   NatsLeaseStore& operator=(const NatsLeaseStore&) = delete;
@@ -106,8 +105,7 @@ class NatsLeaseStore final : public LeaseStore {
                                 std::optional<std::uint64_t> expected_generation);
   // The stream's state now, re-creating the bucket first when it is missing; caches the
   // generation. `wait` bounds the first request (0: the request timeout).
-  Result<NatsStreamState> currentStream(const std::string& why,
-                                        milliseconds wait = milliseconds(0));
+  Result<NatsStreamState> currentStream(const std::string& why, milliseconds wait = milliseconds(0));
   // Re-creates the missing bucket with open()'s settings (once, whichever thread comes first).
   Status recreateBucket(const std::string& why);
   // After an error that a deleted stream also gives (no responders): NotFound when the bucket was

@@ -9,7 +9,7 @@
 namespace hacoord {
 
 // The verbs a node serves on hacoord.<cluster>.control.<node>.<verb>.
-inline constexpr std::string_view kVerbStepDown = "stepdown";            // rate-limited handover
+inline constexpr std::string_view kVerbStepDown = "stepdown";             // rate-limited handover
 inline constexpr std::string_view kVerbForceStepDown = "stepdown.force";  // operator only (NATS)
 inline constexpr std::string_view kVerbPromote = "promote";
 inline constexpr std::string_view kVerbJoin = "join";

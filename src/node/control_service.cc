@@ -30,10 +30,11 @@ struct ControlService::State {
   bool handover_in_flight = false;  // a rate-limited stepdown not answered yet (on the strand)
 };
 
-Result<std::unique_ptr<ControlService>> ControlService::start(
-    NatsConnection& connection, const std::string& cluster, const std::string& node,
-    milliseconds cooldown, Clock& clock, Scheduler& strand, Scheduler& blocking,
-    ControlActions actions) {
+Result<std::unique_ptr<ControlService>> ControlService::start(NatsConnection& connection,
+                                                              const std::string& cluster,
+                                                              const std::string& node, milliseconds cooldown,
+                                                              Clock& clock, Scheduler& strand,
+                                                              Scheduler& blocking, ControlActions actions) {
   std::unique_ptr<ControlService> service(new ControlService());
   auto state = std::make_shared<State>();
   state->cluster = cluster;
@@ -45,8 +46,7 @@ Result<std::unique_ptr<ControlService>> ControlService::start(
   state->actions = std::move(actions);
   service->state_ = state;
 
-  for (std::string_view verb :
-       {kVerbStepDown, kVerbForceStepDown, kVerbPromote, kVerbJoin, kVerbLeave}) {
+  for (std::string_view verb : {kVerbStepDown, kVerbForceStepDown, kVerbPromote, kVerbJoin, kVerbLeave}) {
     const std::string subject = controlSubject(cluster, node, std::string(verb));
     auto responder = NatsResponder::subscribe(
         connection, subject,
@@ -58,11 +58,9 @@ Result<std::unique_ptr<ControlService>> ControlService::start(
             reply(encodeControlReply(request.status()));
             return;
           }
-          const std::string requester =
-              request->requester.empty() ? "(not given)" : request->requester;
+          const std::string requester = request->requester.empty() ? "(not given)" : request->requester;
           log()->info("control: {}{} requested by '{}' on {}", verb,
-                      request->successor.empty() ? "" : " to " + request->successor, requester,
-                      subject);
+                      request->successor.empty() ? "" : " to " + request->successor, requester, subject);
           auto answer = [reply, verb](Status s) {
             if (!s.isOk()) log()->info("control: {} refused: {}", verb, s.toString());
             reply(encodeControlReply(s));
@@ -79,8 +77,7 @@ Result<std::unique_ptr<ControlService>> ControlService::start(
               }
               if (!force && state->last_handover && now < *state->last_handover + state->cooldown) {
                 answer(failedPrecondition(
-                    "the last handover took place " +
-                    std::to_string(toMillis(now - *state->last_handover)) +
+                    "the last handover took place " + std::to_string(toMillis(now - *state->last_handover)) +
                     " ms ago; at most one per election.cooldownMs (" +
                     std::to_string(state->cooldown.count()) +
                     " ms) unless forced by the operator (hacoord demote/promote --force)"));

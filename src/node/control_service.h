@@ -37,11 +37,9 @@ struct ControlActions {
 // cannot bounce leadership, and an operator can still move it at once.
 class ControlService {
  public:
-  static Result<std::unique_ptr<ControlService>> start(NatsConnection& connection,
-                                                       const std::string& cluster,
-                                                       const std::string& node,
-                                                       milliseconds cooldown, Clock& clock,
-                                                       Scheduler& strand, Scheduler& blocking,
+  static Result<std::unique_ptr<ControlService>> start(NatsConnection& connection, const std::string& cluster,
+                                                       const std::string& node, milliseconds cooldown,
+                                                       Clock& clock, Scheduler& strand, Scheduler& blocking,
                                                        ControlActions actions);
   ~ControlService();  // unsubscribes; waits for a handler running now
   ControlService(const ControlService&) = delete;

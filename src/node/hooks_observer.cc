@@ -7,19 +7,17 @@ HooksObserver::HooksObserver(std::shared_ptr<Hooks> hooks, HookRunner& runner)
     : hooks_(std::move(hooks)), runner_(runner) {}
 
 void HooksObserver::onGained(Epoch epoch, TimePoint valid_until, std::function<void(Status)> done) {
-  runner_.run("onBecomeLeader", [hooks = hooks_, epoch] { return hooks->onBecomeLeader(epoch); },
-              std::move(done));
+  runner_.run(
+      "onBecomeLeader", [hooks = hooks_, epoch] { return hooks->onBecomeLeader(epoch); }, std::move(done));
   queueRenewal(epoch, valid_until);
 }
 
-void HooksObserver::onRenewed(Epoch epoch, TimePoint valid_until) {
-  queueRenewal(epoch, valid_until);
-}
+void HooksObserver::onRenewed(Epoch epoch, TimePoint valid_until) { queueRenewal(epoch, valid_until); }
 
 void HooksObserver::onLost(Epoch epoch, LossReason reason, std::function<void(Status)> done) {
-  runner_.run("onLoseLeadership",
-              [hooks = hooks_, epoch, reason] { return hooks->onLoseLeadership(epoch, reason); },
-              std::move(done));
+  runner_.run(
+      "onLoseLeadership", [hooks = hooks_, epoch, reason] { return hooks->onLoseLeadership(epoch, reason); },
+      std::move(done));
 }
 
 void HooksObserver::onLeaderChanged(const std::string& leader, Epoch epoch) {

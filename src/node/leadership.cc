@@ -15,8 +15,7 @@ std::shared_ptr<spdlog::logger> log() {
 
 }  // namespace
 
-LeadershipBus::LeadershipBus(Scheduler& strand)
-    : strand_(strand), alive_(std::make_shared<bool>(true)) {}
+LeadershipBus::LeadershipBus(Scheduler& strand) : strand_(strand), alive_(std::make_shared<bool>(true)) {}
 
 LeadershipBus::~LeadershipBus() { *alive_ = false; }
 
@@ -82,23 +81,22 @@ bool LeadershipBus::deliver(std::size_t index) {
         if (slots_[j].gained_ok != e.epoch) return false;  // the ones before are not ready yet
       }
       slot.told = e.epoch;
-      slot.observer->onGained(
-          e.epoch, e.until,
-          // `strand`, not strand_: a late `done` may come after the bus is gone.
-          [this, strand = &strand_, alive = alive_, index, epoch = e.epoch](Status s) {
-            strand->post([this, alive, index, epoch, s] {
-              if (!*alive) return;
-              if (s.isOk()) {
-                slots_[index].gained_ok = epoch;
-              } else {
-                log()->error("epoch {}: {} could not take leadership: {}; stepping down",
-                             epoch.value(), slots_[index].observer->name(), s.toString());
-                failed_ = std::max(failed_, epoch);
-                if (step_down_) step_down_(epoch, s);
-              }
-              pump();
-            });
-          });
+      slot.observer->onGained(e.epoch, e.until,
+                              // `strand`, not strand_: a late `done` may come after the bus is gone.
+                              [this, strand = &strand_, alive = alive_, index, epoch = e.epoch](Status s) {
+                                strand->post([this, alive, index, epoch, s] {
+                                  if (!*alive) return;
+                                  if (s.isOk()) {
+                                    slots_[index].gained_ok = epoch;
+                                  } else {
+                                    log()->error("epoch {}: {} could not take leadership: {}; stepping down",
+                                                 epoch.value(), slots_[index].observer->name(), s.toString());
+                                    failed_ = std::max(failed_, epoch);
+                                    if (step_down_) step_down_(epoch, s);
+                                  }
+                                  pump();
+                                });
+                              });
       return true;
     }
     case Event::Kind::kRenew:
@@ -114,24 +112,23 @@ bool LeadershipBus::deliver(std::size_t index) {
         if (slots_[j].lost_done < e.epoch) return false;  // the ones before have not let go yet
       }
       slot.told = Epoch();
-      slot.observer->onLost(
-          e.epoch, e.reason,
-          // `strand`, not strand_: a late `done` may come after the bus is gone.
-          [this, strand = &strand_, alive = alive_, index, epoch = e.epoch](Status s) {
-            strand->post([this, alive, index, epoch, s] {
-              if (!*alive) return;
-              if (!s.isOk()) {
-                log()->error("epoch {}: {} could not let go of leadership: {}", epoch.value(),
-                             slots_[index].observer->name(), s.toString());
-                for (auto& r : releases_) {
-                  if (r.epoch == epoch) r.ok = false;
-                }
-              }
-              slots_[index].lost_done = std::max(slots_[index].lost_done, epoch);
-              finishRelease();
-              pump();
-            });
-          });
+      slot.observer->onLost(e.epoch, e.reason,
+                            // `strand`, not strand_: a late `done` may come after the bus is gone.
+                            [this, strand = &strand_, alive = alive_, index, epoch = e.epoch](Status s) {
+                              strand->post([this, alive, index, epoch, s] {
+                                if (!*alive) return;
+                                if (!s.isOk()) {
+                                  log()->error("epoch {}: {} could not let go of leadership: {}",
+                                               epoch.value(), slots_[index].observer->name(), s.toString());
+                                  for (auto& r : releases_) {
+                                    if (r.epoch == epoch) r.ok = false;
+                                  }
+                                }
+                                slots_[index].lost_done = std::max(slots_[index].lost_done, epoch);
+                                finishRelease();
+                                pump();
+                              });
+                            });
       return true;
     }
     case Event::Kind::kChange:

@@ -77,9 +77,9 @@ class LeadershipBus {
   struct Slot {
     LeadershipObserver* observer = nullptr;
     std::deque<Event> queue;
-    Epoch told;               // the epoch whose onGained was delivered (0: none)
-    Epoch gained_ok;          // the epoch whose onGained finished OK
-    Epoch lost_done;          // the epoch whose onLost finished (or was skipped)
+    Epoch told;       // the epoch whose onGained was delivered (0: none)
+    Epoch gained_ok;  // the epoch whose onGained finished OK
+    Epoch lost_done;  // the epoch whose onLost finished (or was skipped)
   };
   struct Release {
     Epoch epoch;
@@ -95,8 +95,8 @@ class LeadershipBus {
   Scheduler& strand_;
   std::vector<Slot> slots_;
   std::function<void(Epoch, Status)> step_down_;
-  Epoch ended_;         // the latest epoch lost: its pending gains are dropped
-  Epoch failed_;        // the latest epoch whose gain chain failed
+  Epoch ended_;   // the latest epoch lost: its pending gains are dropped
+  Epoch failed_;  // the latest epoch whose gain chain failed
   std::deque<Release> releases_;
   bool pumping_ = false;
   bool pump_again_ = false;
@@ -108,13 +108,10 @@ class BusListener : public ElectorListener {
  public:
   explicit BusListener(LeadershipBus& bus) : bus_(bus) {}
   void onBecomeLeader(Epoch epoch, TimePoint valid_until) override { bus_.gained(epoch, valid_until); }
-  void onLoseLeadership(Epoch epoch, LossReason reason,
-                        std::function<void(bool)> released) override {
+  void onLoseLeadership(Epoch epoch, LossReason reason, std::function<void(bool)> released) override {
     bus_.lost(epoch, reason, std::move(released));
   }
-  void onLeaderChange(const std::string& leader, Epoch epoch) override {
-    bus_.leaderChanged(leader, epoch);
-  }
+  void onLeaderChange(const std::string& leader, Epoch epoch) override { bus_.leaderChanged(leader, epoch); }
   void onRenewed(Epoch epoch, TimePoint valid_until, Duration latency) override {
     (void)latency;
     bus_.renewed(epoch, valid_until);

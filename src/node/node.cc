@@ -63,8 +63,7 @@ struct Node::Impl final : ElectorListener {
     }
     bus->gained(epoch, valid_until);
   }
-  void onLoseLeadership(Epoch epoch, LossReason reason,
-                        std::function<void(bool)> released) override {
+  void onLoseLeadership(Epoch epoch, LossReason reason, std::function<void(bool)> released) override {
     {
       std::lock_guard lock(mutex);
       ++stats.lost_leadership;
@@ -73,9 +72,7 @@ struct Node::Impl final : ElectorListener {
     // An unhealthy node kept candidacy only while it led: not any more.
     if (!healthy) strand->post([this] { applyCandidacy(); });
   }
-  void onLeaderChange(const std::string& leader, Epoch epoch) override {
-    bus->leaderChanged(leader, epoch);
-  }
+  void onLeaderChange(const std::string& leader, Epoch epoch) override { bus->leaderChanged(leader, epoch); }
   void onSnapshot(const ElectorSnapshot& s) override {
     std::lock_guard lock(mutex);
     snapshot = s;
@@ -129,35 +126,32 @@ struct Node::Impl final : ElectorListener {
   Status callOnStrand(std::function<void(std::function<void(Status)>)> op, Duration limit) {
     auto promise = std::make_shared<std::promise<Status>>();
     auto future = promise->get_future();
-    strand->post([op = std::move(op), promise] {
-      op([promise](Status s) { promise->set_value(std::move(s)); });
-    });
+    strand->post(
+        [op = std::move(op), promise] { op([promise](Status s) { promise->set_value(std::move(s)); }); });
     if (future.wait_for(limit) != std::future_status::ready) {
       return deadlineExceeded("no answer within " + std::to_string(toMillis(limit)) + " ms");
     }
     return future.get();
   }
 
-  Duration handoverLimit() const {
-    return config.election.hook_time_limit + 2 * config.nats.request_timeout;
-  }
+  Duration handoverLimit() const { return config.election.hook_time_limit + 2 * config.nats.request_timeout; }
 
   // Asks the live leader (over NATS) to hand over to this node. Blocks: never on the strand.
   Status promote() {
     const ElectorSnapshot s = currentSnapshot();
     if (s.role == Role::kLeader) return Status::ok();
     if (s.leader.empty()) {
-      return failedPrecondition("no live leader to hand over; the lease goes to a candidate when "
-                                "it expires");
+      return failedPrecondition(
+          "no live leader to hand over; the lease goes to a candidate when "
+          "it expires");
     }
     if (!s.candidate) return failedPrecondition("node " + config.node_id + " is not a candidate");
     ControlRequest request;
     request.successor = config.node_id;
     request.requester = "node:" + config.node_id;
-    auto reply = natsRequest(*connection,
-                             controlSubject(config.cluster_id, s.leader, std::string(kVerbStepDown)),
-                             encodeControlRequest(request),
-                             std::chrono::duration_cast<milliseconds>(handoverLimit()));
+    auto reply =
+        natsRequest(*connection, controlSubject(config.cluster_id, s.leader, std::string(kVerbStepDown)),
+                    encodeControlRequest(request), std::chrono::duration_cast<milliseconds>(handoverLimit()));
     if (!reply.isOk()) return reply.status();
     return decodeControlReply(*reply);
   }
@@ -174,9 +168,9 @@ struct Node::Impl final : ElectorListener {
       log()->info("node {}: operator says {} candidacy", config.node_id, join ? "join" : "leave");
       applyCandidacy(std::move(applied));
     };
-    auto service = ControlService::start(*connection, config.cluster_id, config.node_id,
-                                         config.election.cooldown, clock, *strand, *blocking,
-                                         std::move(actions));
+    auto service =
+        ControlService::start(*connection, config.cluster_id, config.node_id, config.election.cooldown, clock,
+                              *strand, *blocking, std::move(actions));
     if (!service.isOk()) return service.status();
     control = std::move(*service);
     return Status::ok();
@@ -246,16 +240,16 @@ Status Node::start() {
   auto connection = NatsConnection::connect(d.config.nats, "hacoord-" + d.config.node_id, events);
   if (!connection.isOk()) return connection.status();
   d.connection = std::move(*connection);
-  auto store = NatsLeaseStore::open(*d.connection, d.config.bucketName(),
-                                    d.config.election.bucket_replicas, *d.strand);
+  auto store = NatsLeaseStore::open(*d.connection, d.config.bucketName(), d.config.election.bucket_replicas,
+                                    *d.strand);
   if (!store.isOk()) {
     d.connection.reset();
     return store.status();
   }
   d.store = std::move(*store);
   // Before the elector starts: a node that campaigns must already tell others its floor.
-  auto exchange = NatsFloorExchange::start(*d.connection, d.config.cluster_id, *d.published_floor,
-                                           *d.strand, *d.blocking);
+  auto exchange = NatsFloorExchange::start(*d.connection, d.config.cluster_id, *d.published_floor, *d.strand,
+                                           *d.blocking);
   if (!exchange.isOk()) {
     d.store.reset();
     d.connection.reset();
@@ -271,9 +265,9 @@ Status Node::start() {
   d.bus->add(*d.hooks_observer);
   d.bus->setStepDown([&d](Epoch epoch, Status why) {
     if (!d.elector || d.elector->snapshot().epoch != epoch || !d.elector->isLeader()) return;
-    log()->error("node {} steps down from epoch {}: {}", d.config.node_id, epoch.value(),
-                 why.toString());
-    d.elector->stepDown("", [](Status) {}, LossReason::kHookFailed);
+    log()->error("node {} steps down from epoch {}: {}", d.config.node_id, epoch.value(), why.toString());
+    d.elector->stepDown(
+        "", [](Status) {}, LossReason::kHookFailed);
   });
 
   ElectorConfig ec;
@@ -286,8 +280,7 @@ Status Node::start() {
   ec.candidate = d.operator_candidate && d.healthy;
   ec.jitter_seed = std::hash<std::string>{}(d.incarnation);
   d.elector =
-      std::make_unique<Elector>(ec, d.clock, *d.strand, *d.store, *d.published_floor,
-                                d.exchange.get(), d);
+      std::make_unique<Elector>(ec, d.clock, *d.strand, *d.store, *d.published_floor, d.exchange.get(), d);
   d.strand->runSync([&d] { d.elector->start(); });
   if (Status s = d.startControl(); !s.isOk()) {
     log()->error("node {} cannot serve control requests: {}", d.config.node_id, s.toString());
@@ -347,9 +340,8 @@ const std::string& Node::incarnation() const { return impl_->incarnation; }
 Status Node::stepDown() {
   Impl& d = *impl_;
   if (!d.started || d.stopped) return failedPrecondition("node is not running");
-  return d.callOnStrand(
-      [&d](std::function<void(Status)> done) { d.elector->stepDown("", std::move(done)); },
-      d.handoverLimit());
+  return d.callOnStrand([&d](std::function<void(Status)> done) { d.elector->stepDown("", std::move(done)); },
+                        d.handoverLimit());
 }
 
 Status Node::promote() {

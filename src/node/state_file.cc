@@ -58,8 +58,7 @@ Status writeAll(int fd, const std::string& data, const std::string& path) {
 StateFile::StateFile(std::string dir, std::string path, Epoch epoch, milliseconds lease)
     : dir_(std::move(dir)), path_(std::move(path)), epoch_(epoch), lease_(lease) {}
 
-Result<std::unique_ptr<StateFile>> StateFile::open(const std::string& dir,
-                                                   const std::string& cluster,
+Result<std::unique_ptr<StateFile>> StateFile::open(const std::string& dir, const std::string& cluster,
                                                    const std::string& node) {
   if (Status s = makeDirs(dir); !s.isOk()) return s;
   const std::string path = dir + "/" + cluster + "." + node + ".state";
@@ -77,10 +76,11 @@ Result<std::unique_ptr<StateFile>> StateFile::open(const std::string& dir,
     if (!reader->parse(body.data(), body.data() + body.size(), &v, &errors) || !v.isObject() ||
         !v["epoch"].isUInt64() || !v["longestLeaseMs"].isUInt64()) {
       return Status(StatusCode::kDataLoss,
-                    "state file " + path + " is damaged (expected {\"epoch\": N, "
-                    "\"longestLeaseMs\": M}); hacoord will not guess the highest epoch it has "
-                    "seen. If the lease bucket still exists, deleting this file is safe (the "
-                    "bucket holds the latest epoch)");
+                    "state file " + path +
+                        " is damaged (expected {\"epoch\": N, "
+                        "\"longestLeaseMs\": M}); hacoord will not guess the highest epoch it has "
+                        "seen. If the lease bucket still exists, deleting this file is safe (the "
+                        "bucket holds the latest epoch)");
     }
     epoch = Epoch(v["epoch"].asUInt64());
     lease = milliseconds(v["longestLeaseMs"].asUInt64());

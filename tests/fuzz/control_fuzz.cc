@@ -12,8 +12,7 @@ namespace {
 
 // The first byte picks what the rest is: a request body for one of the verbs, or a reply.
 constexpr std::string_view kVerbs[] = {hacoord::kVerbStepDown, hacoord::kVerbForceStepDown,
-                                       hacoord::kVerbPromote, hacoord::kVerbJoin,
-                                       hacoord::kVerbLeave};
+                                       hacoord::kVerbPromote, hacoord::kVerbJoin, hacoord::kVerbLeave};
 constexpr std::size_t kChoices = sizeof(kVerbs) / sizeof(kVerbs[0]) + 1;
 
 }  // namespace

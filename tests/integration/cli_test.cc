@@ -51,24 +51,26 @@ class CliTest : public ::testing::Test {
   }
 
   std::string clusterId() const {
-    return std::string("cli-") + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    // Ids are at most 64 characters: long test names are cut (they stay unique in their first 60).
+    return (std::string("cli-") + ::testing::UnitTest::GetInstance()->current_test_info()->name())
+        .substr(0, 64);
   }
   // A valid config for node `node` of this test's cluster on `url`.
   // `extra`: more top-level members, e.g. R"("hooks":{...})".
   std::string writeConfig(const std::string& node, const std::string& url, const std::string& extra = "") {
     const std::string path = dir_ + "/" + node + ".json";
-    writeTextFile(path, R"({"clusterId":")" + clusterId() + R"(","nodeId":")" + node +
-                            R"(","stateDir":")" + dir_ +
-                            R"(","nats":{"servers":[")" + url +
+    writeTextFile(path, R"({"clusterId":")" + clusterId() + R"(","nodeId":")" + node + R"(","stateDir":")" +
+                            dir_ + R"(","nats":{"servers":[")" + url +
                             R"("],"connectTimeoutMs":1000,"requestTimeoutMs":1000},)"
                             R"("election":{"leaseTtlMs":1000,"renewIntervalMs":250})" +
                             (extra.empty() ? "" : "," + extra) + "}");
     return path;
   }
   // Starts daemon_ on `path` and waits until `hacoord status` names `node` the leader.
-  ::testing::AssertionResult startDaemonAndWaitUntilItLeads(const std::string& path, const std::string& node) {
-    daemon_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  ::testing::AssertionResult startDaemonAndWaitUntilItLeads(const std::string& path,
+                                                            const std::string& node) {
+    daemon_ =
+        std::make_unique<ChildProcess>(std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
     RunResult last;
     const bool leads = eventually(
         [&] {
@@ -110,15 +112,13 @@ TEST_F(CliTest, UnknownCommandIsAUsageErrorOnOneLine) {
 }
 
 TEST_F(CliTest, StatusWithABadConfigNamesTheFileAndTheJsonPath) {
-  const std::string path = writeRaw(
-      "bad.json",
-      R"({"clusterId":"c","nodeId":"n","nats":{"servers":["nats://127.0.0.1:4222"]},)"
-      R"("election":{"leaseTtlMs":"fast"}})");
+  const std::string path =
+      writeRaw("bad.json", R"({"clusterId":"c","nodeId":"n","nats":{"servers":["nats://127.0.0.1:4222"]},)"
+                           R"("election":{"leaseTtlMs":"fast"}})");
   const RunResult r = hacoord({"status", "--config", path});
   EXPECT_EQ(r.exit_code, 3) << describe(r);
   ASSERT_EQ(r.errLines().size(), 1u) << describe(r);
-  EXPECT_NE(r.errLines()[0].find("bad.json: election.leaseTtlMs: "), std::string::npos)
-      << describe(r);
+  EXPECT_NE(r.errLines()[0].find("bad.json: election.leaseTtlMs: "), std::string::npos) << describe(r);
   EXPECT_NE(r.errLines()[0].find("election.leaseTtlMs"), std::string::npos) << describe(r);
 
   const RunResult missing = hacoord({"status", "--config", dir_ + "/nope.json"});
@@ -134,8 +134,7 @@ TEST_F(CliTest, StatusWithoutNatsFailsQuicklyWithOneClearLine) {
   EXPECT_EQ(r.exit_code, 1) << describe(r);
   EXPECT_LT(r.elapsed.count(), 5000) << describe(r);
   ASSERT_EQ(r.errLines().size(), 1u) << describe(r);
-  EXPECT_NE(r.errLines()[0].find("127.0.0.1:" + std::to_string(port)), std::string::npos)
-      << describe(r);
+  EXPECT_NE(r.errLines()[0].find("127.0.0.1:" + std::to_string(port)), std::string::npos) << describe(r);
 }
 
 TEST_F(CliTest, StatusBeforeAnyNodeRanSaysTheBucketDoesNotExist) {
@@ -149,8 +148,8 @@ TEST_F(CliTest, StatusBeforeAnyNodeRanSaysTheBucketDoesNotExist) {
 
 TEST_F(CliTest, DaemonLeadsStatusShowsItAndSigtermHandsOver) {
   const std::string path = writeConfig("d1", server_->url());
-  daemon_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  daemon_ =
+      std::make_unique<ChildProcess>(std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
 
   std::map<std::string, std::string> status;
   RunResult last;
@@ -224,11 +223,11 @@ TEST_F(CliTest, DaemonRunsTheNotifyHooksInOrderWithTheirEnvironment) {
   const std::string events = dir_ + "/events";
   const std::string extra =
       R"("hooks":{"onBecomeLeader":"echo become $HACOORD_NODE $HACOORD_EPOCH $HACOORD_REASON >> )" + events +
-      R"(; echo promoted-for-test","onLoseLeadership":"echo lose $HACOORD_EPOCH $HACOORD_REASON >> )" + events +
-      R"(","onLeaderChange":"echo change $HACOORD_LEADER $HACOORD_EPOCH >> )" + events + R"("})";
+      R"(; echo promoted-for-test","onLoseLeadership":"echo lose $HACOORD_EPOCH $HACOORD_REASON >> )" +
+      events + R"(","onLeaderChange":"echo change $HACOORD_LEADER $HACOORD_EPOCH >> )" + events + R"("})";
   const std::string path = writeConfig("h1", server_->url(), extra);
-  daemon_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  daemon_ =
+      std::make_unique<ChildProcess>(std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
   std::string text;
   ASSERT_TRUE(eventually(
       [&] {
@@ -236,9 +235,11 @@ TEST_F(CliTest, DaemonRunsTheNotifyHooksInOrderWithTheirEnvironment) {
         return text.find("become h1 ") != std::string::npos;
       },
       10000ms))
-      << text << "\n" << daemon_->stderrText();
-  ASSERT_TRUE(eventually([&] { return daemon_->stderrText().find("onBecomeLeader: promoted-for-test") != std::string::npos; },
-                         5000ms))
+      << text << "\n"
+      << daemon_->stderrText();
+  ASSERT_TRUE(eventually(
+      [&] { return daemon_->stderrText().find("onBecomeLeader: promoted-for-test") != std::string::npos; },
+      5000ms))
       << daemon_->stderrText();
   ASSERT_TRUE(daemon_->signal(SIGTERM));
   ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
@@ -257,8 +258,8 @@ TEST_F(CliTest, DaemonRunsTheNotifyHooksInOrderWithTheirEnvironment) {
 // A failing onLoseLeadership (the service could not be stopped) must not hand the lease over: on
 // SIGTERM the record keeps the old holder and is left to expire, as after a crash.
 TEST_F(CliTest, AFailingLoseHookLeavesTheLeaseToExpireInsteadOfReleasingIt) {
-  const std::string path =
-      writeConfig("h2", server_->url(), R"("hooks":{"onLoseLeadership":"echo cannot stop the service; exit 1"})");
+  const std::string path = writeConfig(
+      "h2", server_->url(), R"("hooks":{"onLoseLeadership":"echo cannot stop the service; exit 1"})");
   ASSERT_TRUE(startDaemonAndWaitUntilItLeads(path, "h2"));
   ASSERT_TRUE(daemon_->signal(SIGTERM));
   ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
@@ -275,8 +276,8 @@ TEST_F(CliTest, AFailingLoseHookLeavesTheLeaseToExpireInsteadOfReleasingIt) {
 // A non-zero onBecomeLeader makes the node step down (and say why in its log).
 TEST_F(CliTest, AFailingBecomeHookStepsTheDaemonDown) {
   const std::string path = writeConfig("h3", server_->url(), R"("hooks":{"onBecomeLeader":"exit 4"})");
-  daemon_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  daemon_ =
+      std::make_unique<ChildProcess>(std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
   ASSERT_TRUE(eventually(
       [&] {
         const std::string err = daemon_->stderrText();
@@ -291,8 +292,8 @@ TEST_F(CliTest, AFailingBecomeHookStepsTheDaemonDown) {
 // a SIGHUP reload, is a planned stop with exit 0: never the default action (exit 143).
 TEST_F(CliTest, SigtermDuringStartOrReloadIsAPlannedStop) {
   const std::string path = writeConfig("s1", server_->url());
-  daemon_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  daemon_ =
+      std::make_unique<ChildProcess>(std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
   ASSERT_TRUE(eventually([&] { return daemon_->stderrText().find("connected to NATS") != std::string::npos; },
                          10000ms, 1ms))
       << daemon_->stderrText();
@@ -300,10 +301,10 @@ TEST_F(CliTest, SigtermDuringStartOrReloadIsAPlannedStop) {
   ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
   EXPECT_EQ(daemon_->exitCode(), 0) << daemon_->stderrText();
 
-  daemon_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
-  ASSERT_TRUE(eventually([&] { return daemon_->stderrText().find("health checks started") != std::string::npos; },
-                         10000ms))
+  daemon_ =
+      std::make_unique<ChildProcess>(std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  ASSERT_TRUE(eventually(
+      [&] { return daemon_->stderrText().find("health checks started") != std::string::npos; }, 10000ms))
       << daemon_->stderrText();
   ASSERT_TRUE(daemon_->signal(SIGHUP));
   ASSERT_TRUE(daemon_->signal(SIGTERM));
@@ -320,8 +321,8 @@ TEST_F(CliTest, DaemonThreadsAreTheDocumentedOnesWhateverTheChecks) {
       list += std::string(i ? "," : "") + R"({"name":"c)" + std::to_string(i) +
               R"(","type":"command","command":"true","intervalMs":200,"timeoutMs":100})";
     }
-    const std::string path = writeConfig("t" + std::to_string(checks), server_->url(),
-                                         R"("health":{"checks":[)" + list + "]}");
+    const std::string path =
+        writeConfig("t" + std::to_string(checks), server_->url(), R"("health":{"checks":[)" + list + "]}");
     ChildProcess d({HACOORD_BINARY, "daemon", "--config", path});
     std::map<std::string, int> names;
     EXPECT_TRUE(eventually(
@@ -329,8 +330,8 @@ TEST_F(CliTest, DaemonThreadsAreTheDocumentedOnesWhateverTheChecks) {
           if (d.stderrText().find("became leader") == std::string::npos) return false;
           names.clear();
           std::error_code ec;
-          for (const auto& t : std::filesystem::directory_iterator(
-                   "/proc/" + std::to_string(d.pid()) + "/task", ec)) {
+          for (const auto& t :
+               std::filesystem::directory_iterator("/proc/" + std::to_string(d.pid()) + "/task", ec)) {
             std::string comm = readTextFile(t.path().string() + "/comm");
             if (!comm.empty() && comm.back() == '\n') comm.pop_back();
             ++names[comm];
@@ -367,10 +368,11 @@ TEST_F(CliTest, DaemonThreadsAreTheDocumentedOnesWhateverTheChecks) {
 TEST_F(CliTest, SighupReloadsChecksAndHealthExitsOneWhenUnhealthy) {
   const std::string flag = dir_ + "/up";
   writeTextFile(flag, "");
-  const std::string keep = R"({"name":"keep","type":"command","command":"true","intervalMs":100,"timeoutMs":50})";
+  const std::string keep =
+      R"({"name":"keep","type":"command","command":"true","intervalMs":100,"timeoutMs":50})";
   const std::string path = writeConfig("r1", server_->url(), R"("health":{"checks":[)" + keep + "]}");
-  daemon_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
+  daemon_ =
+      std::make_unique<ChildProcess>(std::vector<std::string>{HACOORD_BINARY, "daemon", "--config", path});
   // The consecutive passes of check `name` in a `health --json` answer (-1 when not there).
   auto passes = [](const std::string& json, const std::string& name) {
     const auto at = json.find("\"name\":\"" + name + "\"");
@@ -388,9 +390,8 @@ TEST_F(CliTest, SighupReloadsChecksAndHealthExitsOneWhenUnhealthy) {
       10000ms, 50ms))
       << describe(h);
   const int kept_before = passes(h.out, "keep");
-  const std::string added =
-      R"({"name":"flag","type":"command","command":"test -e )" + flag +
-      R"(","intervalMs":100,"timeoutMs":50,"fall":1})";
+  const std::string added = R"({"name":"flag","type":"command","command":"test -e )" + flag +
+                            R"(","intervalMs":100,"timeoutMs":50,"fall":1})";
   writeConfig("r1", server_->url(), R"("health":{"checks":[)" + keep + "," + added + "]}");
   ASSERT_TRUE(daemon_->signal(SIGHUP));
   ASSERT_TRUE(eventually(
@@ -419,8 +420,9 @@ TEST_F(CliTest, SighupReloadsChecksAndHealthExitsOneWhenUnhealthy) {
   // A config that does not load is logged and the running one kept.
   writeTextFile(path, "{ not json");
   ASSERT_TRUE(daemon_->signal(SIGHUP));
-  ASSERT_TRUE(eventually([&] { return daemon_->stderrText().find("SIGHUP: keeping the running config") != std::string::npos; },
-                         5000ms))
+  ASSERT_TRUE(eventually(
+      [&] { return daemon_->stderrText().find("SIGHUP: keeping the running config") != std::string::npos; },
+      5000ms))
       << daemon_->stderrText();
   EXPECT_FALSE(daemon_->exited()) << daemon_->stderrText();
 }
@@ -428,11 +430,12 @@ TEST_F(CliTest, SighupReloadsChecksAndHealthExitsOneWhenUnhealthy) {
 // An onLoseLeadership that overruns its time limit during a planned handover: the record stays
 // held by the old leader (left to expire), never released while the service may still be up.
 TEST_F(CliTest, ALoseHookPastItsLimitDuringAHandoverKeepsTheRecordHeld) {
-  const std::string path = writeRaw(
-      "o1.json", R"({"clusterId":")" + clusterId() + R"(","nodeId":"o1","stateDir":")" + dir_ +
-                     R"(","nats":{"servers":[")" + server_->url() + R"("]},)"
-                     R"("election":{"leaseTtlMs":1000,"renewIntervalMs":250,"hookTimeLimitMs":300},)"
-                     R"("hooks":{"onLoseLeadership":"sleep 5"}})");
+  const std::string path =
+      writeRaw("o1.json", R"({"clusterId":")" + clusterId() + R"(","nodeId":"o1","stateDir":")" + dir_ +
+                              R"(","nats":{"servers":[")" + server_->url() +
+                              R"("]},)"
+                              R"("election":{"leaseTtlMs":1000,"renewIntervalMs":250,"hookTimeLimitMs":300},)"
+                              R"("hooks":{"onLoseLeadership":"sleep 5"}})");
   ASSERT_TRUE(startDaemonAndWaitUntilItLeads(path, "o1"));
   ASSERT_TRUE(daemon_->signal(SIGTERM));
   ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
@@ -443,6 +446,48 @@ TEST_F(CliTest, ALoseHookPastItsLimitDuringAHandoverKeepsTheRecordHeld) {
   auto parsed = parseFlatJson(after.out);
   ASSERT_TRUE(parsed) << describe(after);
   EXPECT_EQ((*parsed)["holder"], "o1") << "released although the hook overran: " << after.out;
+}
+
+// Mutual TLS set up only through the JSON config (nats.tls.ca/cert/key): the daemon leads, the CLI
+// reads the status over TLS, and after a nats-server restart the daemon reconnects over TLS and
+// leads again (its watch and renewals work on the new connection).
+TEST_F(CliTest, DaemonOverMutualTlsFromTheJsonConfigReconnectsAfterAServerRestart) {
+  NatsServerOptions options;
+  options.tls = makeTestCerts(dir_);
+  NatsServer tls_server(options);
+  const TlsMaterial& m = *options.tls;
+  const std::string tls =
+      R"("tls":{"ca":")" + m.ca + R"(","cert":")" + m.client_cert + R"(","key":")" + m.client_key + R"("})";
+  const std::string path = writeRaw(
+      "tls.json", R"({"clusterId":")" + clusterId() + R"(","nodeId":"t1","stateDir":")" + dir_ +
+                      R"(","nats":{"servers":["tls://127.0.0.1:)" + std::to_string(tls_server.port()) +
+                      R"("],"connectTimeoutMs":1000,"requestTimeoutMs":1000,"reconnectWaitMs":50,)"
+                      R"("reconnectWaitMaxMs":250,)" +
+                      tls + R"(},"election":{"leaseTtlMs":1000,"renewIntervalMs":250}})");
+  ASSERT_TRUE(startDaemonAndWaitUntilItLeads(path, "t1"));
+  tls_server.restart();
+  ASSERT_TRUE(eventually(
+      [&] { return daemon_->stderrText().find("reconnected to NATS") != std::string::npos; }, 15000ms))
+      << daemon_->stderrText();
+  RunResult last;
+  ASSERT_TRUE(eventually(
+      [&] {
+        last = hacoord({"health", "--config", path, "t1", "--json"});
+        return last.exit_code == 0 && last.out.find("\"role\":\"leader\"") != std::string::npos;
+      },
+      15000ms, 100ms))
+      << describe(last) << daemon_->stderrText();
+  // A client without a certificate is refused by the server (mutual TLS is really on).
+  const std::string plain =
+      writeRaw("plain.json", R"({"clusterId":")" + clusterId() +
+                                 R"(","nodeId":"p1","nats":{"servers":["tls://127.0.0.1:)" +
+                                 std::to_string(tls_server.port()) +
+                                 R"("],"connectTimeoutMs":1000,"tls":{"ca":")" + m.ca + R"("}}})");
+  const RunResult refused = hacoord({"status", "--config", plain});
+  EXPECT_EQ(refused.exit_code, 1) << describe(refused);
+  ASSERT_TRUE(daemon_->signal(SIGTERM));
+  ASSERT_TRUE(daemon_->waitExit(10000ms)) << daemon_->stderrText();
+  EXPECT_EQ(daemon_->exitCode(), 0) << daemon_->stderrText();
 }
 
 // Every control command reports a node that is not running as down, quickly, exit 1.

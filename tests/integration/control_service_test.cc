@@ -77,8 +77,8 @@ class ControlServiceTest : public ::testing::Test {
     };
     actions.promote = [] { return Status::ok(); };
     actions.set_candidate = [](bool, std::function<void()> applied) { applied(); };
-    auto svc = ControlService::start(*node_conn_, "c1", "n1", kCooldown, clock_, *strand_,
-                                     *blocking_, std::move(actions));
+    auto svc = ControlService::start(*node_conn_, "c1", "n1", kCooldown, clock_, *strand_, *blocking_,
+                                     std::move(actions));
     ASSERT_TRUE(svc.isOk()) << svc.status().toString();
     service_ = std::move(svc).value();
   }
@@ -116,7 +116,7 @@ class ControlServiceTest : public ::testing::Test {
   std::unique_ptr<ControlService> service_;
   std::mutex mutex_;
   std::vector<std::string> handovers_;
-  Status step_down_result_;  // what the node's stepDown answers (set before asking)
+  Status step_down_result_;                  // what the node's stepDown answers (set before asking)
   std::atomic<bool> hold_step_down_{false};  // keep stepDown's `done` in held_ (a slow handover)
   std::vector<std::function<void(Status)>> held_;
 };
@@ -167,8 +167,8 @@ TEST_F(ControlServiceTest, SecondStepDownWithinTheCooldownIsRefusedNamingIt) {
 
   // Who asked is in the log, refused or not.
   const std::string log = logged();
-  EXPECT_NE(log.find("stepdown requested by 'script-a' on hacoord.c1.control.n1.stepdown"),
-            std::string::npos) << log;
+  EXPECT_NE(log.find("stepdown requested by 'script-a' on hacoord.c1.control.n1.stepdown"), std::string::npos)
+      << log;
   EXPECT_NE(log.find("stepdown to n2 requested by 'script-b'"), std::string::npos) << log;
   EXPECT_NE(log.find("requested by '(not given)'"), std::string::npos) << log;
   EXPECT_NE(log.find("stepdown refused: FAILED_PRECONDITION"), std::string::npos) << log;

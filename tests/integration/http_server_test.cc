@@ -201,20 +201,21 @@ TEST_F(HttpServerTest, OtherMethodsAre405WithoutCallingTheHandler) {
 
 TEST_F(HttpServerTest, RefusesOversizedAndMalformedRequestsWithAReason) {
   start();
-  const std::string big_header = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " +
-                                 std::string(HttpServer::kMaxHeaderBytes, 'a') + "\r\n\r\n";
+  const std::string big_header =
+      "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + std::string(HttpServer::kMaxHeaderBytes, 'a') +
+      "\r\n\r\n";
   std::string r = roundTrip(port_, big_header);
   EXPECT_EQ(statusOf(r), 431) << r.substr(0, 200);
   EXPECT_NE(bodyOf(r).find("8192"), std::string::npos) << r;
 
-  r = roundTrip(port_, "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" +
-                          std::string(2000, 'b'));
+  r = roundTrip(port_,
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n" + std::string(2000, 'b'));
   EXPECT_EQ(statusOf(r), 413) << r;
   EXPECT_NE(bodyOf(r).find("1024"), std::string::npos) << r;
 
   // A small body is tolerated (and ignored).
-  r = roundTrip(port_, "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" +
-                          std::string(100, 'c'));
+  r = roundTrip(port_,
+                "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'c'));
   EXPECT_EQ(statusOf(r), 200) << r;
 
   r = roundTrip(port_, "HELLO THERE\r\n\r\n");
@@ -280,7 +281,8 @@ TEST_F(HttpServerTest, RefusesConnectionsBeyondTheCapAtOnce) {
     idle.push_back(std::make_unique<Client>(port_));
     ASSERT_TRUE(idle.back()->connected());
   }
-  ASSERT_TRUE(eventually([&] { return server_->stats().open == static_cast<std::uint64_t>(cap); }, kPatience));
+  ASSERT_TRUE(
+      eventually([&] { return server_->stats().open == static_cast<std::uint64_t>(cap); }, kPatience));
 
   Client extra(port_);
   ASSERT_TRUE(extra.connected());
@@ -291,7 +293,8 @@ TEST_F(HttpServerTest, RefusesConnectionsBeyondTheCapAtOnce) {
   EXPECT_EQ(statusOf(get(port_, "/healthz")), 503);  // still at the cap
 
   idle.front()->close();  // one slot frees up
-  ASSERT_TRUE(eventually([&] { return server_->stats().open == static_cast<std::uint64_t>(cap - 1); }, kPatience));
+  ASSERT_TRUE(
+      eventually([&] { return server_->stats().open == static_cast<std::uint64_t>(cap - 1); }, kPatience));
   EXPECT_EQ(statusOf(get(port_, "/healthz")), 200);
   const HttpServerStats s = server_->stats();
   EXPECT_EQ(s.accepted, static_cast<std::uint64_t>(cap + 1));
@@ -314,10 +317,12 @@ TEST_F(HttpServerTest, ThousandsOfIdleConnectionsLeaveDescriptorsForEverythingEl
     most_open = std::max(most_open, server_->stats().open);
   }
   EXPECT_LE(most_open, static_cast<std::uint64_t>(cap));
-  ASSERT_TRUE(eventually([&] {
-    const HttpServerStats s = server_->stats();
-    return s.accepted + s.refused_at_cap == static_cast<std::uint64_t>(clients);
-  }, kPatience));
+  ASSERT_TRUE(eventually(
+      [&] {
+        const HttpServerStats s = server_->stats();
+        return s.accepted + s.refused_at_cap == static_cast<std::uint64_t>(clients);
+      },
+      kPatience));
   EXPECT_GT(server_->stats().refused_at_cap, 0u);
 
   // With the 3000 client sockets still open, this process can still open files and sockets.
@@ -392,7 +397,7 @@ TEST_F(HttpServerTest, StopClosesTheListenerAndEveryConnection) {
   EXPECT_EQ(server_->stats().open, 0u);
   for (auto& c : open) EXPECT_TRUE(eventually([&] { return c->peerClosed(); }, kPatience));
   open.back()->send("Host: x\r\n\r\n");  // the rest of the request, too late: nobody answers
-  server_->stop();  // idempotent
+  server_->stop();                       // idempotent
   server_.reset();
   EXPECT_EQ(calls_, 0);
 }

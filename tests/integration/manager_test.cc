@@ -26,8 +26,8 @@ class ManagerTest : public ::testing::Test {
 
   Config config(const std::string& node) const {
     Config c;
-    c.cluster_id = (std::string("mgr-") + ::testing::UnitTest::GetInstance()->current_test_info()->name())
-                       .substr(0, 64);
+    c.cluster_id =
+        (std::string("mgr-") + ::testing::UnitTest::GetInstance()->current_test_info()->name()).substr(0, 64);
     c.node_id = node;
     c.state_dir = test::testStateDir();
     c.nats.servers = {server_->url()};
@@ -85,8 +85,8 @@ TEST_F(ManagerTest, HttpEndpointsReportLeadershipAndMetrics) {
   for (const char* needle :
        {"hacoord_leader{node=\"a\"} 1", "hacoord_epoch{node=\"a\"} 1",
         "hacoord_leadership_transitions_total{node=\"a\",to=\"leader\"} 1",
-        "hacoord_lease_renew_seconds_bucket{node=\"a\",le=\"+Inf\"}", "# TYPE hacoord_lease_renew_seconds histogram",
-        "hacoord_nats_connected{node=\"a\"} 1"}) {
+        "hacoord_lease_renew_seconds_bucket{node=\"a\",le=\"+Inf\"}",
+        "# TYPE hacoord_lease_renew_seconds histogram", "hacoord_nats_connected{node=\"a\"} 1"}) {
     EXPECT_NE(metrics->body.find(needle), std::string::npos) << needle << "\n" << metrics->body;
   }
   auto missing = test::httpGet(port, "/nope");
@@ -144,7 +144,11 @@ TEST_F(ManagerTest, FailingChecksKeepAFollowerOutAndMakeALeaderHandOverAfterFail
 
   // a becomes healthy, takes over by promote, then its check fails: it leads on through the
   // grace period, then hands over.
-  { std::FILE* f = std::fopen(flag.c_str(), "w"); ASSERT_NE(f, nullptr); std::fclose(f); }
+  {
+    std::FILE* f = std::fopen(flag.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fclose(f);
+  }
   ASSERT_TRUE(eventually([&] { return a->status().healthy; }, 3000ms));
   // Candidacy follows health a few thread hops later: until then a refuses the promote.
   ASSERT_TRUE(eventually([&] { return Manager::promote(config("cli"), "a").isOk(); }, 3000ms, 50ms));

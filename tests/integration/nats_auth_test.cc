@@ -78,8 +78,8 @@ class NatsAuthTest : public ::testing::Test {
     // Fill in the sample: a password per user, the store directory. Ports come from the fixture.
     std::string conf = readText(std::string(HACOORD_SOURCE_DIR) + "/config/nats-server-auth.conf");
     ASSERT_FALSE(conf.empty()) << "config/nats-server-auth.conf missing";
-    for (const std::string user : {"hacoord-node1", "hacoord-node2", "hacoord-node3",
-                                   "hacoord-operator", "hacoord-observer"}) {
+    for (const std::string user :
+         {"hacoord-node1", "hacoord-node2", "hacoord-node3", "hacoord-operator", "hacoord-observer"}) {
       passwords_[user] = randomPassword();
       ASSERT_TRUE(replaceOnce(conf, "REPLACE-" + user + "-password", passwords_[user]))
           << "the sample has no single password placeholder for " << user;
@@ -95,7 +95,8 @@ class NatsAuthTest : public ::testing::Test {
   void TearDown() override {
     if (HasFailure()) {
       for (auto& [id, d] : daemons_) {
-        std::cerr << "--- " << id << " stdout:\n" << d->stdoutText() << "\n--- stderr:\n"
+        std::cerr << "--- " << id << " stdout:\n"
+                  << d->stdoutText() << "\n--- stderr:\n"
                   << d->stderrText() << "\n";
       }
       if (server_) std::cerr << "--- nats-server log:\n" << server_->logTail(6000) << "\n";
@@ -107,8 +108,7 @@ class NatsAuthTest : public ::testing::Test {
 
   // nats://user:password@127.0.0.1:port. TODO(lead): nats.user/passwordFile once parsed.
   std::string urlFor(const std::string& user) {
-    return "nats://" + user + ":" + passwords_.at(user) + "@127.0.0.1:" +
-           std::to_string(server_->port());
+    return "nats://" + user + ":" + passwords_.at(user) + "@127.0.0.1:" + std::to_string(server_->port());
   }
 
   // A config for `node_id` that connects as `user`.
@@ -161,8 +161,7 @@ class NatsAuthTest : public ::testing::Test {
   }
 
   // Waits until the observer sees a leader other than `other_than` that every daemon agrees on.
-  std::pair<std::string, std::uint64_t> waitForLeader(const std::string& other_than,
-                                                      milliseconds timeout) {
+  std::pair<std::string, std::uint64_t> waitForLeader(const std::string& other_than, milliseconds timeout) {
     std::map<std::string, std::string> status;
     const bool ok = eventually(
         [&] {
@@ -170,8 +169,7 @@ class NatsAuthTest : public ::testing::Test {
           return !status["leader"].empty() && status["leader"] != other_than;
         },
         timeout, 50ms);
-    EXPECT_TRUE(ok) << "no leader (other than '" << other_than << "') within "
-                    << timeout.count() << " ms";
+    EXPECT_TRUE(ok) << "no leader (other than '" << other_than << "') within " << timeout.count() << " ms";
     if (!ok) return {"", 0};
     return {status["leader"], std::stoull(status["epoch"])};
   }
@@ -214,11 +212,12 @@ TEST_F(NatsAuthTest, PasswordFilesAndRefusedCredentialsAreClearErrors) {
   c.password_file = dir_ + "/missing.password";
   auto missing = NatsConnection::connect(c, "t");
   EXPECT_EQ(missing.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(missing.status().message().find(c.password_file), std::string::npos) << missing.status().message();
+  EXPECT_NE(missing.status().message().find(c.password_file), std::string::npos)
+      << missing.status().message();
 
   // First line only, its newline stripped: the server accepts exactly the password.
-  c.password_file = writePasswordFile(
-      "good.password", passwords_["hacoord-observer"] + "\nsecond line ignored\n", 0600);
+  c.password_file =
+      writePasswordFile("good.password", passwords_["hacoord-observer"] + "\nsecond line ignored\n", 0600);
   auto good = NatsConnection::connect(c, "t");
   ASSERT_TRUE(good.isOk()) << good.status().toString();
   EXPECT_EQ((*good)->userName(), "hacoord-observer");
@@ -231,8 +230,7 @@ TEST_F(NatsAuthTest, PasswordFilesAndRefusedCredentialsAreClearErrors) {
   EXPECT_EQ(wrong.status().code(), StatusCode::kUnavailable);
   EXPECT_NE(wrong.status().message().find("authorization violation"), std::string::npos)
       << wrong.status().message();
-  EXPECT_NE(wrong.status().message().find("hacoord-observer"), std::string::npos)
-      << wrong.status().message();
+  EXPECT_NE(wrong.status().message().find("hacoord-observer"), std::string::npos) << wrong.status().message();
 
   // No credentials at all.
   auto anonymous = NatsConnection::connect(testNatsConfig({server_->url()}), "t");
@@ -249,8 +247,8 @@ TEST_F(NatsAuthTest, PasswordFilesAndRefusedCredentialsAreClearErrors) {
   EXPECT_NE((*by_url)->connectedUrl().find("hacoord-observer:***@"), std::string::npos)
       << (*by_url)->connectedUrl();
   EXPECT_EQ((*by_url)->serversText().find(secret), std::string::npos);
-  const std::string wrong_url = "nats://hacoord-observer:" + secret + "x@127.0.0.1:" +
-                                std::to_string(server_->port());
+  const std::string wrong_url =
+      "nats://hacoord-observer:" + secret + "x@127.0.0.1:" + std::to_string(server_->port());
   auto refused = NatsConnection::connect(testNatsConfig({wrong_url}), "t");
   EXPECT_NE(refused.status().message().find("authorization violation"), std::string::npos)
       << refused.status().message();
@@ -284,7 +282,8 @@ TEST_F(NatsAuthTest, OnlyTheRightUsersMaySteerTheCluster) {
   const RunResult demote = hacoord({"demote", "--config", observer_config_});
   EXPECT_EQ(demote.exit_code, 1) << describe(demote);
   EXPECT_NE(demote.err.find("permission denied: user hacoord-observer may not publish to "
-                            "hacoord.demo.control." + leader + ".stepdown"),
+                            "hacoord.demo.control." +
+                            leader + ".stepdown"),
             std::string::npos)
       << describe(demote);
   EXPECT_EQ(demote.errLines().size(), 1u) << "one error, one line\n" << describe(demote);
@@ -313,10 +312,10 @@ TEST_F(NatsAuthTest, OnlyTheRightUsersMaySteerTheCluster) {
   ASSERT_TRUE(observer);
   {
     const std::uint64_t mark = observer->refusalMark();
-    const std::string forged = R"({"holder":"mallory","incarnation":"x","epoch":999,"leaseMs":60000,"successor":""})";
+    const std::string forged =
+        R"({"holder":"mallory","incarnation":"x","epoch":999,"leaseMs":60000,"successor":""})";
     natsMsg* msg = nullptr;
-    ASSERT_EQ(natsMsg_Create(&msg, kLeaseSubject, nullptr, forged.data(),
-                             static_cast<int>(forged.size())),
+    ASSERT_EQ(natsMsg_Create(&msg, kLeaseSubject, nullptr, forged.data(), static_cast<int>(forged.size())),
               NATS_OK);
     jsPubAck* ack = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -346,11 +345,10 @@ TEST_F(NatsAuthTest, OnlyTheRightUsersMaySteerTheCluster) {
   std::vector<std::unique_ptr<NatsResponder>> fakes;
   for (const std::string& subject :
        {healthSubject(kCluster, victim), controlSubject(kCluster, victim, "stepdown")}) {
-    auto fake = NatsResponder::subscribe(*impostor, subject,
-                                         [&](std::string, NatsResponder::ReplyFn reply) {
-                                           ++intercepted;
-                                           reply("{\"ok\":true}");
-                                         });
+    auto fake = NatsResponder::subscribe(*impostor, subject, [&](std::string, NatsResponder::ReplyFn reply) {
+      ++intercepted;
+      reply("{\"ok\":true}");
+    });
     ASSERT_TRUE(fake.isOk()) << fake.status().toString();  // refused asynchronously, by the server
     fakes.push_back(std::move(*fake));
   }
@@ -361,8 +359,7 @@ TEST_F(NatsAuthTest, OnlyTheRightUsersMaySteerTheCluster) {
     ASSERT_TRUE(parsed) << describe(health);
     EXPECT_EQ((*parsed)["nodeId"], victim) << describe(health);
   }
-  EXPECT_EQ(intercepted.load(), 0) << "the server delivered " << victim << "'s requests to "
-                                   << impostor_node;
+  EXPECT_EQ(intercepted.load(), 0) << "the server delivered " << victim << "'s requests to " << impostor_node;
 
   for (const std::string& subject :
        {healthSubject(kCluster, victim), std::string("$KV.HACOORD_demo_MEMBERS.m.") + victim,
@@ -412,15 +409,15 @@ TEST_F(NatsAuthTest, OnlyTheRightUsersMaySteerTheCluster) {
   for (auto& [id, d] : daemons_) {
     const std::string logs = d->stdoutText() + d->stderrText();
     EXPECT_EQ(logs.find("permission denied"), std::string::npos) << id << ":\n" << logs;
-    EXPECT_EQ(logs.find(passwords_.at("hacoord-" + id)), std::string::npos)
-        << id << " logged its password";
+    EXPECT_EQ(logs.find(passwords_.at("hacoord-" + id)), std::string::npos) << id << " logged its password";
   }
   const std::string server_log = server_->logTail(1 << 20);
   for (const auto& node : kNodes) {
     // The impostor's refusals were provoked by the test; a daemon's own would show here too.
     if (node == impostor_node) continue;
     EXPECT_EQ(server_log.find("User \"hacoord-" + node + "\""), std::string::npos)
-        << "nats-server refused something to hacoord-" << node << ":\n" << server_log;
+        << "nats-server refused something to hacoord-" << node << ":\n"
+        << server_log;
   }
 }
 

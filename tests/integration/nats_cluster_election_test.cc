@@ -77,8 +77,7 @@ TEST_F(NatsClusterElectionTest, KillingTheStreamLeaderNeverGivesTwoLeaders) {
     const Status s = n->start();
     ASSERT_TRUE(s.isOk()) << n->nodeId() << ": " << s.toString();
   }
-  ASSERT_TRUE(eventually([&] { return singleAgreedLeader(nodes_); }, 15000ms))
-      << describeNodes(nodes_);
+  ASSERT_TRUE(eventually([&] { return singleAgreedLeader(nodes_); }, 15000ms)) << describeNodes(nodes_);
   std::vector<const Node*> raw;
   for (auto& n : nodes_) raw.push_back(n.get());
   monitor_ = std::make_unique<LeaderMonitor>(raw);
@@ -122,8 +121,8 @@ TEST_F(NatsClusterElectionTest, KillingTheStreamLeaderNeverGivesTwoLeaders) {
   // Without a stream leader no renewal can land: once that lasted a whole TTL the old lease is
   // over, and the leadership now held must be a new epoch (the old leader fenced itself).
   if (stream_leader_ms > timing.ttl.count()) {
-    EXPECT_GT(epoch, before_epoch) << "writes stopped for " << stream_leader_ms
-                                   << " ms (TTL " << timing.ttl.count()
+    EXPECT_GT(epoch, before_epoch) << "writes stopped for " << stream_leader_ms << " ms (TTL "
+                                   << timing.ttl.count()
                                    << " ms) yet the same epoch still leads: " << describeNodes(nodes_);
   }
   // Each epoch went to one node only, whatever the stream did meanwhile.
@@ -133,12 +132,11 @@ TEST_F(NatsClusterElectionTest, KillingTheStreamLeaderNeverGivesTwoLeaders) {
       if (e.kind != HookEvent::Kind::kBecome) continue;
       const auto [it, fresh] = holder_of.emplace(e.epoch.value(), nodes_[i]->nodeId());
       EXPECT_TRUE(fresh || it->second == nodes_[i]->nodeId())
-          << "epoch " << e.epoch.value() << " went to " << it->second << " and to "
-          << nodes_[i]->nodeId();
+          << "epoch " << e.epoch.value() << " went to " << it->second << " and to " << nodes_[i]->nodeId();
     }
   }
-  EXPECT_TRUE(holder_of.count(epoch.value())) << "the leader of epoch " << epoch.value()
-                                              << " never ran onBecomeLeader";
+  EXPECT_TRUE(holder_of.count(epoch.value()))
+      << "the leader of epoch " << epoch.value() << " never ran onBecomeLeader";
   monitor_->stop();
   EXPECT_EQ(monitor_->violation(), "");
   EXPECT_LE(monitor_->maxLeaders(), 1);

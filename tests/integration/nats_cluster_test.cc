@@ -125,8 +125,8 @@ TEST(NatsClusterTest, R3BucketRidesOutAStreamLeaderCrash) {
   EXPECT_LE(read_failures, 2);
   EXPECT_GE(read_successes, failures - read_failures - 2);
   EXPECT_GE(read_successes, 1) << "reads must keep working while writes are down";
-  std::cout << "[ cluster ] stream leader n" << leader << " killed: " << failures
-            << " failed writes, " << read_failures << " failed reads, writes back after "
+  std::cout << "[ cluster ] stream leader n" << leader << " killed: " << failures << " failed writes, "
+            << read_failures << " failed reads, writes back after "
             << std::chrono::duration_cast<milliseconds>(outage).count() << " ms\n";
 
   // The watcher on the surviving server carried on.
@@ -163,7 +163,8 @@ TEST(NatsClusterTest, R3BucketOpensOnEveryNodeAndAgrees) {
   for (auto& s : stores) {
     auto promise = std::make_shared<std::promise<Result<std::uint64_t>>>();
     results.push_back(promise->get_future());
-    s->write(record(1), 0, std::nullopt, [promise](Result<std::uint64_t> r) { promise->set_value(std::move(r)); });
+    s->write(record(1), 0, std::nullopt,
+             [promise](Result<std::uint64_t> r) { promise->set_value(std::move(r)); });
   }
   int won = 0;
   for (auto& f : results) {

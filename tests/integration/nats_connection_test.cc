@@ -36,8 +36,7 @@ TEST(NatsConnectionTest, SeveralDeadServersAreAllNamed) {
   const std::string b = "nats://127.0.0.1:" + std::to_string(test::freeLoopbackPort());
   auto conn = NatsConnection::connect(testNatsConfig({a, b}), "nobody-home");
   ASSERT_FALSE(conn.isOk());
-  EXPECT_NE(conn.status().message().find(a + "," + b), std::string::npos)
-      << conn.status().message();
+  EXPECT_NE(conn.status().message().find(a + "," + b), std::string::npos) << conn.status().message();
 }
 
 TEST(NatsConnectionTest, NoServersOrBadFilesAreInvalidArgument) {
@@ -48,8 +47,7 @@ TEST(NatsConnectionTest, NoServersOrBadFilesAreInvalidArgument) {
   bad_ca.tls.ca = "/nonexistent/ca.pem";
   auto ca = NatsConnection::connect(bad_ca, "bad-ca");
   EXPECT_EQ(ca.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(ca.status().message().find("/nonexistent/ca.pem"), std::string::npos)
-      << ca.status().message();
+  EXPECT_NE(ca.status().message().find("/nonexistent/ca.pem"), std::string::npos) << ca.status().message();
 }
 
 TEST(NatsConnectionTest, ADeadServerInTheListIsSkipped) {

@@ -36,8 +36,7 @@ class NatsControlTest : public ::testing::Test {
     requester_conn_ = std::move(q).value();
   }
 
-  Result<std::unique_ptr<NatsResponder>> respond(const std::string& subject,
-                                                 NatsResponder::Handler handler) {
+  Result<std::unique_ptr<NatsResponder>> respond(const std::string& subject, NatsResponder::Handler handler) {
     return NatsResponder::subscribe(*responder_conn_, subject, std::move(handler));
   }
 
@@ -127,8 +126,7 @@ TEST_F(NatsControlTest, ADestroyedResponderNoLongerAnswers) {
   responder = internalError("gone");
   ASSERT_TRUE(eventually(
       [&] {
-        return natsRequest(*requester_conn_, "bye", "", 500ms).status().code() ==
-               StatusCode::kNotFound;
+        return natsRequest(*requester_conn_, "bye", "", 500ms).status().code() == StatusCode::kNotFound;
       },
       3000ms));
 }
@@ -192,9 +190,8 @@ TEST_F(NatsControlTest, AThrowingHandlerDoesNotKillTheResponder) {
 TEST_F(NatsControlTest, GatherCollectsEveryResponder) {
   std::vector<std::unique_ptr<NatsResponder>> nodes;
   for (int i = 0; i < 3; ++i) {
-    auto r = respond(statusSubject("c1"), [i](std::string, NatsResponder::ReplyFn reply) {
-      reply("node-" + std::to_string(i));
-    });
+    auto r = respond(statusSubject("c1"),
+                     [i](std::string, NatsResponder::ReplyFn reply) { reply("node-" + std::to_string(i)); });
     ASSERT_TRUE(r.isOk());
     nodes.push_back(std::move(r).value());
   }

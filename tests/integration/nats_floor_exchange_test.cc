@@ -30,10 +30,10 @@ TEST(FloorReplyTest, RoundTripsAndRefusesAnythingElse) {
   auto extra = decodeFloorReply(R"({"epoch":3,"leaseMs":0,"newer":"field"})");
   ASSERT_TRUE(extra.isOk()) << extra.status().toString();
   EXPECT_EQ(extra->epoch, Epoch(3));
-  for (const char* bad : {"", "nope", "[]", "{}", R"({"epoch":3})", R"({"leaseMs":3})",
-                          R"({"epoch":-1,"leaseMs":0})", R"({"epoch":1.5,"leaseMs":0})",
-                          R"({"epoch":"9","leaseMs":0})", R"({"epoch":1,"leaseMs":-5})",
-                          R"({"epoch":1,"leaseMs":1e3})"}) {
+  for (const char* bad :
+       {"", "nope", "[]", "{}", R"({"epoch":3})", R"({"leaseMs":3})", R"({"epoch":-1,"leaseMs":0})",
+        R"({"epoch":1.5,"leaseMs":0})", R"({"epoch":"9","leaseMs":0})", R"({"epoch":1,"leaseMs":-5})",
+        R"({"epoch":1,"leaseMs":1e3})"}) {
     auto r2 = decodeFloorReply(bad);
     EXPECT_FALSE(r2.isOk()) << "accepted: " << bad;
     EXPECT_EQ(r2.status().code(), StatusCode::kInvalidArgument) << bad;
@@ -82,10 +82,9 @@ TEST_F(NatsFloorExchangeTest, GatherTakesTheHighestFloorAndIgnoresGarbage) {
   ASSERT_TRUE(a.isOk() && b.isOk());
   EXPECT_LE((*b)->window(), NatsFloorExchange::kMaxWindow);
   // Someone answers the floor subject with garbage, and with a bigger epoch in a wrong shape.
-  auto garbage = NatsResponder::subscribe(*conn_x, floorSubject("fx"),
-                                          [](std::string, NatsResponder::ReplyFn reply) {
-                                            reply(R"({"epoch":"99","leaseMs":1})");
-                                          });
+  auto garbage = NatsResponder::subscribe(
+      *conn_x, floorSubject("fx"),
+      [](std::string, NatsResponder::ReplyFn reply) { reply(R"({"epoch":"99","leaseMs":1})"); });
   ASSERT_TRUE(garbage.isOk());
 
   auto [epoch, lease] = gather(**b);

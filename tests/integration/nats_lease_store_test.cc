@@ -349,8 +349,7 @@ TEST_F(NatsLeaseStoreTest, ReplicasOnASingleServerIsInvalidArgument) {
   auto store = NatsLeaseStore::open(*conn_, "HACOORD_r3", 3, scheduler_);
   ASSERT_FALSE(store.isOk());
   EXPECT_EQ(store.status().code(), StatusCode::kInvalidArgument) << store.status().toString();
-  EXPECT_NE(store.status().message().find("replicas > 1"), std::string::npos)
-      << store.status().message();
+  EXPECT_NE(store.status().message().find("replicas > 1"), std::string::npos) << store.status().message();
 }
 
 TEST_F(NatsLeaseStoreTest, CloseDropsCallbacksNotYetDelivered) {
@@ -441,8 +440,7 @@ TEST_F(NatsLeaseStoreTest, RestartWatchRecoversAWatcherWhoseConsumerIsGone) {
   // restartWatch() is seen by the watch thread within one 0.5 s poll, checks 0.5 s later and
   // confirms within 0.2 s: ~1.2 s plus round trips, before the thread's own idle check (2 s
   // after the last delivery, then 0.2 s) could have noticed.
-  EXPECT_TRUE(eventually([&] { return log.sawRevision(*next); }, 2000ms))
-      << "the watcher was not rebuilt";
+  EXPECT_TRUE(eventually([&] { return log.sawRevision(*next); }, 2000ms)) << "the watcher was not rebuilt";
 }
 
 TEST_F(NatsLeaseStoreTest, AWatcherThatFallsBehindAReadIsReplacedWithoutHelp) {
@@ -459,11 +457,9 @@ TEST_F(NatsLeaseStoreTest, AWatcherThatFallsBehindAReadIsReplacedWithoutHelp) {
   auto next = writeSync(scheduler_, *store, sampleRecord(2), *rev);
   ASSERT_TRUE(next.isOk()) << next.status().toString();
   const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(eventually([&] { return log.sawRevision(*next); }, 6000ms))
-      << "a dead watcher was kept";
+  ASSERT_TRUE(eventually([&] { return log.sawRevision(*next); }, 6000ms)) << "a dead watcher was kept";
   std::cout << "[ watch ] stale watcher replaced after "
-            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0)
-                   .count()
+            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0).count()
             << " ms\n";
   // The new watcher is live: the next write arrives at once.
   auto third = writeSync(scheduler_, *store, sampleRecord(3), *next);
@@ -616,8 +612,7 @@ TEST_F(NatsLeaseStoreTest, WatcherFollowsADeletedAndRecreatedBucket) {
       6000ms))
       << "the watcher did not report the new, empty bucket";
   std::cout << "[ watch ] new generation delivered after "
-            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0)
-                   .count()
+            << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t0).count()
             << " ms\n";
   auto next = writeSyncGen(scheduler_, *other, sampleRecord(2, "node-b"), 0, new_gen);
   ASSERT_TRUE(next.isOk()) << next.status().toString();
@@ -703,8 +698,7 @@ TEST_F(NatsLeaseStoreTest, ACompareAndSetThatLandsPastRPlusOneIsALostRace) {
 }
 
 // The server goes away (SIGTERM or SIGKILL) and comes back on the same port and store.
-class NatsLeaseStoreOutageTest : public NatsLeaseStoreTest,
-                                 public ::testing::WithParamInterface<bool> {};
+class NatsLeaseStoreOutageTest : public NatsLeaseStoreTest, public ::testing::WithParamInterface<bool> {};
 
 TEST_P(NatsLeaseStoreOutageTest, WritesFailFastThenRecoverAndTheWatchResumes) {
   const bool hard_kill = GetParam();

@@ -59,8 +59,8 @@ TEST_F(NatsTlsTest, MutualTlsConnectsAndCarriesKvAndRequests) {
   ASSERT_TRUE(snap.isOk()) << snap.status().toString();
   EXPECT_EQ(snap->entry.revision, 0u);
 
-  auto responder = NatsResponder::subscribe(**conn, "tls.echo",
-                                            [](std::string b, NatsResponder::ReplyFn r) { r(b); });
+  auto responder =
+      NatsResponder::subscribe(**conn, "tls.echo", [](std::string b, NatsResponder::ReplyFn r) { r(b); });
   ASSERT_TRUE(responder.isOk());
   auto reply = natsRequest(**conn, "tls.echo", "secret", 2000ms);
   ASSERT_TRUE(reply.isOk()) << reply.status().toString();
@@ -103,8 +103,7 @@ TEST_F(NatsTlsTest, AKeyFileThatIsMissingIsInvalidArgument) {
   auto conn = NatsConnection::connect(c, "bad-key");
   ASSERT_FALSE(conn.isOk());
   EXPECT_EQ(conn.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(conn.status().message().find("missing.key"), std::string::npos)
-      << conn.status().message();
+  EXPECT_NE(conn.status().message().find("missing.key"), std::string::npos) << conn.status().message();
 }
 
 }  // namespace

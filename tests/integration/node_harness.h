@@ -42,8 +42,8 @@ inline std::string uniqueClusterId(const std::string& prefix) {
   }
   std::string id = prefix + "-" + name + "-" + std::to_string(++counter);
   for (char& c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '_';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
     if (!ok) c = '_';
   }
   return id.substr(0, 64);
@@ -86,10 +86,12 @@ struct HookEvent {
 
 inline std::string describe(const HookEvent& e) {
   switch (e.kind) {
-    case HookEvent::Kind::kBecome: return "become(" + e.epoch.toString() + ")";
+    case HookEvent::Kind::kBecome:
+      return "become(" + e.epoch.toString() + ")";
     case HookEvent::Kind::kLose:
       return "lose(" + e.epoch.toString() + "," + std::string(lossReasonName(e.reason)) + ")";
-    case HookEvent::Kind::kChange: return "change('" + e.leader + "'," + e.epoch.toString() + ")";
+    case HookEvent::Kind::kChange:
+      return "change('" + e.leader + "'," + e.epoch.toString() + ")";
   }
   return "?";
 }
@@ -145,7 +147,8 @@ class RecordingHooks final : public Hooks {
   std::optional<HookEvent> await(HookEvent::Kind kind, Epoch epoch,
                                  std::chrono::milliseconds timeout = std::chrono::seconds(3)) const {
     std::optional<HookEvent> found;
-    eventually([&] { return (found = find(kind, epoch)).has_value(); }, timeout, std::chrono::milliseconds(1));
+    eventually([&] { return (found = find(kind, epoch)).has_value(); }, timeout,
+               std::chrono::milliseconds(1));
     return found;
   }
   std::string trace() const {
@@ -191,8 +194,7 @@ inline void expectConsistentHooks(const std::string& node, const RecordingHooks&
         leading = false;
         break;
       case HookEvent::Kind::kChange:
-        EXPECT_GE(e.epoch, last_change) << node << ": leader-change epoch went back: "
-                                        << hooks.trace();
+        EXPECT_GE(e.epoch, last_change) << node << ": leader-change epoch went back: " << hooks.trace();
         last_change = e.epoch;
         break;
     }
@@ -273,8 +275,8 @@ class LeaderMonitor {
 };
 
 // Exactly one node is leader, and every node names it with the same epoch.
-inline bool singleAgreedLeader(const std::vector<std::unique_ptr<Node>>& nodes,
-                               std::string* leader = nullptr, Epoch* epoch = nullptr) {
+inline bool singleAgreedLeader(const std::vector<std::unique_ptr<Node>>& nodes, std::string* leader = nullptr,
+                               Epoch* epoch = nullptr) {
   const Node* found = nullptr;
   for (const auto& n : nodes) {
     if (n->isLeader()) {
@@ -302,8 +304,7 @@ inline std::string describeNodes(const std::vector<std::unique_ptr<Node>>& nodes
 }
 
 // `cond` stays true for the whole of `period` (checked every `poll`); false at the first breach.
-inline bool holdsFor(const std::function<bool()>& cond, milliseconds period,
-                     milliseconds poll = 10ms) {
+inline bool holdsFor(const std::function<bool()>& cond, milliseconds period, milliseconds poll = 10ms) {
   return !eventually([&] { return !cond(); }, period, poll);
 }
 

@@ -162,8 +162,7 @@ TEST_P(NodeElectionTest, ExactlyOneLeaderAndAllAgree) {
       [&] {
         std::string who;
         Epoch e;
-        return singleAgreedLeader(nodes_, &who, &e) && who == nodes_[leader]->nodeId() &&
-               e == epoch;
+        return singleAgreedLeader(nodes_, &who, &e) && who == nodes_[leader]->nodeId() && e == epoch;
       },
       2 * timing.ttl))
       << describeNodes(nodes_);
@@ -171,8 +170,7 @@ TEST_P(NodeElectionTest, ExactlyOneLeaderAndAllAgree) {
     const bool is_leader = i == leader;
     const auto become = is_leader ? hooks_[i]->await(HookEvent::Kind::kBecome, epoch)
                                   : hooks_[i]->find(HookEvent::Kind::kBecome, epoch);
-    EXPECT_EQ(become.has_value(), is_leader)
-        << nodes_[i]->nodeId() << ": " << hooks_[i]->trace();
+    EXPECT_EQ(become.has_value(), is_leader) << nodes_[i]->nodeId() << ": " << hooks_[i]->trace();
     if (!is_leader) {
       EXPECT_EQ(nodes_[i]->role(), Role::kFollower);
     }
@@ -253,12 +251,10 @@ TEST_F(NodeTest, StepDownHandsOverAfterTheHookAndBeforeTheLeaseExpires) {
     return -1L;
   };
   const auto old_events = hooks_[old]->events();
-  const long i_become = indexOf(old_events, [&](const HookEvent& e) {
-    return e.kind == HookEvent::Kind::kBecome && e.epoch == epoch;
-  });
-  const long i_lose = indexOf(old_events, [&](const HookEvent& e) {
-    return e.kind == HookEvent::Kind::kLose && e.epoch == epoch;
-  });
+  const long i_become = indexOf(
+      old_events, [&](const HookEvent& e) { return e.kind == HookEvent::Kind::kBecome && e.epoch == epoch; });
+  const long i_lose = indexOf(
+      old_events, [&](const HookEvent& e) { return e.kind == HookEvent::Kind::kLose && e.epoch == epoch; });
   const long i_change = indexOf(old_events, [&](const HookEvent& e) {
     return e.kind == HookEvent::Kind::kChange && e.leader == nodes_[next]->nodeId();
   });
@@ -294,8 +290,7 @@ TEST_F(NodeTest, PromoteMakesThatFollowerTheLeader) {
     const auto t0 = steadyNow();
     const Status s = nodes_[chosen]->promote();
     ASSERT_TRUE(s.isOk()) << nodes_[chosen]->nodeId() << ": " << s.toString();
-    ASSERT_TRUE(eventually([&] { return nodes_[chosen]->isLeader(); }, 5000ms, 1ms))
-        << describeNodes(nodes_);
+    ASSERT_TRUE(eventually([&] { return nodes_[chosen]->isLeader(); }, 5000ms, 1ms)) << describeNodes(nodes_);
     EXPECT_LT(msSince(t0), kFastTakeover.count());
     EXPECT_EQ(nodes_[chosen]->epoch(), current_epoch.next()) << "someone else led in between";
     const auto lose = hooks_[current]->find(HookEvent::Kind::kLose, current_epoch);
@@ -355,8 +350,7 @@ TEST_F(NodeTest, LeaveAndJoinCandidacy) {
   // Leaving while leader hands over at once.
   auto t0 = steadyNow();
   nodes_[first]->setCandidate(false);
-  ASSERT_TRUE(eventually([&] { return nodes_[second]->isLeader(); }, 5000ms, 1ms))
-      << describeNodes(nodes_);
+  ASSERT_TRUE(eventually([&] { return nodes_[second]->isLeader(); }, 5000ms, 1ms)) << describeNodes(nodes_);
   EXPECT_LT(msSince(t0), fastTakeover(timing).count());
   EXPECT_EQ(nodes_[second]->epoch(), epoch.next());
   ASSERT_TRUE(hooks_[first]->find(HookEvent::Kind::kLose, epoch));
@@ -365,8 +359,7 @@ TEST_F(NodeTest, LeaveAndJoinCandidacy) {
   // Nobody is a candidate: the lease stays vacant well past a TTL.
   nodes_[second]->setCandidate(false);
   ASSERT_TRUE(eventually([&] { return !nodes_[second]->isLeader(); }, 3000ms));
-  EXPECT_TRUE(holdsFor([&] { return !nodes_[0]->isLeader() && !nodes_[1]->isLeader(); },
-                       timing.ttl + 1000ms))
+  EXPECT_TRUE(holdsFor([&] { return !nodes_[0]->isLeader() && !nodes_[1]->isLeader(); }, timing.ttl + 1000ms))
       << "a node that left candidacy took the lease: " << describeNodes(nodes_);
   EXPECT_EQ(nodes_[0]->leader(), "");
 
@@ -498,9 +491,8 @@ TEST_F(NodeTest, LeaderSelfFencesWhenNatsIsDownLongerThanTheTtl) {
   const auto dead = steadyNow();
   const auto deadline = dead + timing.ttl - timing.margin;
 
-  ASSERT_TRUE(eventually(
-      [&] { return hooks_[leader]->find(HookEvent::Kind::kLose, epoch).has_value(); },
-      timing.ttl + 3000ms))
+  ASSERT_TRUE(eventually([&] { return hooks_[leader]->find(HookEvent::Kind::kLose, epoch).has_value(); },
+                         timing.ttl + 3000ms))
       << "no onLoseLeadership while NATS is down: " << hooks_[leader]->trace();
   const auto lose = *hooks_[leader]->find(HookEvent::Kind::kLose, epoch);
   EXPECT_EQ(lose.reason, LossReason::kLeaseExpired);
@@ -509,8 +501,8 @@ TEST_F(NodeTest, LeaderSelfFencesWhenNatsIsDownLongerThanTheTtl) {
   EXPECT_FALSE(nodes_[leader]->isLeader());
   const auto last_true = monitor_->lastLeaderSample(leader);
   ASSERT_TRUE(last_true.has_value());
-  EXPECT_LT(*last_true, deadline) << "isLeader() was still true "
-                                  << msBetween(deadline, *last_true) << " ms after the deadline";
+  EXPECT_LT(*last_true, deadline) << "isLeader() was still true " << msBetween(deadline, *last_true)
+                                  << " ms after the deadline";
   EXPECT_FALSE(hooks_[1 - leader]->find(HookEvent::Kind::kBecome, epoch.next()))
       << "a follower led while NATS was down";
 
@@ -518,8 +510,7 @@ TEST_F(NodeTest, LeaderSelfFencesWhenNatsIsDownLongerThanTheTtl) {
   own.start();
   std::string who;
   Epoch now_epoch;
-  ASSERT_TRUE(eventually([&] { return singleAgreedLeader(nodes_, &who, &now_epoch); },
-                         timing.ttl + 8000ms))
+  ASSERT_TRUE(eventually([&] { return singleAgreedLeader(nodes_, &who, &now_epoch); }, timing.ttl + 8000ms))
       << describeNodes(nodes_);
   EXPECT_GT(now_epoch, epoch);
   expectMonitorClean(200);
@@ -529,8 +520,8 @@ TEST_F(NodeTest, LeaderSelfFencesWhenNatsIsDownLongerThanTheTtl) {
 
 TEST_F(NodeTest, StartWithoutServerIsUnavailableQuickly) {
   const int port = freeLoopbackPort();  // nothing listens there
-  Config config = makeNodeConfig(uniqueClusterId("noserver"), "a",
-                                 {"nats://127.0.0.1:" + std::to_string(port)});
+  Config config =
+      makeNodeConfig(uniqueClusterId("noserver"), "a", {"nats://127.0.0.1:" + std::to_string(port)});
   Node node(config);
   const auto t0 = steadyNow();
   const Status s = node.start();
@@ -581,8 +572,7 @@ void deleteLeaseBucket(const std::vector<std::string>& servers, const std::strin
   auto conn = NatsConnection::connect(makeNodeConfig(cluster, "x", servers).nats, "test-admin");
   ASSERT_TRUE(conn.isOk()) << conn.status().toString();
   const std::string bucket = "HACOORD_" + cluster;
-  ASSERT_EQ(js_DeleteKeyValue((*conn)->js(), bucket.c_str()), NATS_OK)
-      << nats_GetLastError(nullptr);
+  ASSERT_EQ(js_DeleteKeyValue((*conn)->js(), bucket.c_str()), NATS_OK) << nats_GetLastError(nullptr);
 }
 
 // A temporary state directory per test (the epoch floors), removed at the end.
@@ -612,12 +602,12 @@ TEST_F(NodeTest, DeletedBucketIsRecreatedAndExactlyOneLeaderComesBackAtAHigherEp
   // from seeing the re-created, empty bucket, then one of them wins above every epoch seen.
   std::string leader;
   Epoch epoch;
-  ASSERT_TRUE(eventually(
-      [&] { return singleAgreedLeader(nodes_, &leader, &epoch) && epoch > before; }, 15000ms))
-      << "no single leader above epoch " << before.value() << " after the bucket was deleted: "
-      << describeNodes(nodes_);
-  std::cout << "[ bucket ] leader " << leader << " at epoch " << epoch.value() << " (was "
-            << before.value() << ") " << msSince(t0) << " ms after the delete\n";
+  ASSERT_TRUE(
+      eventually([&] { return singleAgreedLeader(nodes_, &leader, &epoch) && epoch > before; }, 15000ms))
+      << "no single leader above epoch " << before.value()
+      << " after the bucket was deleted: " << describeNodes(nodes_);
+  std::cout << "[ bucket ] leader " << leader << " at epoch " << epoch.value() << " (was " << before.value()
+            << ") " << msSince(t0) << " ms after the delete\n";
   // It stays: no flapping on the new bucket.
   EXPECT_TRUE(holdsFor(
       [&] {
@@ -653,8 +643,7 @@ TEST_F(NodeTest, CampaignOnAnEmptyBucketGoesAboveEveryNodesFloor) {
   EXPECT_EQ(nodes_[1]->epoch(), Epoch(0)) << "b starts knowing no epoch";
   ASSERT_NO_FATAL_FAILURE(deleteLeaseBucket(servers(), cluster));
 
-  ASSERT_TRUE(eventually([&] { return nodes_[1]->isLeader(); }, 10000ms))
-      << describeNodes(nodes_);
+  ASSERT_TRUE(eventually([&] { return nodes_[1]->isLeader(); }, 10000ms)) << describeNodes(nodes_);
   EXPECT_GT(nodes_[1]->epoch(), Epoch(9)) << "b campaigned without asking a's floor";
   EXPECT_FALSE(nodes_[0]->isLeader());
   expectMonitorClean();

@@ -22,8 +22,7 @@ using namespace std::chrono_literals;
 
 // The test node's "t": steady-clock ms, i.e. CLOCK_MONOTONIC, the same clock as ours.
 double monotonicMs() {
-  return std::chrono::duration<double, std::milli>(
-             std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -134,18 +133,18 @@ class ProcessTest : public ::testing::Test {
     for (int i = 0; i < count; ++i) {
       const std::string id = "p" + std::to_string(i);
       const std::string path = dir_ + "/" + id + ".json";
-      writeTextFile(path, R"({"clusterId":")" + cluster + R"(","nodeId":")" + id +
-                              R"(","stateDir":")" + dir_ + R"(","nats":{"servers":[")" + server_->url() +
+      writeTextFile(path, R"({"clusterId":")" + cluster + R"(","nodeId":")" + id + R"(","stateDir":")" +
+                              dir_ + R"(","nats":{"servers":[")" + server_->url() +
                               R"("],"connectTimeoutMs":1000,"requestTimeoutMs":500,)"
                               R"("reconnectWaitMs":50,"reconnectWaitMaxMs":250},)"
-                              R"("election":{"leaseTtlMs":)" + std::to_string(ttl_ms) +
-                              R"(,"renewIntervalMs":)" + std::to_string(renew_ms) +
+                              R"("election":{"leaseTtlMs":)" +
+                              std::to_string(ttl_ms) + R"(,"renewIntervalMs":)" + std::to_string(renew_ms) +
                               R"(},"log":{"level":"info"}})");
       nodes_.push_back(std::make_unique<TestNodeProcess>(id, path));
     }
     for (auto& n : nodes_) {
-      ASSERT_TRUE(eventually([&] { return n->has("started"); }, 10000ms))
-          << "node did not start\n" << n->dump();
+      ASSERT_TRUE(eventually([&] { return n->has("started"); }, 10000ms)) << "node did not start\n"
+                                                                          << n->dump();
     }
   }
 
@@ -191,8 +190,7 @@ class ProcessTest : public ::testing::Test {
   }
 
   // The become_leader of `epoch` by any process other than `except`: (index, event).
-  std::optional<std::pair<std::size_t, NodeEvent>> waitForBecome(std::uint64_t epoch,
-                                                                 std::size_t except,
+  std::optional<std::pair<std::size_t, NodeEvent>> waitForBecome(std::uint64_t epoch, std::size_t except,
                                                                  milliseconds timeout) {
     std::optional<std::pair<std::size_t, NodeEvent>> found;
     eventually(
@@ -218,8 +216,8 @@ class ProcessTest : public ::testing::Test {
       for (const auto& e : n->events()) {
         if (e.event != "become_leader") continue;
         auto [it, inserted] = becomes.emplace(e.epoch, std::make_pair(n->id(), e.t));
-        EXPECT_TRUE(inserted) << "epoch " << e.epoch << " led by both " << it->second.first
-                              << " and " << n->id();
+        EXPECT_TRUE(inserted) << "epoch " << e.epoch << " led by both " << it->second.first << " and "
+                              << n->id();
       }
     }
     long acting_lines = 0;
@@ -228,10 +226,10 @@ class ProcessTest : public ::testing::Test {
         if (e.event != "acting") continue;
         ++acting_lines;
         auto own = becomes.find(e.epoch);
-        ASSERT_NE(own, becomes.end()) << n->id() << " acts under epoch " << e.epoch
-                                      << " that nobody became leader of";
-        EXPECT_EQ(own->second.first, n->id()) << n->id() << " acts under " << own->second.first
-                                              << "'s epoch " << e.epoch;
+        ASSERT_NE(own, becomes.end())
+            << n->id() << " acts under epoch " << e.epoch << " that nobody became leader of";
+        EXPECT_EQ(own->second.first, n->id())
+            << n->id() << " acts under " << own->second.first << "'s epoch " << e.epoch;
         for (auto later = becomes.upper_bound(e.epoch); later != becomes.end(); ++later) {
           EXPECT_LT(e.t, later->second.second)
               << n->id() << " acted under epoch " << e.epoch << " at t=" << e.t << ", "

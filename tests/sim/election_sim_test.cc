@@ -78,7 +78,7 @@ struct SimOptions {
   milliseconds ttl{2000};
   std::vector<milliseconds> node_ttl;  // per node; empty = all `ttl`
   milliseconds cooldown{2000};
-  std::vector<double> rates;           // per node clock rate; empty = all 1.0
+  std::vector<double> rates;  // per node clock rate; empty = all 1.0
   std::uint64_t seed = 1;
 };
 
@@ -103,13 +103,13 @@ struct Node {
   // What the hooks were told.
   bool hooks_leading = false;
   Epoch hooks_epoch;
-  std::vector<std::string> events;  // "become 3", "lose 3 lease-expired", for scripted stories
+  std::vector<std::string> events;               // "become 3", "lose 3 lease-expired", for scripted stories
   std::vector<std::size_t> writes_before_event;  // store writes sent before each of `events`
   // The VIP: held from onBecomeLeader until released, or until its kernel lifetime ends.
   bool vip = false;
   TimePoint vip_until_global{};
   // Validity tracking for the checker.
-  int open_leadership = -1;        // index into Sim::leaderships_, -1 if none
+  int open_leadership = -1;                        // index into Sim::leaderships_, -1 if none
   TimePoint hooks_stale_since = TimePoint::max();  // hooks think leading, isLeader() says no
   TimePoint non_candidate_leader_since = TimePoint::max();
   int step_downs_pending = 0;  // stepDown() calls of this incarnation whose `done` has not run
@@ -149,8 +149,7 @@ class Sim {
       n->config.cooldown = options.cooldown;
       const double rate = options.rates.empty() ? 1.0 : options.rates[static_cast<std::size_t>(i)];
       // Hosts booted at different times: steady clocks disagree by an arbitrary offset.
-      n->clock = std::make_unique<DriftClock>(loop_, rate,
-                                              TimePoint(std::chrono::seconds(100 + 37 * i)));
+      n->clock = std::make_unique<DriftClock>(loop_, rate, TimePoint(std::chrono::seconds(100 + 37 * i)));
       nodes_.push_back(std::move(n));
     }
     loop_.setAfterEachEvent([this] { check(); });
@@ -183,8 +182,8 @@ class Sim {
     ElectorConfig c = n.config;
     c.incarnation = n.incarnationName();
     c.candidate = candidate;
-    n.elector = std::make_unique<Elector>(c, *n.clock, *n.scheduler, *n.store, n.floor,
-                                          n.exchange.get(), *n.listener);
+    n.elector = std::make_unique<Elector>(c, *n.clock, *n.scheduler, *n.store, n.floor, n.exchange.get(),
+                                          *n.listener);
     n.life = Node::Life::kRunning;
     trace(n.id + " boots as " + c.incarnation + (candidate ? "" : " (not a candidate)"));
     onNode(n, [](Node& m) { m.elector->start(); });
@@ -257,9 +256,9 @@ class Sim {
   void violation(const std::string& what) {
     if (failed()) return;
     std::ostringstream out;
-    out << "INVARIANT VIOLATED (seed " << options_.seed << ", step " << loop_.steps() << ", t="
-        << fmtTime(loop_.elapsed()) << "): " << what << "\n  replay: HACOORD_SIM_SEED="
-        << options_.seed << " HACOORD_SIM_VERBOSE=1\n  nodes:";
+    out << "INVARIANT VIOLATED (seed " << options_.seed << ", step " << loop_.steps()
+        << ", t=" << fmtTime(loop_.elapsed()) << "): " << what
+        << "\n  replay: HACOORD_SIM_SEED=" << options_.seed << " HACOORD_SIM_VERBOSE=1\n  nodes:";
     for (auto& n : nodes_) {
       out << "\n    " << n->id << " inc " << n->incarnation << " clock rate " << n->clock->rate()
           << (n->life == Node::Life::kDown ? " DOWN" : "")
@@ -271,9 +270,9 @@ class Sim {
             << s.epoch.value() << " rev " << s.revision;
       }
     }
-    out << "\n  server: rev " << server_.current().revision << " holder '"
-        << server_.current().record.holder << "' inc '" << server_.current().record.incarnation
-        << "' epoch " << server_.current().record.epoch.value();
+    out << "\n  server: rev " << server_.current().revision << " holder '" << server_.current().record.holder
+        << "' inc '" << server_.current().record.incarnation << "' epoch "
+        << server_.current().record.epoch.value();
     out << "\n  leaderships:";
     for (const auto& l : leaderships_) {
       out << "\n    " << l.incarnation << " epoch " << l.epoch.value() << " acquire sent "
@@ -288,8 +287,8 @@ class Sim {
       out << "\n    sent " << fmtTime(w.sent_at - SimLoop::kStart) << " " << w.node << " exp rev "
           << w.expected_revision << " {holder '" << w.record.holder << "' inc '" << w.record.incarnation
           << "' epoch " << w.record.epoch.value() << " succ '" << w.record.successor << "'} -> "
-          << (w.reached_server ? "arrived " + fmtTime(w.applied_at - SimLoop::kStart) : "lost")
-          << " rev " << w.revision << " client saw " << statusCodeName(w.client_saw);
+          << (w.reached_server ? "arrived " + fmtTime(w.applied_at - SimLoop::kStart) : "lost") << " rev "
+          << w.revision << " client saw " << statusCodeName(w.client_saw);
     }
     out << "\n  trace (latest last):";
     for (const auto& line : trace_) out << "\n    " << line;
@@ -390,8 +389,7 @@ class Sim {
           const Excuse why = excusedRecord(history_checked_, max_record_epoch_);
           if (why == Excuse::kNone) {
             violation("a record's epoch fell from " + max_record_epoch_.toString() + " to " +
-                      item.entry.record.epoch.toString() + " at rev " +
-                      std::to_string(item.entry.revision));
+                      item.entry.record.epoch.toString() + " at rev " + std::to_string(item.entry.revision));
           } else if (why == Excuse::kMemoryLost) {
             // The cluster forgot the higher epochs: from here on epochs must rise above what is
             // remembered.
@@ -435,8 +433,8 @@ class Sim {
     if (server_.isPartitioned(id)) return best;
     for (auto& m : nodes_) {
       if (m.get() == sender) continue;
-      const bool reachable = m->life != Node::Life::kDown && m->scheduler &&
-                             !m->scheduler->paused() && !server_.isPartitioned(m->id);
+      const bool reachable = m->life != Node::Life::kDown && m->scheduler && !m->scheduler->paused() &&
+                             !server_.isPartitioned(m->id);
       if (reachable) best = std::max(best, m->floor.current());
     }
     return best;
@@ -477,8 +475,8 @@ class Sim {
     for (auto& m : nodes_) {
       known_anywhere = std::max(known_anywhere, m->floor.current());
       if (m.get() == &n || asker_cut) continue;
-      const bool reachable = m->life != Node::Life::kDown && m->scheduler &&
-                             !m->scheduler->paused() && !server_.isPartitioned(m->id);
+      const bool reachable = m->life != Node::Life::kDown && m->scheduler && !m->scheduler->paused() &&
+                             !server_.isPartitioned(m->id);
       if (!reachable) continue;
       best = std::max(best, m->floor.current());
       lease = std::max(lease, m->floor.longestLease());
@@ -486,9 +484,9 @@ class Sim {
     n.gathered_knowledge = best;
     n.gathered_at = loop_.now();
     trace(n.id + " gathers floors: " + best.toString() +
-          (known_anywhere > best ? " (a higher epoch " + known_anywhere.toString() +
-                                       " is known only to unreachable nodes)"
-                                 : ""));
+          (known_anywhere > best
+               ? " (a higher epoch " + known_anywhere.toString() + " is known only to unreachable nodes)"
+               : ""));
     n.scheduler->runAfter(milliseconds(5), [done, best, lease] { done(best, lease); });
   }
   std::size_t excusedRepeats() const { return excused_repeats_; }
@@ -550,12 +548,10 @@ class Sim {
     n.open_leadership = static_cast<int>(leaderships_.size()) - 1;
   }
 
-  void onLoseLeadership(Node& n, Epoch epoch, LossReason reason,
-                        std::function<void(bool)> released) {
+  void onLoseLeadership(Node& n, Epoch epoch, LossReason reason, std::function<void(bool)> released) {
     n.events.push_back("lose " + epoch.toString() + " " + std::string(lossReasonName(reason)));
     n.writes_before_event.push_back(n.store->writeCount());
-    trace(n.id + " onLoseLeadership epoch " + epoch.toString() + " " +
-          std::string(lossReasonName(reason)));
+    trace(n.id + " onLoseLeadership epoch " + epoch.toString() + " " + std::string(lossReasonName(reason)));
     if (!n.hooks_leading || n.hooks_epoch != epoch) {
       violation(n.id + " onLoseLeadership(" + epoch.toString() + ") without onBecomeLeader of it");
     }
@@ -675,8 +671,7 @@ class Sim {
    public:
     Listener(Sim& sim, Node& node) : sim_(sim), node_(node) {}
     void onBecomeLeader(Epoch epoch, TimePoint) override { sim_.onBecomeLeader(node_, epoch); }
-    void onLoseLeadership(Epoch epoch, LossReason reason,
-                          std::function<void(bool)> released) override {
+    void onLoseLeadership(Epoch epoch, LossReason reason, std::function<void(bool)> released) override {
       sim_.onLoseLeadership(node_, epoch, reason, std::move(released));
     }
     void onLeaderChange(const std::string& leader, Epoch epoch) override {
@@ -767,11 +762,12 @@ class Chaos {
       static const double kDrops[] = {0.0, 0.0, 0.02, 0.1, 0.4};
       const double drop = kDrops[below(5)];
       server.setDropResponses(drop);
-      const milliseconds stale = below(3) == 0 ? milliseconds(below(static_cast<std::uint64_t>(ttl_.count()))) : milliseconds(0);
+      const milliseconds stale =
+          below(3) == 0 ? milliseconds(below(static_cast<std::uint64_t>(ttl_.count()))) : milliseconds(0);
       server.setStaleReads(stale);
-      sim_.trace("network: request <= " + std::to_string(req.count()) + " ms, response <= " +
-                 std::to_string(resp.count()) + " ms, drop " + std::to_string(drop) + ", stale <= " +
-                 std::to_string(stale.count()) + " ms");
+      sim_.trace("network: request <= " + std::to_string(req.count()) +
+                 " ms, response <= " + std::to_string(resp.count()) + " ms, drop " + std::to_string(drop) +
+                 ", stale <= " + std::to_string(stale.count()) + " ms");
     } else if (pick < 30) {
       const Duration d = milliseconds(20) + upTo(3 * ttl_);
       server.partition(n.id, true);
@@ -885,7 +881,8 @@ SeedResult runSeed(std::uint64_t seed, std::uint64_t steps) {
     // Rates within +-(margin/ttl)/4 of 1.0 (margin = ttl/10): inside the protocol's assumption.
     // HACOORD_SIM_SKEW_PERCENT=<p> uses p% of margin/ttl instead, to probe the edge (safety needs
     // the fastest/slowest ratio below ttl/(ttl-margin): p < ~52).
-    const double max_skew = 0.1 * static_cast<double>(envNumber("HACOORD_SIM_SKEW_PERCENT").value_or(25)) / 100.0;
+    const double max_skew =
+        0.1 * static_cast<double>(envNumber("HACOORD_SIM_SKEW_PERCENT").value_or(25)) / 100.0;
     o.rates.push_back(1.0 + max_skew * (2.0 * std::uniform_real_distribution<double>(0, 1)(rng) - 1.0));
   }
   milliseconds max_ttl{0};
@@ -948,12 +945,12 @@ TEST(ElectionSimTest, RandomFaultSchedulesKeepEveryInvariant) {
       if (failures >= envNumber("HACOORD_SIM_MAX_FAILURES").value_or(3)) break;
     }
   }
-  std::printf("sim: %zu seeds, %llu events, %s virtual, %zu leaderships, worst election after "
-              "healing %s, %zu epoch repeats after a lost bucket with every better-informed node "
-              "unreachable, %zu failed\n",
-              seeds.size(), static_cast<unsigned long long>(total_steps),
-              fmtTime(total_virtual).c_str(), total_leaderships, fmtTime(worst_election).c_str(),
-              total_excused, failures);
+  std::printf(
+      "sim: %zu seeds, %llu events, %s virtual, %zu leaderships, worst election after "
+      "healing %s, %zu epoch repeats after a lost bucket with every better-informed node "
+      "unreachable, %zu failed\n",
+      seeds.size(), static_cast<unsigned long long>(total_steps), fmtTime(total_virtual).c_str(),
+      total_leaderships, fmtTime(worst_election).c_str(), total_excused, failures);
 }
 
 // --- Scripted stories -------------------------------------------------------------------------
@@ -989,7 +986,8 @@ class ElectionStoryTest : public ::testing::Test {
   }
   Node& electFirst(Sim& sim) {
     bootAll(sim);
-    EXPECT_TRUE(runUntil(sim, [&] { return sim.leader() != nullptr; }, milliseconds(100)));
+    EXPECT_TRUE(runUntil(
+        sim, [&] { return sim.leader() != nullptr; }, milliseconds(100)));
     // Let the losers of the boot race finish their retry backoff.
     sim.loop().advance(milliseconds(300));
     return *sim.leader();
@@ -1042,7 +1040,8 @@ TEST_F(ElectionStoryTest, LeaderPausedJustPastItsDeadlineBeforeAnyoneTakesOver) 
   auto sim = makeSim(3);
   Node& l = electFirst(*sim);
   const auto rev = sim->server().current().revision;
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->server().current().revision > rev; }, milliseconds(600)));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->server().current().revision > rev; }, milliseconds(600)));
   sim->loop().runDue();
   pausedLeaderStory(*sim, l, milliseconds(1900), /*expect_takeover=*/false);
 }
@@ -1053,7 +1052,8 @@ TEST_F(ElectionStoryTest, LeaderPausedPastItsDeadlineWithARenewalReplyWaiting) {
   Node& l = electFirst(*sim);
   sim->server().setResponseDelay(milliseconds(5), milliseconds(5));
   const auto rev = sim->server().current().revision;
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->server().current().revision > rev; }, milliseconds(600)));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->server().current().revision > rev; }, milliseconds(600)));
   pausedLeaderStory(*sim, l, 3 * ttl(), /*expect_takeover=*/true);
 }
 
@@ -1067,7 +1067,8 @@ TEST_F(ElectionStoryTest, DroppedAcquireReplyWithTheWriteLandedGivesOneLeader) {
   EXPECT_EQ(sim->leader(), nullptr) << "but a does not know it yet";
   sim->boot(sim->node(1));
   sim->boot(sim->node(2));
-  EXPECT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr; }, 3 * ttl()));
+  EXPECT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() != nullptr; }, 3 * ttl()));
   sim->loop().advance(5 * ttl());
   ASSERT_FALSE(sim->failed()) << sim->failure();
   ASSERT_NE(sim->leader(), nullptr);
@@ -1087,7 +1088,8 @@ TEST_F(ElectionStoryTest, DroppedAcquireReplyWhileTheNodeIsCutOffLetsTheLeaseExp
   sim->server().partition(a.id, true);  // a cannot learn its write landed
   sim->boot(sim->node(1));
   sim->boot(sim->node(2));
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr; }, 2 * ttl()));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() != nullptr; }, 2 * ttl()));
   EXPECT_NE(sim->leader(), &a);
   EXPECT_EQ(sim->leader()->hooks_epoch, Epoch(2)) << "epoch 1 was never used";
   sim->server().partition(a.id, false);
@@ -1115,7 +1117,8 @@ TEST_F(ElectionStoryTest, PlannedHandoverTakesMillisecondsOfVirtualTime) {
   const TimePoint asked = sim->loop().now();
   std::optional<Status> result;
   sim->onNode(l, [&](Node& m) { m.elector->stepDown("", [&](Status s) { result = s; }); });
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr && sim->leader() != &l; }, ttl()));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() != nullptr && sim->leader() != &l; }, ttl()));
   const Duration took = sim->loop().now() - asked;
   EXPECT_LE(took, milliseconds(10)) << "handover took " << fmtTime(took);
   ASSERT_TRUE(result.has_value());
@@ -1136,7 +1139,8 @@ TEST_F(ElectionStoryTest, TheNamedSuccessorWins) {
       }
     }
     sim->onNode(*l, [&](Node& m) { m.elector->stepDown(successor->id, [](Status) {}); });
-    ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr && sim->leader() != l; }, ttl()));
+    ASSERT_TRUE(runUntil(
+        *sim, [&] { return sim->leader() != nullptr && sim->leader() != l; }, ttl()));
     EXPECT_EQ(sim->leader(), successor) << "round " << round;
     l = sim->leader();
     sim->loop().advance(milliseconds(100));
@@ -1148,13 +1152,14 @@ TEST_F(ElectionStoryTest, ANodeThatSteppedDownSitsOutItsCooldown) {
   auto sim = makeSim(3);
   Node& l = electFirst(*sim);
   sim->onNode(l, [](Node& m) { m.elector->stepDown("", [](Status) {}); });
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr && sim->leader() != &l; }, ttl()));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() != nullptr && sim->leader() != &l; }, ttl()));
   Node& second = *sim->leader();
   sim->loop().advance(milliseconds(10));
   // The new leader steps down too, well inside l's cooldown: l must not be the one to take it.
   sim->onNode(second, [](Node& m) { m.elector->stepDown("", [](Status) {}); });
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr && sim->leader() != &second; },
-                       ttl()));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() != nullptr && sim->leader() != &second; }, ttl()));
   EXPECT_NE(sim->leader(), &l);
   EXPECT_NE(sim->leader(), &second);
   EXPECT_FALSE(sim->failed()) << sim->failure();
@@ -1166,11 +1171,14 @@ TEST_F(ElectionStoryTest, AVacantLeaseWithEveryoneInCooldownIsTakenAfterOneTtl) 
   Node& b = &a == &sim->node(0) ? sim->node(1) : sim->node(0);
   // a hands to b, then b hands back at once: both are in cooldown, the lease is vacant.
   sim->onNode(a, [](Node& m) { m.elector->stepDown("", [](Status) {}); });
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() == &b; }, ttl()));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() == &b; }, ttl()));
   sim->onNode(b, [](Node& m) { m.elector->stepDown("", [](Status) {}); });
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->server().current().record.vacant(); }, ttl()));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->server().current().record.vacant(); }, ttl()));
   const TimePoint vacant_since = sim->loop().now();
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr; }, 2 * ttl()));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() != nullptr; }, 2 * ttl()));
   const Duration waited = sim->loop().now() - vacant_since;
   EXPECT_GE(waited, ttl()) << "nobody may take it inside the cooldown before a whole TTL";
   EXPECT_LE(waited, ttl() + milliseconds(600)) << "but a lone cluster recovers after one TTL";
@@ -1182,13 +1190,15 @@ TEST_F(ElectionStoryTest, CrashedLeaderIsReplacedOnlyAfterItsDeadlineOnDriftingC
   bootAll(*sim);
   sim->server().partition("n1", true);
   sim->server().partition("n2", true);
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr; }, milliseconds(100)));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() != nullptr; }, milliseconds(100)));
   sim->server().partition("n1", false);
   sim->server().partition("n2", false);
   sim->loop().advance(ttl());
   ASSERT_EQ(sim->leader(), &sim->node(0));
   sim->kill(sim->node(0));
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr; }, 2 * ttl()));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() != nullptr; }, 2 * ttl()));
   EXPECT_EQ(sim->leader(), &sim->node(1)) << "the fast clock fires first";
   sim->loop().advance(ttl());
   EXPECT_FALSE(sim->failed()) << sim->failure();
@@ -1198,7 +1208,8 @@ TEST_F(ElectionStoryTest, PartitionedLeaderSelfFencesBeforeTheMajorityTakesOver)
   auto sim = makeSim(3, {0.98, 1.02, 1.01});
   Node& l = electFirst(*sim);
   sim->server().partition(l.id, true);
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr && sim->leader() != &l; }, 2 * ttl()));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() != nullptr && sim->leader() != &l; }, 2 * ttl()));
   EXPECT_EQ(l.events.back(), "lose " + l.hooks_epoch.toString() + " lease-expired");
   sim->server().partition(l.id, false);
   sim->loop().advance(2 * ttl());
@@ -1209,13 +1220,14 @@ TEST_F(ElectionStoryTest, StopHandsOverAndLeavingCandidacyHandsOver) {
   auto sim = makeSim(3);
   Node& l = electFirst(*sim);
   sim->onNode(l, [](Node& m) { m.elector->setCandidate(false); });
-  ASSERT_TRUE(runUntil(*sim, [&] { return sim->leader() != nullptr && sim->leader() != &l; },
-                       milliseconds(50)));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return sim->leader() != nullptr && sim->leader() != &l; }, milliseconds(50)));
   Node& second = *sim->leader();
   sim->loop().advance(milliseconds(200));  // past the retry backoff of the race's loser
   bool exited = false;
   sim->stop(second, [&] { exited = true; });
-  ASSERT_TRUE(runUntil(*sim, [&] { return exited && sim->leader() != nullptr; }, milliseconds(50)));
+  ASSERT_TRUE(runUntil(
+      *sim, [&] { return exited && sim->leader() != nullptr; }, milliseconds(50)));
   EXPECT_NE(sim->leader(), &l) << "a non-candidate never takes it";
   sim->loop().advance(3 * ttl());
   EXPECT_FALSE(sim->failed()) << sim->failure();

@@ -221,8 +221,7 @@ RunResult runProcess(const std::vector<std::string>& args, milliseconds timeout)
     result.timed_out = true;
     child.kill9();
   }
-  result.elapsed =
-      std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - begin);
+  result.elapsed = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - begin);
   // The readers reach EOF right after the exit: wait for them before reading the output.
   child.waitOutputClosed(milliseconds(2000));
   result.out = child.stdoutText();
@@ -232,10 +231,7 @@ RunResult runProcess(const std::vector<std::string>& args, milliseconds timeout)
 
 // ---------------------------------------------------------------------------------------------
 
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 std::optional<std::map<std::string, std::string>> parseFlatJson(std::string_view text) {
   Json::Value root;

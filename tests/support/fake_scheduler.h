@@ -88,8 +88,7 @@ class DriftClock : public Clock {
   // `origin` is what this clock reads when the loop is at its current time (hosts boot at
   // different times, so their steady clocks disagree by an arbitrary offset).
   DriftClock(const SimLoop& loop, double rate, TimePoint origin);
-  explicit DriftClock(const SimLoop& loop, double rate = 1.0)
-      : DriftClock(loop, rate, loop.now()) {}
+  explicit DriftClock(const SimLoop& loop, double rate = 1.0) : DriftClock(loop, rate, loop.now()) {}
 
   TimePoint now() const override;
   double rate() const { return 1.0 + static_cast<double>(ppb_) * 1e-9; }
@@ -104,8 +103,8 @@ class DriftClock : public Clock {
   Duration localElapsed(Duration global_elapsed) const;
 
   const SimLoop& loop_;
-  std::int64_t ppb_;          // (rate - 1) in parts per billion
-  TimePoint global_base_;     // loop time when this clock read local_base_
+  std::int64_t ppb_;       // (rate - 1) in parts per billion
+  TimePoint global_base_;  // loop time when this clock read local_base_
   TimePoint local_base_;
 };
 

@@ -21,9 +21,7 @@ const LeaseEntry& LeaseServer::stateAt(TimePoint at) const {
   return std::prev(it)->entry;
 }
 
-std::uint64_t LeaseServer::put(const LeaseRecord& record) {
-  return apply(LeaseEntryKind::kRecord, record);
-}
+std::uint64_t LeaseServer::put(const LeaseRecord& record) { return apply(LeaseEntryKind::kRecord, record); }
 
 std::uint64_t LeaseServer::putMarker() { return apply(LeaseEntryKind::kMarker, {}); }
 
@@ -40,8 +38,8 @@ void LeaseServer::resetBucket() {
 void LeaseServer::doubleAcceptNext(const std::string& node) { ++double_accept_next_[node]; }
 
 std::uint64_t LeaseServer::apply(LeaseEntryKind kind, const LeaseRecord& record) {
-  LeaseEntry entry{current().revision + 1, kind == LeaseEntryKind::kRecord ? record : LeaseRecord{},
-                   kind, static_cast<std::uint64_t>(resets_)};
+  LeaseEntry entry{current().revision + 1, kind == LeaseEntryKind::kRecord ? record : LeaseRecord{}, kind,
+                   static_cast<std::uint64_t>(resets_)};
   history_.push_back(HistoryItem{loop_.now(), entry});
   // Copy: a watch callback never runs inline, but attach/detach could in principle happen here.
   const std::vector<InMemoryLeaseStore*> clients = clients_;
@@ -95,12 +93,8 @@ void LeaseServer::detach(InMemoryLeaseStore* client) {
 // ---------------------------------------------------------------------------------------------
 // InMemoryLeaseStore
 
-InMemoryLeaseStore::InMemoryLeaseStore(LeaseServer& server, FakeScheduler& scheduler,
-                                       std::string node)
-    : server_(server),
-      scheduler_(scheduler),
-      node_(std::move(node)),
-      state_(std::make_shared<State>()) {
+InMemoryLeaseStore::InMemoryLeaseStore(LeaseServer& server, FakeScheduler& scheduler, std::string node)
+    : server_(server), scheduler_(scheduler), node_(std::move(node)), state_(std::make_shared<State>()) {
   server_.attach(this);
 }
 
@@ -192,9 +186,8 @@ void InMemoryLeaseStore::write(const LeaseRecord& record, std::uint64_t expected
   const TimePoint sent = loop.now();
   const TimePoint give_up = sent + server_.opTimeout();
   const std::size_t log_index = server_.write_log_.size();
-  server_.write_log_.push_back(
-      LeaseServer::WriteLogItem{node_, sent, expected_revision, record, false, {}, 0,
-                                StatusCode::kCancelled});
+  server_.write_log_.push_back(LeaseServer::WriteLogItem{
+      node_, sent, expected_revision, record, false, {}, 0, StatusCode::kCancelled});
   LeaseServer* server = &server_;
   // Records what the client is told, then tells it (if it is still there to hear).
   auto answer = [this, server, log_index, done](TimePoint at, Result<std::uint64_t> result) {
@@ -217,8 +210,8 @@ void InMemoryLeaseStore::write(const LeaseRecord& record, std::uint64_t expected
   std::shared_ptr<State> state = state_;
   // The request is on the wire: it lands even if the client crashes or closes meanwhile (kill -9
   // does not recall a packet). Only the reply needs the client.
-  loop.schedule(arrival, [this, state, server, log_index, record, expected_revision,
-                          expected_generation, give_up, answer] {
+  loop.schedule(arrival, [this, state, server, log_index, record, expected_revision, expected_generation,
+                          give_up, answer] {
     LeaseServer::WriteLogItem& item = server->write_log_[log_index];
     if (server->isPartitioned(item.node)) {
       if (!state->closed) answer(give_up, unavailable("partitioned: request lost"));

@@ -51,10 +51,10 @@ class LeaseServer {
     std::uint64_t expected_revision = 0;
     LeaseRecord record;
     bool reached_server = false;
-    TimePoint applied_at{};       // when it reached the server (if it did)
-    std::uint64_t revision = 0;   // revision it created; 0 if not applied (CAS lost, lost, failed)
+    TimePoint applied_at{};      // when it reached the server (if it did)
+    std::uint64_t revision = 0;  // revision it created; 0 if not applied (CAS lost, lost, failed)
     StatusCode client_saw = StatusCode::kOk;  // what the client was told (kCancelled: not yet)
-    bool double_accepted = false;  // a stale compare-and-set applied anyway (doubleAcceptNext)
+    bool double_accepted = false;             // a stale compare-and-set applied anyway (doubleAcceptNext)
   };
 
   explicit LeaseServer(SimLoop& loop, std::uint64_t seed = 1);

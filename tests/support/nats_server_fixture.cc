@@ -85,8 +85,7 @@ void runCommand(const std::vector<std::string>& args, const std::string& log_pat
 }
 
 // The string value of `"key": "..."` after `anchor` in a JSON text (the monitor's pretty output).
-std::string jsonStringAfter(const std::string& body, const std::string& anchor,
-                            const std::string& key) {
+std::string jsonStringAfter(const std::string& body, const std::string& anchor, const std::string& key) {
   auto pos = body.find(anchor);
   if (pos == std::string::npos) return "";
   pos = body.find("\"" + key + "\"", pos);
@@ -129,8 +128,8 @@ int freeLoopbackPort() {
 
 std::string makeTempDir(const std::string& prefix) {
   const char* base = std::getenv("TMPDIR");
-  std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" + prefix +
-                      "-XXXXXX";
+  std::string templ =
+      std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" + prefix + "-XXXXXX";
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');
   if (::mkdtemp(buf.data()) == nullptr) fail("mkdtemp " + templ + ": " + std::strerror(errno));
@@ -171,8 +170,7 @@ std::optional<HttpReply> httpGet(int port, const std::string& path, milliseconds
     return std::nullopt;
   }
   const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(request.size())) {
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
     ::close(fd);
     return std::nullopt;
   }
@@ -202,34 +200,31 @@ TlsMaterial makeTestCerts(const std::string& dir) {
   TlsMaterial m{dir + "/ca.pem", dir + "/server.pem", dir + "/server.key", dir + "/client.pem",
                 dir + "/client.key"};
   // EC keys: generated in milliseconds, where RSA would take a noticeable part of a test.
-  const std::vector<std::string> ec = {"-newkey", "ec", "-pkeyopt",
-                                       "ec_paramgen_curve:prime256v1", "-nodes"};
+  const std::vector<std::string> ec = {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"};
   auto with = [](std::vector<std::string> a, const std::vector<std::string>& b) {
     a.insert(a.end(), b.begin(), b.end());
     return a;
   };
-  runCommand(with(with({"openssl", "req", "-x509"}, ec),
-                  {"-keyout", dir + "/ca.key", "-out", m.ca, "-days", "2", "-subj",
-                   "/CN=hacoord-test-ca", "-addext", "basicConstraints=critical,CA:TRUE",
-                   "-addext", "keyUsage=critical,keyCertSign,cRLSign"}),
-             log);
+  runCommand(
+      with(with({"openssl", "req", "-x509"}, ec),
+           {"-keyout", dir + "/ca.key", "-out", m.ca, "-days", "2", "-subj", "/CN=hacoord-test-ca", "-addext",
+            "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"}),
+      log);
   auto leaf = [&](const std::string& name, const std::string& cn, const std::string& ext) {
     const std::string ext_path = dir + "/" + name + ".ext";
     std::ofstream(ext_path) << ext;
-    runCommand(with(with({"openssl", "req", "-new"}, ec),
-                    {"-keyout", dir + "/" + name + ".key", "-out", dir + "/" + name + ".csr",
-                     "-subj", "/CN=" + cn}),
+    runCommand(with(with({"openssl", "req", "-new"}, ec), {"-keyout", dir + "/" + name + ".key", "-out",
+                                                           dir + "/" + name + ".csr", "-subj", "/CN=" + cn}),
                log);
-    runCommand({"openssl", "x509", "-req", "-in", dir + "/" + name + ".csr", "-CA", m.ca, "-CAkey",
-                dir + "/ca.key", "-CAcreateserial", "-out", dir + "/" + name + ".pem", "-days", "2",
-                "-extfile", ext_path},
-               log);
+    runCommand(
+        {"openssl", "x509", "-req", "-in", dir + "/" + name + ".csr", "-CA", m.ca, "-CAkey", dir + "/ca.key",
+         "-CAcreateserial", "-out", dir + "/" + name + ".pem", "-days", "2", "-extfile", ext_path},
+        log);
   };
   leaf("server", "localhost",
        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n"
        "extendedKeyUsage=serverAuth\n");
-  leaf("client", "hacoord-test-client",
-       "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+  leaf("client", "hacoord-test-client", "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
   return m;
 }
 
@@ -256,7 +251,8 @@ NatsServer::~NatsServer() {
 std::string NatsServer::url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
 
 void NatsServer::spawn() {
-  std::vector<std::string> args = {"nats-server", "-js",  "-a",  "127.0.0.1",
+  std::vector<std::string> args = {"nats-server", "-js",
+                                   "-a",          "127.0.0.1",
                                    "-p",          std::to_string(port_),
                                    "-m",          std::to_string(monitor_port_)};
   if (options_.config_file.empty()) {
@@ -278,10 +274,10 @@ void NatsServer::spawn() {
       if (!routes.empty()) routes += ",";
       routes += "nats://127.0.0.1:" + std::to_string(p);
     }
-    args.insert(args.end(),
-                {"--cluster_name", options_.cluster_name.empty() ? "hacoord-test" : options_.cluster_name,
-                 "--cluster", "nats://127.0.0.1:" + std::to_string(options_.cluster_port),
-                 "--routes", routes});
+    args.insert(
+        args.end(),
+        {"--cluster_name", options_.cluster_name.empty() ? "hacoord-test" : options_.cluster_name,
+         "--cluster", "nats://127.0.0.1:" + std::to_string(options_.cluster_port), "--routes", routes});
   }
   pid_ = spawnProcess(args, log_path_);
 }
@@ -308,8 +304,8 @@ void NatsServer::start() {
   }
   if (!healthy) {
     kill9();
-    fail("nats-server not healthy within " + std::to_string(options_.start_timeout.count()) +
-         " ms; log:\n" + logTail());
+    fail("nats-server not healthy within " + std::to_string(options_.start_timeout.count()) + " ms; log:\n" +
+         logTail());
   }
 }
 

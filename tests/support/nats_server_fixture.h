@@ -51,13 +51,13 @@ std::optional<HttpReply> httpGet(int port, const std::string& path,
                                  milliseconds timeout = milliseconds(1000));
 
 struct NatsServerOptions {
-  std::string server_name;          // "" = nats-server's default
+  std::string server_name;  // "" = nats-server's default
   // A nats-server configuration file (-c), e.g. one with authorization. It must set its own
   // jetstream store_dir (nats-server refuses -sd beside it); the listen address and the ports
   // still come from the fixture's flags, which override the file.
   std::string config_file;
-  std::optional<TlsMaterial> tls;   // serve TLS with these files
-  bool tls_verify = true;           // with tls: demand a client certificate (mutual TLS)
+  std::optional<TlsMaterial> tls;  // serve TLS with these files
+  bool tls_verify = true;          // with tls: demand a client certificate (mutual TLS)
   // Cluster membership (see NatsCluster): cluster_port 0 = not clustered.
   std::string cluster_name;
   int cluster_port = 0;

@@ -23,8 +23,7 @@ namespace {
 std::mutex g_out;
 
 double nowMs() {
-  return std::chrono::duration<double, std::milli>(
-             std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -36,7 +35,8 @@ void emit(const std::string& fields) {
 
 class PrintingHooks final : public Hooks {
  public:
-  PrintingHooks(bool fail_become, int slow_lose_ms) : fail_become_(fail_become), slow_lose_ms_(slow_lose_ms) {}
+  PrintingHooks(bool fail_become, int slow_lose_ms)
+      : fail_become_(fail_become), slow_lose_ms_(slow_lose_ms) {}
   Status onBecomeLeader(Epoch epoch) override {
     emit("\"event\":\"become_leader\",\"epoch\":" + epoch.toString());
     if (fail_become_) return internalError("test node told to fail onBecomeLeader");
@@ -49,8 +49,8 @@ class PrintingHooks final : public Hooks {
     return Status::ok();
   }
   void onLeaderChange(std::string_view leader, Epoch epoch) override {
-    emit("\"event\":\"leader_change\",\"leader\":\"" + std::string(leader) + "\",\"epoch\":" +
-         epoch.toString());
+    emit("\"event\":\"leader_change\",\"leader\":\"" + std::string(leader) +
+         "\",\"epoch\":" + epoch.toString());
   }
 
  private:
@@ -66,9 +66,12 @@ int main(int argc, char** argv) {
   int slow_lose_ms = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--config" && i + 1 < argc) config_path = argv[++i];
-    else if (a == "--fail-become-leader") fail_become = true;
-    else if (a == "--slow-lose-ms" && i + 1 < argc) slow_lose_ms = std::stoi(argv[++i]);
+    if (a == "--config" && i + 1 < argc)
+      config_path = argv[++i];
+    else if (a == "--fail-become-leader")
+      fail_become = true;
+    else if (a == "--slow-lose-ms" && i + 1 < argc)
+      slow_lose_ms = std::stoi(argv[++i]);
   }
   auto config = loadConfigFile(config_path);
   if (!config.isOk()) {
@@ -86,8 +89,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "test_node: %s\n", s.toString().c_str());
     return 1;
   }
-  emit("\"event\":\"started\",\"node\":\"" + node.nodeId() + "\",\"incarnation\":\"" +
-       node.incarnation() + "\"");
+  emit("\"event\":\"started\",\"node\":\"" + node.nodeId() + "\",\"incarnation\":\"" + node.incarnation() +
+       "\"");
 
   std::thread([&node] {
     for (;;) {
@@ -97,8 +100,7 @@ int main(int argc, char** argv) {
       const Epoch before = node.epoch();
       if (node.isLeader() && node.epoch() == before) {
         std::lock_guard lock(g_out);
-        std::printf("{\"t\":%.3f,\"event\":\"acting\",\"epoch\":%s}\n", t,
-                    before.toString().c_str());
+        std::printf("{\"t\":%.3f,\"event\":\"acting\",\"epoch\":%s}\n", t, before.toString().c_str());
         std::fflush(stdout);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -108,11 +110,16 @@ int main(int argc, char** argv) {
     std::string line;
     while (std::getline(std::cin, line)) {
       Status s;
-      if (line == "stepdown") s = node.stepDown();
-      else if (line == "promote") s = node.promote();
-      else if (line == "join") node.setCandidate(true);
-      else if (line == "leave") node.setCandidate(false);
-      else s = invalidArgument("unknown command " + line);
+      if (line == "stepdown")
+        s = node.stepDown();
+      else if (line == "promote")
+        s = node.promote();
+      else if (line == "join")
+        node.setCandidate(true);
+      else if (line == "leave")
+        node.setCandidate(false);
+      else
+        s = invalidArgument("unknown command " + line);
       emit("\"event\":\"result\",\"cmd\":\"" + line + "\",\"ok\":" + (s.isOk() ? "true" : "false"));
     }
   }).detach();

@@ -60,8 +60,10 @@ class CommandHooksTest : public ::testing::Test {
 
 TEST_F(CommandHooksTest, EachHookGetsTheDocumentedEnvironment) {
   const std::string out = dir_ + "/env";
-  const std::string dump = "echo \"$HACOORD_EVENT cluster=$HACOORD_CLUSTER node=$HACOORD_NODE "
-                           "epoch=$HACOORD_EPOCH leader=$HACOORD_LEADER reason=$HACOORD_REASON\" >> " + out;
+  const std::string dump =
+      "echo \"$HACOORD_EVENT cluster=$HACOORD_CLUSTER node=$HACOORD_NODE "
+      "epoch=$HACOORD_EPOCH leader=$HACOORD_LEADER reason=$HACOORD_REASON\" >> " +
+      out;
   config_.hooks.on_become_leader = dump;
   config_.hooks.on_lose_leadership = dump;
   config_.hooks.on_leader_change = dump;
@@ -148,9 +150,8 @@ TEST_F(CommandHooksTest, TheDaemonsEnvironmentIsPassedOnAndOverriddenByOurs) {
 
 TEST(RunShellTest, ACommandThatCannotBeFoundIsExit127WithTheShellsMessageInTheOutput) {
   std::string lines;
-  const ShellRun r = runShell("/nonexistent/hook", {}, 2000ms, [&](std::string_view l) {
-    lines += std::string(l) + "\n";
-  });
+  const ShellRun r =
+      runShell("/nonexistent/hook", {}, 2000ms, [&](std::string_view l) { lines += std::string(l) + "\n"; });
   EXPECT_TRUE(r.started);
   EXPECT_EQ(r.exit_code, 127);
   EXPECT_FALSE(r.ok());

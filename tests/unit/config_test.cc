@@ -113,8 +113,7 @@ const std::vector<Rejection> kUnknownKeys = {
     {"HttpNearMiss", doc(R"("http": {"listen": "127.0.0.1:9090", "maxConnection": 1})"),
      "http.maxConnection: unknown key (did you mean maxConnections?)"},
     {"Hooks", doc(R"("hooks": {"onBecomeLeader": "true", "bogus": 1})"), "hooks.bogus: unknown key"},
-    {"HooksNearMiss", doc(R"("hooks": {"onBecomeMaster": "true"})"),
-     "hooks.onBecomeMaster: unknown key"},
+    {"HooksNearMiss", doc(R"("hooks": {"onBecomeMaster": "true"})"), "hooks.onBecomeMaster: unknown key"},
     {"HooksCaseTypo", doc(R"("hooks": {"onLeaderchange": "true"})"),
      "hooks.onLeaderchange: unknown key (did you mean onLeaderChange?)"},
     {"StateDirCase", doc(R"("statedir": "/var/lib/x")"), "statedir: unknown key (did you mean stateDir?)"},
@@ -122,9 +121,11 @@ const std::vector<Rejection> kUnknownKeys = {
     {"Log", doc(R"("log": {"bogus": 1})"), "log.bogus: unknown key"},
     {"CaseTypoGetsSuggestion", electionDoc(R"("leaseTTLMs": 2000)"),
      "election.leaseTTLMs: unknown key (did you mean leaseTtlMs?)"},
-    {"SpellingTypoGetsSuggestion", vipDoc(R"("netmaks": 24)"), "vip.netmaks: unknown key (did you mean netmask?)"},
+    {"SpellingTypoGetsSuggestion", vipDoc(R"("netmaks": 24)"),
+     "vip.netmaks: unknown key (did you mean netmask?)"},
     {"GoClusterHeartbeat", electionDoc(R"("heartbeatIntervalMs": 3000)"),
-     "election.heartbeatIntervalMs: unknown key (go-cluster's heartbeatIntervalMs is election.renewIntervalMs "
+     "election.heartbeatIntervalMs: unknown key (go-cluster's heartbeatIntervalMs is "
+     "election.renewIntervalMs "
      "here)"},
     {"GoClusterMaxReconnects", natsWith(R"("maxReconnects": -1)"),
      "nats.maxReconnects: unknown key (hacoord reconnects without limit; remove it)"},
@@ -134,8 +135,7 @@ const std::vector<Rejection> kUnknownKeys = {
     {"ControlCharInKeyIsEscaped", vipDoc(R"("a\nb": 1)"), R"(vip["a\u000ab"]: unknown key)"},
     {"KeysAreCaseSensitive", doc(R"("ClusterId": "x")"), "ClusterId: unknown key (did you mean clusterId?)"},
 };
-INSTANTIATE_TEST_SUITE_P(UnknownKey, RejectionTest, ::testing::ValuesIn(kUnknownKeys),
-                         rejectionName);
+INSTANTIATE_TEST_SUITE_P(UnknownKey, RejectionTest, ::testing::ValuesIn(kUnknownKeys), rejectionName);
 
 const std::vector<Rejection> kWrongTypes = {
     {"RootArray", "[]", "(root): expected an object, got array"},
@@ -145,10 +145,13 @@ const std::vector<Rejection> kWrongTypes = {
      "nodeId: expected a string, got null"},
     {"NatsString", R"({"clusterId": "demo", "nodeId": "n1", "nats": "nats://h:1"})",
      "nats: expected an object, got string"},
-    {"ServersString", natsDoc(R"("servers": "nats://h:1")"), "nats.servers: expected an array of strings, got string"},
-    {"ServerNumber", natsDoc(R"("servers": ["nats://h:1", 4222])"), "nats.servers[1]: expected a string, got number"},
+    {"ServersString", natsDoc(R"("servers": "nats://h:1")"),
+     "nats.servers: expected an array of strings, got string"},
+    {"ServerNumber", natsDoc(R"("servers": ["nats://h:1", 4222])"),
+     "nats.servers[1]: expected a string, got number"},
     {"ServerObject", natsDoc(R"("servers": [{}])"), "nats.servers[0]: expected a string, got object"},
-    {"CredentialsBool", natsWith(R"("credentials": true)"), "nats.credentials: expected a string, got boolean"},
+    {"CredentialsBool", natsWith(R"("credentials": true)"),
+     "nats.credentials: expected a string, got boolean"},
     {"TlsArray", natsWith(R"("tls": [])"), "nats.tls: expected an object, got array"},
     {"TlsCaNumber", natsWith(R"("tls": {"ca": 1})"), "nats.tls.ca: expected a string, got number"},
     {"TlsCertNull", natsWith(R"("tls": {"cert": null})"), "nats.tls.cert: expected a string, got null"},
@@ -164,24 +167,29 @@ const std::vector<Rejection> kWrongTypes = {
      "election.bucketReplicas: expected an integer, got string"},
     {"VipString", doc(R"("vip": "192.0.2.1")"), "vip: expected an object, got string"},
     {"VipAddressNumber", vipDoc(R"("address": 3221225985)"), "vip.address: expected a string, got number"},
-    {"VipNetmaskString", vipWith(R"("netmask": "255.255.255.0")"), "vip.netmask: expected an integer, got string"},
+    {"VipNetmaskString", vipWith(R"("netmask": "255.255.255.0")"),
+     "vip.netmask: expected an integer, got string"},
     {"VipInterfaceObject", vipDoc(R"("address": "192.0.2.1", "interface": {})"),
      "vip.interface: expected a string, got object"},
     {"VipGarpCountBool", vipDoc(R"("garpCount": true)"), "vip.garpCount: expected an integer, got boolean"},
     {"VipDuplicateCheckString", vipDoc(R"("duplicateCheck": "false")"),
      "vip.duplicateCheck: expected a boolean (true or false), got string"},
     {"HealthNumber", doc(R"("health": 1)"), "health: expected an object, got number"},
-    {"ChecksObject", doc(R"("health": {"checks": {}})"), "health.checks: expected an array of objects, got object"},
+    {"ChecksObject", doc(R"("health": {"checks": {}})"),
+     "health.checks: expected an array of objects, got object"},
     {"CheckString", checksDoc(R"("ping")"), "health.checks[0]: expected an object, got string"},
-    {"CheckNameNumber", checkDoc(R"("name": 7, "type": "tcp")"), "health.checks[0].name: expected a string, got number"},
-    {"CheckTypeNumber", checkDoc(R"("name": "a", "type": 1)"), "health.checks[0].type: expected a string, got number"},
+    {"CheckNameNumber", checkDoc(R"("name": 7, "type": "tcp")"),
+     "health.checks[0].name: expected a string, got number"},
+    {"CheckTypeNumber", checkDoc(R"("name": "a", "type": 1)"),
+     "health.checks[0].type: expected a string, got number"},
     {"CheckCommandArray", checkDoc(R"("name": "a", "type": "command", "command": ["ls"])"),
      "health.checks[0].command: expected a string, got array"},
     {"CheckAddressNumber", checkDoc(R"("name": "a", "type": "tcp", "address": 5432)"),
      "health.checks[0].address: expected a string, got number"},
     {"CheckUrlBool", checkDoc(R"("name": "a", "type": "http", "url": false)"),
      "health.checks[0].url: expected a string, got boolean"},
-    {"CheckRiseString", tcpCheckWith(R"("rise": "2")"), "health.checks[0].rise: expected an integer, got string"},
+    {"CheckRiseString", tcpCheckWith(R"("rise": "2")"),
+     "health.checks[0].rise: expected an integer, got string"},
     {"CheckFallFraction", tcpCheckWith(R"("fall": 2.5)"),
      "health.checks[0].fall: expected an integer, got a number with a fraction or exponent"},
     {"HttpString", doc(R"("http": "127.0.0.1:9090")"), "http: expected an object, got string"},
@@ -190,24 +198,26 @@ const std::vector<Rejection> kWrongTypes = {
     {"StateDirNumber", doc(R"("stateDir": 1)"), "stateDir: expected a string, got number"},
     {"StateDirNull", doc(R"("stateDir": null)"), "stateDir: expected a string, got null"},
     {"NatsUserNumber", natsWith(R"("user": 7)"), "nats.user: expected a string, got number"},
-    {"NatsPasswordFileArray", natsWith(R"("passwordFile": ["/p"])"), "nats.passwordFile: expected a string, got array"},
+    {"NatsPasswordFileArray", natsWith(R"("passwordFile": ["/p"])"),
+     "nats.passwordFile: expected a string, got array"},
     {"VipAllowString", vipWith(R"("allowWithoutKernelLifetime": "true")"),
      "vip.allowWithoutKernelLifetime: expected a boolean (true or false), got string"},
     {"VipAllowNumber", vipWith(R"("allowWithoutKernelLifetime": 1)"),
      "vip.allowWithoutKernelLifetime: expected a boolean (true or false), got number"},
     {"HooksString", doc(R"("hooks": "/bin/true")"), "hooks: expected an object, got string"},
-    {"HookNumber", doc(R"("hooks": {"onBecomeLeader": 1})"), "hooks.onBecomeLeader: expected a string, got number"},
+    {"HookNumber", doc(R"("hooks": {"onBecomeLeader": 1})"),
+     "hooks.onBecomeLeader: expected a string, got number"},
     {"HookArray", doc(R"("hooks": {"onLoseLeadership": ["/bin/sh", "-c", "x"]})"),
      "hooks.onLoseLeadership: expected a string, got array"},
-    {"HookNull", doc(R"("hooks": {"onLeaderChange": null})"), "hooks.onLeaderChange: expected a string, got null"},
+    {"HookNull", doc(R"("hooks": {"onLeaderChange": null})"),
+     "hooks.onLeaderChange: expected a string, got null"},
     {"HttpMaxConnectionsString", doc(R"("http": {"listen": "127.0.0.1:0", "maxConnections": "64"})"),
      "http.maxConnections: expected an integer, got string"},
     {"HttpMaxConnectionsFraction", doc(R"("http": {"listen": "127.0.0.1:0", "maxConnections": 6.5})"),
      "http.maxConnections: expected an integer, got a number with a fraction or exponent"},
     {"LogLevelNumber", doc(R"("log": {"level": 2})"), "log.level: expected a string, got number"},
 };
-INSTANTIATE_TEST_SUITE_P(WrongType, RejectionTest, ::testing::ValuesIn(kWrongTypes),
-                         rejectionName);
+INSTANTIATE_TEST_SUITE_P(WrongType, RejectionTest, ::testing::ValuesIn(kWrongTypes), rejectionName);
 
 const std::vector<Rejection> kBadValues = {
     // Required keys.
@@ -226,7 +236,8 @@ const std::vector<Rejection> kBadValues = {
     {"NodeIdDot", R"({"clusterId": "demo", "nodeId": "n.1", "nats": {"servers": ["nats://h:1"]}})",
      "nodeId: " + kIdRule + R"((got "n.1"))"},
     {"NodeIdTooLong",
-     R"({"clusterId": "demo", "nodeId": ")" + std::string(65, 'n') + R"(", "nats": {"servers": ["nats://h:1"]}})",
+     R"({"clusterId": "demo", "nodeId": ")" + std::string(65, 'n') +
+         R"(", "nats": {"servers": ["nats://h:1"]}})",
      "nodeId: " + kIdRule + "(got \"" + std::string(65, 'n') + "\")"},
     {"NodeIdNul", R"({"clusterId": "demo", "nodeId": "n\u00001", "nats": {"servers": ["nats://h:1"]}})",
      "nodeId: must not contain a NUL character"},
@@ -253,8 +264,10 @@ const std::vector<Rejection> kBadValues = {
      R"(nats.servers[0]: must be scheme://host:port with nothing after the port (got "nats://h:4222/x"))"},
     {"ServerSecretIsRedacted", natsDoc(R"("servers": ["nats://alice:s3cret@h"])"),
      R"(nats.servers[0]: expected host:port (got "nats://***@h"))"},
-    {"TlsCertWithoutKey", natsWith(R"("tls": {"cert": "/c.pem"})"), "nats.tls.key: required when nats.tls.cert is set"},
-    {"TlsKeyWithoutCert", natsWith(R"("tls": {"key": "/k.pem"})"), "nats.tls.cert: required when nats.tls.key is set"},
+    {"TlsCertWithoutKey", natsWith(R"("tls": {"cert": "/c.pem"})"),
+     "nats.tls.key: required when nats.tls.cert is set"},
+    {"TlsKeyWithoutCert", natsWith(R"("tls": {"key": "/k.pem"})"),
+     "nats.tls.cert: required when nats.tls.key is set"},
     {"ReconnectWaitAboveMax", natsWith(R"("reconnectWaitMs": 5000)"),
      "nats.reconnectWaitMs: must not exceed nats.reconnectWaitMaxMs (5000 > 500)"},
     // Election.
@@ -269,8 +282,10 @@ const std::vector<Rejection> kBadValues = {
      "election.leaseTtlMs (500 + 1500 >= 2000)"},
     {"MarginZero", electionDoc(R"("safetyMarginMs": 0)"),
      "election.safetyMarginMs: must be a positive number of milliseconds, got 0"},
-    {"ReplicasZero", electionDoc(R"("bucketReplicas": 0)"), "election.bucketReplicas: must be between 1 and 5, got 0"},
-    {"ReplicasSix", electionDoc(R"("bucketReplicas": 6)"), "election.bucketReplicas: must be between 1 and 5, got 6"},
+    {"ReplicasZero", electionDoc(R"("bucketReplicas": 0)"),
+     "election.bucketReplicas: must be between 1 and 5, got 0"},
+    {"ReplicasSix", electionDoc(R"("bucketReplicas": 6)"),
+     "election.bucketReplicas: must be between 1 and 5, got 6"},
     // VIP.
     {"VipAddressBadOctet", vipDoc(R"("address": "192.0.2.300", "interface": "eth0")"),
      R"(vip.address: must be an IPv4 or IPv6 address without prefix or zone (got "192.0.2.300"))"},
@@ -294,11 +309,13 @@ const std::vector<Rejection> kBadValues = {
      "vip.address: must not be the loopback address ::1"},
     {"VipAddressMulticast6", vipDoc(R"("address": "ff02::1", "interface": "eth0")"),
      R"(vip.address: must not be a multicast address (got "ff02::1"))"},
-    {"VipNetmask33", vipWith(R"("netmask": 33)"), "vip.netmask: must be between 0 and 32 for an IPv4 address, got 33"},
+    {"VipNetmask33", vipWith(R"("netmask": 33)"),
+     "vip.netmask: must be between 0 and 32 for an IPv4 address, got 33"},
     {"VipNetmask129", vipDoc(R"("address": "2001:db8::1", "interface": "eth0", "netmask": 129)"),
      "vip.netmask: must be between 0 and 128, got 129"},
     {"VipNetmaskNegative", vipWith(R"("netmask": -1)"), "vip.netmask: must be between 0 and 128, got -1"},
-    {"VipInterfaceMissing", vipDoc(R"("address": "192.0.2.100")"), "vip.interface: required when vip.address is set"},
+    {"VipInterfaceMissing", vipDoc(R"("address": "192.0.2.100")"),
+     "vip.interface: required when vip.address is set"},
     {"VipInterfaceEmpty", vipDoc(R"("address": "192.0.2.100", "interface": "")"),
      "vip.interface: required when vip.address is set"},
     {"VipInterfaceTooLong", vipDoc(R"("address": "192.0.2.100", "interface": "eth0123456789012")"),
@@ -309,10 +326,13 @@ const std::vector<Rejection> kBadValues = {
      R"(vip.interface: must not contain '/', ':' or whitespace (got "eth 0"))"},
     {"VipInterfaceAliasLabel", vipDoc(R"("address": "192.0.2.100", "interface": "eth0:1")"),
      R"(vip.interface: must not contain '/', ':' or whitespace (got "eth0:1"))"},
-    {"VipInterfaceDotDot", vipDoc(R"("address": "192.0.2.100", "interface": "..")"), "vip.interface: must not be . or .."},
-    {"VipInterfaceWithoutAddress", vipDoc(R"("interface": "eth0")"), "vip.interface: set without vip.address"},
+    {"VipInterfaceDotDot", vipDoc(R"("address": "192.0.2.100", "interface": "..")"),
+     "vip.interface: must not be . or .."},
+    {"VipInterfaceWithoutAddress", vipDoc(R"("interface": "eth0")"),
+     "vip.interface: set without vip.address"},
     {"VipNetmaskWithoutAddress", vipDoc(R"("netmask": 24)"), "vip.netmask: set without vip.address"},
-    {"VipGarpCountNegative", vipDoc(R"("garpCount": -1)"), "vip.garpCount: must be between 0 and 100, got -1"},
+    {"VipGarpCountNegative", vipDoc(R"("garpCount": -1)"),
+     "vip.garpCount: must be between 0 and 100, got -1"},
     {"VipGarpCount101", vipDoc(R"("garpCount": 101)"), "vip.garpCount: must be between 0 and 100, got 101"},
     // Health checks.
     {"CheckNameMissing", checkDoc(R"("type": "tcp", "address": "h:1")"), "health.checks[0].name: required"},
@@ -323,16 +343,20 @@ const std::vector<Rejection> kBadValues = {
     {"CheckNameBad", checkDoc(R"("name": "pg ready", "type": "tcp", "address": "h:1")"),
      "health.checks[0].name: " + kIdRule + R"((got "pg ready"))"},
     {"CheckNameDuplicate",
-     checksDoc(R"({"name": "pg", "type": "tcp", "address": "h:1"}, {"name": "x", "type": "tcp", "address": "h:1"},)"
-               R"( {"name": "pg", "type": "command", "command": "true"})"),
+     checksDoc(
+         R"({"name": "pg", "type": "tcp", "address": "h:1"}, {"name": "x", "type": "tcp", "address": "h:1"},)"
+         R"( {"name": "pg", "type": "command", "command": "true"})"),
      R"(health.checks[2].name: duplicate of health.checks[0].name ("pg"))"},
-    {"CommandMissing", checkDoc(R"("name": "a", "type": "command")"), "health.checks[0].command: required for type command"},
+    {"CommandMissing", checkDoc(R"("name": "a", "type": "command")"),
+     "health.checks[0].command: required for type command"},
     {"CommandEmpty", checkDoc(R"("name": "a", "type": "command", "command": "")"),
      "health.checks[0].command: required for type command"},
-    {"TcpAddressMissing", checkDoc(R"("name": "a", "type": "tcp")"), "health.checks[0].address: required for type tcp"},
+    {"TcpAddressMissing", checkDoc(R"("name": "a", "type": "tcp")"),
+     "health.checks[0].address: required for type tcp"},
     {"TcpAddressNoPort", checkDoc(R"("name": "a", "type": "tcp", "address": "localhost")"),
      R"(health.checks[0].address: expected host:port (got "localhost"))"},
-    {"HttpUrlMissing", checkDoc(R"("name": "a", "type": "http")"), "health.checks[0].url: required for type http"},
+    {"HttpUrlMissing", checkDoc(R"("name": "a", "type": "http")"),
+     "health.checks[0].url: required for type http"},
     {"HttpUrlHttps", checkDoc(R"("name": "a", "type": "http", "url": "https://h/x")"),
      R"(health.checks[0].url: https is not supported; use http:// (got "https://h/x"))"},
     {"HttpUrlScheme", checkDoc(R"("name": "a", "type": "http", "url": "h:80/x")"),
@@ -346,7 +370,8 @@ const std::vector<Rejection> kBadValues = {
     {"UrlOnTcpCheck", tcpCheckWith(R"("url": "http://h/")"), "health.checks[0].url: only used by type http"},
     {"CommandOnHttpCheck", checkDoc(R"("name": "a", "type": "http", "url": "http://h/", "command": "true")"),
      "health.checks[0].command: only used by type command"},
-    {"AddressOnCommandCheck", checkDoc(R"("name": "a", "type": "command", "command": "true", "address": "h:1")"),
+    {"AddressOnCommandCheck",
+     checkDoc(R"("name": "a", "type": "command", "command": "true", "address": "h:1")"),
      "health.checks[0].address: only used by type tcp"},
     {"TimeoutAboveInterval", tcpCheckWith(R"("intervalMs": 1000, "timeoutMs": 2000)"),
      "health.checks[0].timeoutMs: must not exceed intervalMs (2000 > 1000)"},
@@ -364,19 +389,22 @@ const std::vector<Rejection> kBadValues = {
     {"StateDirDot", doc(R"("stateDir": "./state")"), R"(stateDir: must be an absolute path (got "./state"))"},
     {"StateDirNul", doc(R"("stateDir": "/var/lib/a\u0000b")"), "stateDir: must not contain a NUL character"},
     // NATS user and password.
-    {"UserWithoutPasswordFile", natsWith(R"("user": "hacoord")"), "nats.passwordFile: required when nats.user is set"},
+    {"UserWithoutPasswordFile", natsWith(R"("user": "hacoord")"),
+     "nats.passwordFile: required when nats.user is set"},
     {"PasswordFileWithoutUser", natsWith(R"("passwordFile": "/etc/hacoord/nats-password")"),
      "nats.user: required when nats.passwordFile is set"},
     {"EmptyUserWithPasswordFile", natsWith(R"("user": "", "passwordFile": "/etc/hacoord/nats-password")"),
      "nats.user: required when nats.passwordFile is set"},
     {"UserWithCredentials",
      natsWith(R"("user": "hacoord", "passwordFile": "/p", "credentials": "/etc/hacoord/hacoord.creds")"),
-     "nats.user: cannot be combined with nats.credentials: the .creds file is a login of its own; use one or the "
+     "nats.user: cannot be combined with nats.credentials: the .creds file is a login of its own; use one or "
+     "the "
      "other"},
     {"PasswordFileNul", natsWith(R"("user": "u", "passwordFile": "/p\u0000x")"),
      "nats.passwordFile: must not contain a NUL character"},
     {"UserWithPasswordInUrl",
-     natsDoc(R"("servers": ["nats://127.0.0.1:4222", "nats://alice:s3cret@h:4222"], "user": "u", "passwordFile": "/p")"),
+     natsDoc(
+         R"("servers": ["nats://127.0.0.1:4222", "nats://alice:s3cret@h:4222"], "user": "u", "passwordFile": "/p")"),
      "nats.servers[1]: carries credentials before the host (user:password@ or token@), which conflicts with "
      R"(nats.user; keep the user in nats.user and the password in nats.passwordFile (got "nats://***@h:4222"))"},
     {"UserWithTokenInUrl", natsDoc(R"("servers": ["tls://t0ken@h:4222"], "user": "u", "passwordFile": "/p")"),
@@ -392,14 +420,16 @@ const std::vector<Rejection> kBadValues = {
     // VIP kernel lifetime (DESIGN §4: renew interval < lifetime < TTL - 0.3 s, in whole seconds).
     {"VipWithoutKernelLifetime",
      doc(R"("election": {"leaseTtlMs": 1000}, "vip": {"address": "192.0.2.100", "interface": "eth0"})"),
-     "vip: leaseTtlMs 1000 - safetyMarginMs 100 - 300 ms kernel slack leaves no whole second of kernel lifetime "
+     "vip: leaseTtlMs 1000 - safetyMarginMs 100 - 300 ms kernel slack leaves no whole second of kernel "
+     "lifetime "
      "above renewIntervalMs 250; the kernel could not remove the VIP if this daemon froze. Raise "
      "election.leaseTtlMs to at least 1500, or set vip.allowWithoutKernelLifetime: true (the fast profile: a "
      "frozen daemon keeps the VIP until it wakes)"},
     {"VipLifetimeNotAboveRenew",
      doc(R"("election": {"leaseTtlMs": 2100, "renewIntervalMs": 1000, "safetyMarginMs": 200},)"
          R"( "vip": {"address": "2001:db8::1", "interface": "eth0"})"),
-     "vip: leaseTtlMs 2100 - safetyMarginMs 200 - 300 ms kernel slack leaves no whole second of kernel lifetime "
+     "vip: leaseTtlMs 2100 - safetyMarginMs 200 - 300 ms kernel slack leaves no whole second of kernel "
+     "lifetime "
      "above renewIntervalMs 1000; the kernel could not remove the VIP if this daemon froze. Raise "
      "election.leaseTtlMs to at least 2500, or set vip.allowWithoutKernelLifetime: true (the fast profile: a "
      "frozen daemon keeps the VIP until it wakes)"},
@@ -425,8 +455,7 @@ const std::vector<Rejection> kBadValues = {
      R"(log.level: must be one of trace, debug, info, warn, error, critical, off (got "INFO"))"},
 };
 
-INSTANTIATE_TEST_SUITE_P(BadValue, RejectionTest, ::testing::ValuesIn(kBadValues),
-                         rejectionName);
+INSTANTIATE_TEST_SUITE_P(BadValue, RejectionTest, ::testing::ValuesIn(kBadValues), rejectionName);
 
 // ---- every millisecond key against every kind of bad value ----
 
@@ -442,7 +471,9 @@ std::vector<MillisKey> millisKeys() {
   auto election = [](std::string key) {
     return [key](const std::string& v) { return electionDoc("\"" + key + "\": " + v); };
   };
-  auto vip = [](std::string key) { return [key](const std::string& v) { return vipDoc("\"" + key + "\": " + v); }; };
+  auto vip = [](std::string key) {
+    return [key](const std::string& v) { return vipDoc("\"" + key + "\": " + v); };
+  };
   auto check = [](std::string key) {
     return [key](const std::string& v) { return tcpCheckWith("\"" + key + "\": " + v); };
   };
@@ -458,11 +489,14 @@ std::vector<MillisKey> millisKeys() {
       {"election.hookTimeLimitMs", election("hookTimeLimitMs")},
       {"vip.garpIntervalMs", vip("garpIntervalMs")},
       {"vip.garpRefreshMs", vip("garpRefreshMs")},
-      {"health.failAfterMs", [](const std::string& v) { return doc(R"("health": {"failAfterMs": )" + v + "}"); }},
+      {"health.failAfterMs",
+       [](const std::string& v) { return doc(R"("health": {"failAfterMs": )" + v + "}"); }},
       {"health.checks[0].intervalMs", check("intervalMs")},
       {"health.checks[0].timeoutMs", check("timeoutMs")},
       {"http.requestTimeoutMs",
-       [](const std::string& v) { return doc(R"("http": {"listen": "127.0.0.1:0", "requestTimeoutMs": )" + v + "}"); }},
+       [](const std::string& v) {
+         return doc(R"("http": {"listen": "127.0.0.1:0", "requestTimeoutMs": )" + v + "}");
+       }},
   };
 }
 
@@ -486,7 +520,8 @@ TEST(ConfigMillis, EveryKeyRejectsEveryBadValue) {
   };
   for (const MillisKey& key : millisKeys()) {
     for (const auto& [value, reason] : bad) {
-      EXPECT_EQ(errorOf(key.build(value)), "node.json: " + key.path + ": " + reason) << key.path << " = " << value;
+      EXPECT_EQ(errorOf(key.build(value)), "node.json: " + key.path + ": " + reason)
+          << key.path << " = " << value;
     }
   }
 }
@@ -510,13 +545,16 @@ TEST(ConfigMillis, OneDayIsAccepted) {
 
 TEST(ConfigInts, IntegerKeysRejectNonIntegers) {
   const std::vector<std::pair<std::string, std::function<std::string(const std::string&)>>> keys = {
-      {"election.bucketReplicas", [](const std::string& v) { return electionDoc(R"("bucketReplicas": )" + v); }},
+      {"election.bucketReplicas",
+       [](const std::string& v) { return electionDoc(R"("bucketReplicas": )" + v); }},
       {"vip.garpCount", [](const std::string& v) { return vipDoc(R"("garpCount": )" + v); }},
       {"vip.netmask", [](const std::string& v) { return vipWith(R"("netmask": )" + v); }},
       {"health.checks[0].rise", [](const std::string& v) { return tcpCheckWith(R"("rise": )" + v); }},
       {"health.checks[0].fall", [](const std::string& v) { return tcpCheckWith(R"("fall": )" + v); }},
       {"http.maxConnections",
-       [](const std::string& v) { return doc(R"("http": {"listen": "127.0.0.1:0", "maxConnections": )" + v + "}"); }},
+       [](const std::string& v) {
+         return doc(R"("http": {"listen": "127.0.0.1:0", "maxConnections": )" + v + "}");
+       }},
   };
   for (const auto& [path, build] : keys) {
     EXPECT_EQ(errorOf(build("2.0")),
@@ -535,7 +573,8 @@ TEST(ConfigSyntax, ParseErrorsCarryLineAndColumn) {
 }
 
 TEST(ConfigSyntax, DuplicateKeysAreRejected) {
-  std::string text = R"({"clusterId": "demo", "nodeId": "n1", "nodeId": "n2", "nats": {"servers": ["nats://h:1"]}})";
+  std::string text =
+      R"({"clusterId": "demo", "nodeId": "n1", "nodeId": "n2", "nats": {"servers": ["nats://h:1"]}})";
   std::string message = errorOf(text);
   EXPECT_TRUE(message.starts_with("node.json: line 1, column ")) << message;
   EXPECT_NE(message.find("Duplicate key: 'nodeId'"), std::string::npos) << message;
@@ -547,8 +586,9 @@ TEST(ConfigSyntax, NestedDuplicateKeysAreRejected) {
 }
 
 TEST(ConfigSyntax, LineCommentsAreAllowedBlockCommentsAreNot) {
-  Config c = parseOk("{\n  // the cluster\n  \"clusterId\": \"demo\", // trailing\n"
-                     "  \"nodeId\": \"n1\",\n  \"nats\": {\"servers\": [\"nats://h:1\"]} // end\n}\n");
+  Config c = parseOk(
+      "{\n  // the cluster\n  \"clusterId\": \"demo\", // trailing\n"
+      "  \"nodeId\": \"n1\",\n  \"nats\": {\"servers\": [\"nats://h:1\"]} // end\n}\n");
   EXPECT_EQ(c.cluster_id, "demo");
   EXPECT_EQ(c.node_id, "n1");
   EXPECT_EQ(errorOf(R"({"clusterId": /* x */ "demo"})"),
@@ -556,11 +596,12 @@ TEST(ConfigSyntax, LineCommentsAreAllowedBlockCommentsAreNot) {
   EXPECT_EQ(errorOf(R"({"nats": {"servers": ["nats://h:1" /* x */]}})"),
             "node.json: line 1, column 36: only // line comments are allowed");
   EXPECT_EQ(errorOf(doc() + " / x"), "node.json: line 1, column " + std::to_string(doc().size() + 2) +
-                                          ": only // line comments are allowed");
+                                         ": only // line comments are allowed");
 }
 
 TEST(ConfigSyntax, SlashesInsideStringsAreNotComments) {
-  Config c = parseOk(checkDoc(R"("name": "a", "type": "command", "command": "test -e \"/run//x\" # /* not */")"));
+  Config c =
+      parseOk(checkDoc(R"("name": "a", "type": "command", "command": "test -e \"/run//x\" # /* not */")"));
   EXPECT_EQ(c.health.checks.at(0).command, R"(test -e "/run//x" # /* not */)");
 }
 
@@ -594,7 +635,8 @@ TEST(ConfigSyntax, NonJsonLiteralsAreRejected) {
 
 TEST(ConfigSyntax, EmptyAndScalarDocumentsAreRejected) {
   EXPECT_EQ(errorOf(""), "node.json: line 1, column 1: Syntax error: value, object or array expected.");
-  EXPECT_EQ(errorOf("   \n  "), "node.json: line 2, column 3: Syntax error: value, object or array expected.");
+  EXPECT_EQ(errorOf("   \n  "),
+            "node.json: line 2, column 3: Syntax error: value, object or array expected.");
   EXPECT_TRUE(errorOf(R"("demo")").starts_with("node.json: line 1, column 1: "));
   EXPECT_EQ(errorOf("{}"), "node.json: clusterId: required");
 }
@@ -603,9 +645,7 @@ TEST(ConfigSyntax, DeepNestingIsRejectedWithoutCrashing) {
   EXPECT_EQ(errorOf(std::string(100000, '[')), "node.json: line 1, column 33: nested deeper than 32 levels");
 }
 
-TEST(ConfigSyntax, ByteOrderMarkIsAccepted) {
-  EXPECT_EQ(parseOk("\xEF\xBB\xBF" + doc()).node_id, "n1");
-}
+TEST(ConfigSyntax, ByteOrderMarkIsAccepted) { EXPECT_EQ(parseOk("\xEF\xBB\xBF" + doc()).node_id, "n1"); }
 
 TEST(ConfigSyntax, SourceNameCannotBreakTheLine) {
   std::string message = errorOf("{}", "evil\nname.json");
@@ -684,8 +724,8 @@ TEST(ConfigDefaults, TtlDependentDefaultsFollowTheTtl) {
 }
 
 TEST(ConfigDefaults, ExplicitValuesWinOverDerivedDefaults) {
-  Config c = parseOk(
-      electionDoc(R"("leaseTtlMs": 10000, "renewIntervalMs": 1000, "cooldownMs": 500, "safetyMarginMs": 3000)"));
+  Config c = parseOk(electionDoc(
+      R"("leaseTtlMs": 10000, "renewIntervalMs": 1000, "cooldownMs": 500, "safetyMarginMs": 3000)"));
   EXPECT_EQ(c.election.renew_interval, milliseconds(1000));
   EXPECT_EQ(c.election.cooldown, milliseconds(500));
   EXPECT_EQ(c.election.safety_margin, milliseconds(3000));
@@ -701,7 +741,8 @@ TEST(ConfigBounds, ElectionEdgesJustInside) {
 
 TEST(ConfigBounds, IdsUpToSixtyFourCharacters) {
   std::string id(64, 'a');
-  Config c = parseOk(R"({"clusterId": ")" + id + R"(", "nodeId": "Node_1-a", "nats": {"servers": ["nats://h:1"]}})");
+  Config c =
+      parseOk(R"({"clusterId": ")" + id + R"(", "nodeId": "Node_1-a", "nats": {"servers": ["nats://h:1"]}})");
   EXPECT_EQ(c.cluster_id, id);
   EXPECT_EQ(c.node_id, "Node_1-a");
 }
@@ -719,9 +760,9 @@ TEST(ConfigBounds, IsValidId) {
 }
 
 TEST(ConfigBounds, NatsServerForms) {
-  Config c = parseOk(natsDoc(
-      R"("servers": ["nats://127.0.0.1:4222", "tls://nats-1.example.com:4443", "nats://[::1]:4222",)"
-      R"( "nats://alice:s3cret@h:4222", "nats://token@h:1", "nats://h:65535"])"));
+  Config c = parseOk(
+      natsDoc(R"("servers": ["nats://127.0.0.1:4222", "tls://nats-1.example.com:4443", "nats://[::1]:4222",)"
+              R"( "nats://alice:s3cret@h:4222", "nats://token@h:1", "nats://h:65535"])"));
   EXPECT_EQ(c.nats.servers.size(), 6u);
   EXPECT_EQ(c.nats.servers[3], "nats://alice:s3cret@h:4222");
 }
@@ -743,10 +784,12 @@ TEST(ConfigBounds, EmptyOptionalStringsMeanUnset) {
 TEST(ConfigBounds, VipNetmaskDefaultsPerFamily) {
   EXPECT_EQ(parseOk(vipDoc(R"("address": "192.0.2.100", "interface": "eth0")")).vip.netmask, 32);
   EXPECT_EQ(parseOk(vipDoc(R"("address": "2001:db8::100", "interface": "eth0")")).vip.netmask, 128);
-  EXPECT_EQ(parseOk(vipDoc(R"("address": "2001:db8::100", "interface": "eth0", "netmask": 64)")).vip.netmask, 64);
+  EXPECT_EQ(parseOk(vipDoc(R"("address": "2001:db8::100", "interface": "eth0", "netmask": 64)")).vip.netmask,
+            64);
   EXPECT_EQ(parseOk(vipWith(R"("netmask": 0)")).vip.netmask, 0);
   EXPECT_EQ(parseOk(vipWith(R"("netmask": 32)")).vip.netmask, 32);
-  EXPECT_EQ(parseOk(vipDoc(R"("address": "2001:db8::1", "interface": "eth0", "netmask": 128)")).vip.netmask, 128);
+  EXPECT_EQ(parseOk(vipDoc(R"("address": "2001:db8::1", "interface": "eth0", "netmask": 128)")).vip.netmask,
+            128);
 }
 
 TEST(ConfigBounds, VipInterfaceNames) {
@@ -765,8 +808,9 @@ std::string vipElectionDoc(const std::string& election, const std::string& vip_e
 
 TEST(ConfigVipLifetime, TimingsWithoutAKernelLifetimeNeedTheFastProfileKey) {
   const std::string fast = R"("leaseTtlMs": 300, "renewIntervalMs": 100, "safetyMarginMs": 30)";
-  EXPECT_TRUE(errorOf(vipElectionDoc(fast)).starts_with(
-      "node.json: vip: leaseTtlMs 300 - safetyMarginMs 30 - 300 ms kernel slack leaves no whole second"))
+  EXPECT_TRUE(errorOf(vipElectionDoc(fast))
+                  .starts_with("node.json: vip: leaseTtlMs 300 - safetyMarginMs 30 - 300 ms kernel slack "
+                               "leaves no whole second"))
       << errorOf(vipElectionDoc(fast));
   Config c = parseOk(vipElectionDoc(fast, R"(, "allowWithoutKernelLifetime": true)"));
   EXPECT_TRUE(c.vip.allow_without_kernel_lifetime);
@@ -774,7 +818,8 @@ TEST(ConfigVipLifetime, TimingsWithoutAKernelLifetimeNeedTheFastProfileKey) {
   // Without a VIP there is nothing for the kernel to remove.
   EXPECT_EQ(parseOk(electionDoc(fast)).election.lease_ttl, milliseconds(300));
   // Where a lifetime exists the key changes nothing.
-  EXPECT_TRUE(parseOk(vipElectionDoc("", R"(, "allowWithoutKernelLifetime": true)")).vip.allow_without_kernel_lifetime);
+  EXPECT_TRUE(parseOk(vipElectionDoc("", R"(, "allowWithoutKernelLifetime": true)"))
+                  .vip.allow_without_kernel_lifetime);
 }
 
 TEST(ConfigVipLifetime, Edges) {
@@ -811,7 +856,8 @@ TEST(ConfigVipLifetime, AgreesWithVipManagerOverATableOfTimings) {
   std::vector<int> ttls;
   for (int ttl = 300; ttl <= 7000; ttl += 100) ttls.push_back(ttl);
   for (int ttl : {1299, 1301, 1399, 1401, 1499, 1501, 2299, 2301, 2499, 2501, 3001}) ttls.push_back(ttl);
-  const std::vector<int> renews = {0 /* derived */, 50, 100, 199, 200, 250, 333, 499, 500, 999, 1000, 1001, 1999, 2000};
+  const std::vector<int> renews = {
+      0 /* derived */, 50, 100, 199, 200, 250, 333, 499, 500, 999, 1000, 1001, 1999, 2000};
   const std::vector<int> margins = {0 /* derived */, 1, 50, 100, 200, 300, 500, 1000};
   int compared = 0;
   int with_lifetime = 0;
@@ -825,7 +871,8 @@ TEST(ConfigVipLifetime, AgreesWithVipManagerOverATableOfTimings) {
         if (margin > 0) others += ", \"safetyMarginMs\": " + std::to_string(margin);
         // With the fast-profile key the document loads whenever the election rules hold, and
         // shows the effective timings (derived defaults included).
-        Result<Config> fast = parseConfig(vipElectionDoc(election + others, R"(, "allowWithoutKernelLifetime": true)"));
+        Result<Config> fast =
+            parseConfig(vipElectionDoc(election + others, R"(, "allowWithoutKernelLifetime": true)"));
         if (!fast.isOk()) continue;
         const ElectionConfig& e = fast->election;
         const auto lifetime =
@@ -839,8 +886,9 @@ TEST(ConfigVipLifetime, AgreesWithVipManagerOverATableOfTimings) {
           continue;
         }
         const std::string& message = strict.status().message();
-        EXPECT_TRUE(message.starts_with("node.json: vip: leaseTtlMs " + std::to_string(ttl) + " - safetyMarginMs " +
-                                        std::to_string(e.safety_margin.count()) + " - 300 ms kernel slack"))
+        EXPECT_TRUE(message.starts_with("node.json: vip: leaseTtlMs " + std::to_string(ttl) +
+                                        " - safetyMarginMs " + std::to_string(e.safety_margin.count()) +
+                                        " - 300 ms kernel slack"))
             << message;
         // The advice works whether the operator keeps the other timings or lets them follow the TTL.
         std::smatch m;
@@ -930,7 +978,8 @@ TEST(ConfigValidate, ReportsJsonPaths) {
         "config: election.safetyMarginMs: must be a positive number of milliseconds, got 0");
   check([](Config& c) { c.election.bucket_replicas = 7; },
         "config: election.bucketReplicas: must be between 1 and 5, got 7");
-  check([](Config& c) { c.vip.address = "192.0.2.1"; }, "config: vip.interface: required when vip.address is set");
+  check([](Config& c) { c.vip.address = "192.0.2.1"; },
+        "config: vip.interface: required when vip.address is set");
   check(
       [](Config& c) {
         c.vip.address = "192.0.2.1";
@@ -944,7 +993,8 @@ TEST(ConfigValidate, ReportsJsonPaths) {
         c.vip.interface = "eth0";
       },
       "config: vip.address: must not contain a NUL character");
-  check([](Config& c) { c.vip.garp_count = 1000; }, "config: vip.garpCount: must be between 0 and 100, got 1000");
+  check([](Config& c) { c.vip.garp_count = 1000; },
+        "config: vip.garpCount: must be between 0 and 100, got 1000");
   check(
       [](Config& c) {
         HealthCheckConfig h;
@@ -963,17 +1013,23 @@ TEST(ConfigValidate, ReportsJsonPaths) {
         c.health.checks.push_back(h);
       },
       "config: health.checks[0].rise: must be between 1 and 100, got 0");
-  check([](Config& c) { c.http_listen = "localhost"; }, R"(config: http.listen: expected host:port (got "localhost"))");
+  check([](Config& c) { c.http_listen = "localhost"; },
+        R"(config: http.listen: expected host:port (got "localhost"))");
   check([](Config& c) { c.log_level = "loud"; },
         R"(config: log.level: must be one of trace, debug, info, warn, error, critical, off (got "loud"))");
-  check([](Config& c) { c.state_dir = ""; },
-        "config: stateDir: must not be empty: the highest epoch this node has seen is kept there, and it must "
-        "survive restarts so that epochs never repeat");
-  check([](Config& c) { c.state_dir = "state"; }, R"(config: stateDir: must be an absolute path (got "state"))");
-  check([](Config& c) { c.nats.user = "hacoord"; }, "config: nats.passwordFile: required when nats.user is set");
+  check(
+      [](Config& c) { c.state_dir = ""; },
+      "config: stateDir: must not be empty: the highest epoch this node has seen is kept there, and it must "
+      "survive restarts so that epochs never repeat");
+  check([](Config& c) { c.state_dir = "state"; },
+        R"(config: stateDir: must be an absolute path (got "state"))");
+  check([](Config& c) { c.nats.user = "hacoord"; },
+        "config: nats.passwordFile: required when nats.user is set");
   check([](Config& c) { c.hooks.on_leader_change = std::string(4097, 'x'); },
-        "config: hooks.onLeaderChange: must be at most 4096 bytes (put a longer command in a script), got 4097");
-  check([](Config& c) { c.http_max_connections = 0; }, "config: http.maxConnections: must be between 1 and 10000, got 0");
+        "config: hooks.onLeaderChange: must be at most 4096 bytes (put a longer command in a script), got "
+        "4097");
+  check([](Config& c) { c.http_max_connections = 0; },
+        "config: http.maxConnections: must be between 1 and 10000, got 0");
   check([](Config& c) { c.http_request_timeout = milliseconds(0); },
         "config: http.requestTimeoutMs: must be a positive number of milliseconds, got 0");
   check([](Config& c) { c.vip.allow_without_kernel_lifetime = true; },
@@ -986,9 +1042,11 @@ TEST(ConfigValidate, ReportsJsonPaths) {
         c.election.renew_interval = milliseconds(250);
         c.election.safety_margin = milliseconds(100);
       },
-      "config: vip: leaseTtlMs 1000 - safetyMarginMs 100 - 300 ms kernel slack leaves no whole second of kernel "
+      "config: vip: leaseTtlMs 1000 - safetyMarginMs 100 - 300 ms kernel slack leaves no whole second of "
+      "kernel "
       "lifetime above renewIntervalMs 250; the kernel could not remove the VIP if this daemon froze. Raise "
-      "election.leaseTtlMs to at least 1500, or set vip.allowWithoutKernelLifetime: true (the fast profile: a "
+      "election.leaseTtlMs to at least 1500, or set vip.allowWithoutKernelLifetime: true (the fast profile: "
+      "a "
       "frozen daemon keeps the VIP until it wakes)");
 }
 
@@ -1050,8 +1108,9 @@ TEST_F(ConfigFileTest, ErrorsUseTheFileNameAsSource) {
   fs::path p = write("node.json", electionDoc(R"("renewIntervalMs": 1000)"));
   Result<Config> r = loadConfigFile(p.string());
   ASSERT_FALSE(r.isOk());
-  EXPECT_EQ(r.status().message(),
-            "node.json: election.renewIntervalMs: must be less than half of election.leaseTtlMs (1000 >= 2000/2)");
+  EXPECT_EQ(
+      r.status().message(),
+      "node.json: election.renewIntervalMs: must be less than half of election.leaseTtlMs (1000 >= 2000/2)");
 }
 
 TEST_F(ConfigFileTest, LoadsAValidFile) {
@@ -1099,7 +1158,8 @@ TEST(ConfigSamples, EveryJsonInConfigDirectoryLoads) {
 TEST(ConfigSamples, ClusterNodesShareClusterAndVip) {
   std::set<std::string> node_ids;
   for (int i = 1; i <= 3; ++i) {
-    Result<Config> r = loadConfigFile((kSourceDir / "config" / ("cluster-node" + std::to_string(i) + ".json")).string());
+    Result<Config> r =
+        loadConfigFile((kSourceDir / "config" / ("cluster-node" + std::to_string(i) + ".json")).string());
     ASSERT_TRUE(r.isOk()) << r.status().toString();
     EXPECT_EQ(r->cluster_id, "demo");
     EXPECT_EQ(r->nats.servers, std::vector<std::string>{"nats://127.0.0.1:4222"});
@@ -1122,17 +1182,53 @@ TEST(ConfigSamples, MinimalHasOnlyRequiredKeys) {
 }
 
 // Every key the loader accepts, as docs/configuration.md names it.
-const std::vector<std::string> kAllKeys = {
-    "clusterId", "nodeId", "nats.servers", "nats.credentials", "nats.tls.ca", "nats.tls.cert", "nats.tls.key",
-    "nats.reconnectWaitMs", "nats.reconnectWaitMaxMs", "nats.connectTimeoutMs", "nats.requestTimeoutMs",
-    "election.leaseTtlMs", "election.renewIntervalMs", "election.cooldownMs", "election.safetyMarginMs",
-    "election.hookTimeLimitMs", "election.bucketReplicas", "election.candidate", "vip.address", "vip.netmask",
-    "vip.interface", "vip.garpCount", "vip.garpIntervalMs", "vip.garpRefreshMs", "vip.duplicateCheck",
-    "health.checks", "health.checks[].name", "health.checks[].type", "health.checks[].command",
-    "health.checks[].address", "health.checks[].url", "health.checks[].intervalMs", "health.checks[].timeoutMs",
-    "health.checks[].rise", "health.checks[].fall", "health.failAfterMs", "http.listen", "log.level",
-    "stateDir", "nats.user", "nats.passwordFile", "vip.allowWithoutKernelLifetime", "hooks.onBecomeLeader",
-    "hooks.onLoseLeadership", "hooks.onLeaderChange", "http.maxConnections", "http.requestTimeoutMs"};
+const std::vector<std::string> kAllKeys = {"clusterId",
+                                           "nodeId",
+                                           "nats.servers",
+                                           "nats.credentials",
+                                           "nats.tls.ca",
+                                           "nats.tls.cert",
+                                           "nats.tls.key",
+                                           "nats.reconnectWaitMs",
+                                           "nats.reconnectWaitMaxMs",
+                                           "nats.connectTimeoutMs",
+                                           "nats.requestTimeoutMs",
+                                           "election.leaseTtlMs",
+                                           "election.renewIntervalMs",
+                                           "election.cooldownMs",
+                                           "election.safetyMarginMs",
+                                           "election.hookTimeLimitMs",
+                                           "election.bucketReplicas",
+                                           "election.candidate",
+                                           "vip.address",
+                                           "vip.netmask",
+                                           "vip.interface",
+                                           "vip.garpCount",
+                                           "vip.garpIntervalMs",
+                                           "vip.garpRefreshMs",
+                                           "vip.duplicateCheck",
+                                           "health.checks",
+                                           "health.checks[].name",
+                                           "health.checks[].type",
+                                           "health.checks[].command",
+                                           "health.checks[].address",
+                                           "health.checks[].url",
+                                           "health.checks[].intervalMs",
+                                           "health.checks[].timeoutMs",
+                                           "health.checks[].rise",
+                                           "health.checks[].fall",
+                                           "health.failAfterMs",
+                                           "http.listen",
+                                           "log.level",
+                                           "stateDir",
+                                           "nats.user",
+                                           "nats.passwordFile",
+                                           "vip.allowWithoutKernelLifetime",
+                                           "hooks.onBecomeLeader",
+                                           "hooks.onLoseLeadership",
+                                           "hooks.onLeaderChange",
+                                           "http.maxConnections",
+                                           "http.requestTimeoutMs"};
 
 TEST(ConfigSamples, FullSetsEveryKey) {
   Result<Config> r = loadConfigFile((kSourceDir / "config" / "full.json").string());

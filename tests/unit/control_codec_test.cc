@@ -21,9 +21,7 @@ const std::string kNotAnId =
 const std::string kBadRequester =
     "control request: requester: must be at most 128 printable ASCII characters";
 
-std::string requesterBody(const std::string& requester) {
-  return "{\"requester\":\"" + requester + "\"}";
-}
+std::string requesterBody(const std::string& requester) { return "{\"requester\":\"" + requester + "\"}"; }
 
 TEST(ControlCodecTest, RejectsBadRequestsNamingTheProblem) {
   const std::vector<Rejected> table = {
@@ -65,9 +63,11 @@ TEST(ControlCodecTest, RejectsBadRequestsNamingTheProblem) {
       {"stepdown", "[]", "control request: (root): expected an object, got array"},
       {"join", R"([{"requester":"x"}])", "control request: (root): expected an object, got array"},
       {"stepdown", R"("n2")",
-       "control request: line 1, column 1: A valid JSON document must be either an array or an object value."},
+       "control request: line 1, column 1: A valid JSON document must be either an array or an object "
+       "value."},
       {"stepdown", "null",
-       "control request: line 1, column 1: A valid JSON document must be either an array or an object value."},
+       "control request: line 1, column 1: A valid JSON document must be either an array or an object "
+       "value."},
       // Broken or trailing input.
       {"stepdown", "{", "control request: line 1, column 2: Missing '}' or object member name"},
       {"stepdown", " ", "control request: line 1, column 2: Syntax error: value, object or array expected."},
@@ -78,8 +78,7 @@ TEST(ControlCodecTest, RejectsBadRequestsNamingTheProblem) {
       // Deep nesting is refused before jsoncpp's recursion sees it; oversized bodies too.
       {"stepdown", "{\"requester\":" + std::string(10, '[') + std::string(10, ']') + "}",
        "control request: line 1, column 17: nested deeper than 4 levels"},
-      {"stepdown", "{\"requester\":" + std::string(100000, '['),
-       "control request: larger than 4096 bytes"},
+      {"stepdown", "{\"requester\":" + std::string(100000, '['), "control request: larger than 4096 bytes"},
       {"stepdown", requesterBody(std::string(5000, 'x')), "control request: larger than 4096 bytes"},
   };
   for (const auto& t : table) {

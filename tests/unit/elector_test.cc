@@ -17,11 +17,11 @@
 namespace hacoord {
 namespace {
 
+using std::chrono::milliseconds;
 using test::FakeScheduler;
 using test::InMemoryLeaseStore;
 using test::LeaseServer;
 using test::SimLoop;
-using std::chrono::milliseconds;
 
 constexpr milliseconds kTtl{2000};
 constexpr milliseconds kRenew{500};
@@ -453,8 +453,8 @@ TEST_F(ElectorBootstrapTest, AnAbsentKeyMeansHolderUnknownAndTheFirstLeaderWaits
 // An operator deletes (marker) or overwrites (garbage) the key while `a` leads: `b` must not take
 // that as a vacancy. `a` cannot renew on its old revision and stops; `b` waits a whole TTL from
 // what it saw.
-void holderUnknownStory(ElectorFixture& f, SimLoop& loop, LeaseServer& server, TestNode& a,
-                        TestNode& b, const std::function<void()>& fault) {
+void holderUnknownStory(ElectorFixture& f, SimLoop& loop, LeaseServer& server, TestNode& a, TestNode& b,
+                        const std::function<void()>& fault) {
   a.elector->start();
   loop.runDue();
   b.elector->start();

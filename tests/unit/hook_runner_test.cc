@@ -94,16 +94,19 @@ class HookRunnerTest : public ::testing::Test {
  protected:
   void SetUp() override { setLogLevel(std::getenv("HACOORD_TEST_VERBOSE") ? "debug" : "off"); }
   // Lets everything already posted to the strand run (a late `done` would show up after this).
-  void flush() { ASSERT_TRUE(strand->runSync([] {})); }
+  void flush() {
+    ASSERT_TRUE(strand->runSync([] {}));
+  }
   // True once `runner` refuses new calls with Cancelled: shutdown() has begun and taken the queue
   // (both under one lock). Call while the running hook is held, so a queued probe cannot finish.
   bool refusesNewCalls(HookRunner& runner) {
     for (int i = 0; i < 500; ++i) {
       const std::string name = "probe" + std::to_string(i);
-      runner.run(name, [] { return Status::ok(); }, results.done(name));
-      if (eventually([&] {
-            return results.count(name) > 0 && results.first(name).code() == StatusCode::kCancelled;
-          }, 20ms)) {
+      runner.run(
+          name, [] { return Status::ok(); }, results.done(name));
+      if (eventually(
+              [&] { return results.count(name) > 0 && results.first(name).code() == StatusCode::kCancelled; },
+              20ms)) {
         return true;
       }
     }
@@ -120,11 +123,14 @@ TEST_F(HookRunnerTest, PassesTheHookStatusThroughInOrder) {
   std::mutex m;
   std::vector<int> order;
   for (int i = 0; i < 5; ++i) {
-    runner.run("h" + std::to_string(i), [&, i] {
-      std::lock_guard lock(m);
-      order.push_back(i);
-      return i == 3 ? Status(StatusCode::kFailedPrecondition, "not ready") : Status::ok();
-    }, results.done("h" + std::to_string(i)));
+    runner.run(
+        "h" + std::to_string(i),
+        [&, i] {
+          std::lock_guard lock(m);
+          order.push_back(i);
+          return i == 3 ? Status(StatusCode::kFailedPrecondition, "not ready") : Status::ok();
+        },
+        results.done("h" + std::to_string(i)));
   }
   ASSERT_TRUE(results.arrived("h4"));
   runner.shutdown();
@@ -145,17 +151,19 @@ TEST_F(HookRunnerTest, QueuedHookTimesOutFromQueueTimeThoughItNeverStarted) {
   Gate gate;
   std::atomic<bool> second_ran{false};
   runner.run("wedged", gate.hook(), results.done("wedged"));
-  runner.run("behind", [&] {
-    second_ran = true;
-    return Status::ok();
-  }, results.done("behind"));
+  runner.run(
+      "behind",
+      [&] {
+        second_ran = true;
+        return Status::ok();
+      },
+      results.done("behind"));
 
   ASSERT_TRUE(results.arrived("behind"));
   EXPECT_FALSE(second_ran) << "the second hook must not have started: the first is still wedged";
   EXPECT_TRUE(gate.entered());
   EXPECT_EQ(results.first("behind").code(), StatusCode::kDeadlineExceeded);
-  EXPECT_EQ(results.first("behind").message(),
-            "hook behind did not finish within its time limit of 200 ms");
+  EXPECT_EQ(results.first("behind").message(), "hook behind did not finish within its time limit of 200 ms");
   ASSERT_TRUE(results.arrived("wedged"));
   EXPECT_EQ(results.first("wedged").code(), StatusCode::kDeadlineExceeded);
 
@@ -175,8 +183,7 @@ TEST_F(HookRunnerTest, ReportsOverrunOnceWhenItStartsAndOnceWhenItEnds) {
   HookRunner runner(*strand, 150ms, results.overrun());
   Gate gate;
   Gate second_gate;
-  runner.run("wedged", gate.hook(Status(StatusCode::kInternal, "late failure")),
-             results.done("wedged"));
+  runner.run("wedged", gate.hook(Status(StatusCode::kInternal, "late failure")), results.done("wedged"));
   runner.run("behind", second_gate.hook(), results.done("behind"));
   ASSERT_TRUE(results.arrived("behind"));
   flush();
@@ -212,9 +219,12 @@ TEST_F(HookRunnerTest, ReportsOverrunOnceWhenItStartsAndOnceWhenItEnds) {
 // goes on with the next hook.
 TEST_F(HookRunnerTest, HookThatThrowsIsInternalAndTheRunnerGoesOn) {
   HookRunner runner(*strand, 10s, results.overrun());
-  runner.run("std", []() -> Status { throw std::runtime_error("disk full"); }, results.done("std"));
-  runner.run("other", []() -> Status { throw 42; }, results.done("other"));
-  runner.run("next", [] { return Status::ok(); }, results.done("next"));
+  runner.run(
+      "std", []() -> Status { throw std::runtime_error("disk full"); }, results.done("std"));
+  runner.run(
+      "other", []() -> Status { throw 42; }, results.done("other"));
+  runner.run(
+      "next", [] { return Status::ok(); }, results.done("next"));
   ASSERT_TRUE(results.arrived("next"));
   runner.shutdown();
   flush();
@@ -234,10 +244,13 @@ TEST_F(HookRunnerTest, ShutdownCancelsQueuedCallsOnceEachAndWaitsForTheRunningOn
   std::atomic<int> ran_queued{0};
   runner->run("running", gate.hook(), results.done("running"));
   for (const char* name : {"q1", "q2", "q3"}) {
-    runner->run(name, [&] {
-      ++ran_queued;
-      return Status::ok();
-    }, results.done(name));
+    runner->run(
+        name,
+        [&] {
+          ++ran_queued;
+          return Status::ok();
+        },
+        results.done(name));
   }
   ASSERT_TRUE(eventually([&] { return gate.entered(); }, kWait));
 
@@ -266,12 +279,14 @@ TEST_F(HookRunnerTest, EveryCallGetsExactlyOneDone) {
   auto runner = std::make_unique<HookRunner>(*strand, 200ms, results.overrun());
   Gate first_gate;
   Gate wedge;
-  runner->run("in-time", [] { return Status::ok(); }, results.done("in-time"));
-  runner->run("throws", []() -> Status { throw std::logic_error("x"); }, results.done("throws"));
+  runner->run(
+      "in-time", [] { return Status::ok(); }, results.done("in-time"));
+  runner->run(
+      "throws", []() -> Status { throw std::logic_error("x"); }, results.done("throws"));
   runner->run("late", first_gate.hook(), results.done("late"));
   runner->run("wedge", wedge.hook(), results.done("wedge"));
-  runner->run("timed-out-then-dropped", [] { return Status::ok(); },
-              results.done("timed-out-then-dropped"));
+  runner->run(
+      "timed-out-then-dropped", [] { return Status::ok(); }, results.done("timed-out-then-dropped"));
   ASSERT_TRUE(results.arrived("timed-out-then-dropped"));
   first_gate.open();  // "late" returns after its limit; "wedge" starts, already past its limit
   ASSERT_TRUE(eventually([&] { return wedge.entered(); }, kWait));
@@ -280,7 +295,8 @@ TEST_F(HookRunnerTest, EveryCallGetsExactlyOneDone) {
   ASSERT_TRUE(refusesNewCalls(*runner));
   wedge.open();
   stopper.join();
-  runner->run("after-shutdown", [] { return Status::ok(); }, results.done("after-shutdown"));
+  runner->run(
+      "after-shutdown", [] { return Status::ok(); }, results.done("after-shutdown"));
   ASSERT_TRUE(results.arrived("after-shutdown"));
   runner.reset();
   flush();

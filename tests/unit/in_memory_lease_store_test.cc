@@ -309,8 +309,7 @@ TEST_F(InMemoryLeaseStoreTest, SameSeedSameHistory) {
     std::vector<long long> trace;
     for (int i = 0; i < 50; ++i) {
       c.write(rec("c", 1), s.current().revision, std::nullopt, [&](Result<std::uint64_t> r) {
-        trace.push_back(static_cast<long long>(r.status().code()) * 1'000'000'000LL +
-                        toMillis(l.elapsed()));
+        trace.push_back(static_cast<long long>(r.status().code()) * 1'000'000'000LL + toMillis(l.elapsed()));
       });
       l.advance(milliseconds(20));
     }

@@ -29,7 +29,8 @@ std::string outcome(std::string_view text, const std::function<void(const Value&
 
 // The syntax verdict alone.
 std::string parseError(std::string_view text, Rules rules = {}) {
-  return outcome(text, [](const Value&) {}, std::move(rules));
+  return outcome(
+      text, [](const Value&) {}, std::move(rules));
 }
 
 Rules withComments() {
@@ -65,13 +66,18 @@ const std::vector<SyntaxCase> kSyntaxRejections = {
     {"LoneSlash", R"([1] / )", true, "line 1, column 5: only // line comments are allowed"},
     {"LineCommentWhereNoneAllowed", "[1] // x", false, "line 1, column 5: comments are not allowed"},
     {"BlockCommentWhereNoneAllowed", "[/**/1]", false, "line 1, column 2: comments are not allowed"},
-    {"TooDeep", std::string(33, '[') + std::string(33, ']'), false, "line 1, column 33: nested deeper than 32 levels"},
-    {"TooDeepObjects", "{\"a\":" + std::string(32, '['), false, "line 1, column 37: nested deeper than 32 levels"},
-    {"HugeNestingDoesNotCrash", std::string(100000, '['), false, "line 1, column 33: nested deeper than 32 levels"},
+    {"TooDeep", std::string(33, '[') + std::string(33, ']'), false,
+     "line 1, column 33: nested deeper than 32 levels"},
+    {"TooDeepObjects", "{\"a\":" + std::string(32, '['), false,
+     "line 1, column 37: nested deeper than 32 levels"},
+    {"HugeNestingDoesNotCrash", std::string(100000, '['), false,
+     "line 1, column 33: nested deeper than 32 levels"},
     {"DuplicateKey", R"({"a": 1, "a": 2})", false, "line 1, column 10: Duplicate key: 'a'"},
-    {"DuplicateKeyIsPrintable", "{\"a\\n\": 1, \"a\\n\": 2}", false, "line 1, column 12: Duplicate key: 'a\\u000a'"},
+    {"DuplicateKeyIsPrintable", "{\"a\\n\": 1, \"a\\n\": 2}", false,
+     "line 1, column 12: Duplicate key: 'a\\u000a'"},
     {"Empty", "", false, "line 1, column 1: Syntax error: value, object or array expected."},
-    {"ScalarRoot", "7", false, "line 1, column 1: A valid JSON document must be either an array or an object value."},
+    {"ScalarRoot", "7", false,
+     "line 1, column 1: A valid JSON document must be either an array or an object value."},
     {"TrailingGarbage", "{} x", false, "line 1, column 4: Extra non-whitespace after JSON value."},
     {"MissingColon", "{\n  \"a\" 1\n}", false, "line 2, column 7: Missing ':' after object member name"},
 };
@@ -87,7 +93,7 @@ TEST(JsonSyntax, OtherNonJsonIsRejectedWithALocation) {
 TEST(JsonSyntax, WhatStrictJsonAllows) {
   EXPECT_EQ(parseError(R"({"a": [0, -0, 0.5, -0.25, 10, 100, 1e5, 2E-3]})"), "ok");
   EXPECT_EQ(parseError(std::string(32, '[') + std::string(32, ']')), "ok");  // exactly the limit
-  EXPECT_EQ(parseError("\xEF\xBB\xBF{}"), "ok");  // a byte-order mark is skipped
+  EXPECT_EQ(parseError("\xEF\xBB\xBF{}"), "ok");                             // a byte-order mark is skipped
   // Slashes and zeros inside strings are text.
   EXPECT_EQ(parseError(R"({"a": "// /* 007 */", "b\"//": "0"})"), "ok");
   EXPECT_EQ(parseError("{\n  // a comment\n  \"a\": 1 // another\n}\n", withComments()), "ok");
@@ -132,7 +138,9 @@ std::function<void(const Value&)> member(std::function<void(const Value&)> read)
 }
 auto asString = member([](const Value& v) { (void)v.string(); });
 auto asBool = member([](const Value& v) { (void)v.boolean(); });
-auto asInt = [](long long lo, long long hi) { return member([=](const Value& v) { (void)v.integer(between(lo, hi)); }); };
+auto asInt = [](long long lo, long long hi) {
+  return member([=](const Value& v) { (void)v.integer(between(lo, hi)); });
+};
 auto asUnsigned = member([](const Value& v) { (void)v.unsignedInteger(); });
 
 const std::vector<ReadCase> kReads = {
@@ -184,7 +192,9 @@ const std::vector<ReadCase> kReads = {
     // Unknown keys, suggestions and paths.
     {"UnknownKey", R"({"port": 1, "bogus": 2})", [](const Value& v) { (void)v.object({"port"}); },
      "doc: bogus: unknown key"},
-    {"NearMissIsSuggested", R"({"k": {"prot": 1}})", member([](const Value& v) { (void)v.object({"port", "host"}); }),
+    {"NearMissIsSuggested", R"({"k": {"prot": 1}})", member([](const Value& v) {
+       (void)v.object({"port", "host"});
+     }),
      "doc: k.prot: unknown key (did you mean port?)"},
     {"CaseIsANearMiss", R"({"leaseTTLMs": 1})", [](const Value& v) { (void)v.object({"leaseTtlMs"}); },
      "doc: leaseTTLMs: unknown key (did you mean leaseTtlMs?)"},
@@ -194,17 +204,15 @@ const std::vector<ReadCase> kReads = {
      R"(doc: k["a b"]: unknown key)"},
     {"ControlCharInKeyIsEscaped", R"({"a\tb": 1})", [](const Value& v) { (void)v.object({"port"}); },
      R"(doc: ["a\u0009b"]: unknown key)"},
-    {"IgnoredUnknownKeys", R"({"k": {"new": 1}})", member([](const Value& v) { (void)v.object(kIgnoreUnknownKeys); }),
-     "ok"},
-    {"ArrayElementPath", R"({"k": ["a", "b", 3]})",
-     member([](const Value& v) {
+    {"IgnoredUnknownKeys", R"({"k": {"new": 1}})",
+     member([](const Value& v) { (void)v.object(kIgnoreUnknownKeys); }), "ok"},
+    {"ArrayElementPath", R"({"k": ["a", "b", 3]})", member([](const Value& v) {
        if (auto items = v.array("strings")) {
          for (const Value& item : *items) (void)item.string();
        }
      }),
      "doc: k[2]: expected a string, got number"},
-    {"NestedPath", R"({"k": [{"a": {"b": true}}]})",
-     member([](const Value& v) {
+    {"NestedPath", R"({"k": [{"a": {"b": true}}]})", member([](const Value& v) {
        if (auto items = v.array("objects")) {
          if (auto o = (*items)[0].object({"a"})) {
            if (auto a = o->get("a").object({"b"})) (void)a->get("b").string();
@@ -305,7 +313,8 @@ TEST(JsonRead, UnknownKeyHintReplacesTheSuggestion) {
   auto read = [](const Value& root) {
     if (auto o = root.object({"old"})) (void)o->get("old").object({"beat", "heartbeats"});
   };
-  EXPECT_EQ(outcome(R"({"old": {"heartbeat": 1}})", read, rules), "doc: old.heartbeat: unknown key (renamed to old.beat)");
+  EXPECT_EQ(outcome(R"({"old": {"heartbeat": 1}})", read, rules),
+            "doc: old.heartbeat: unknown key (renamed to old.beat)");
   EXPECT_EQ(outcome(R"({"old": {"heartbeet": 1}})", read, rules),
             "doc: old.heartbeet: unknown key (did you mean heartbeats?)");
 }
@@ -345,7 +354,8 @@ TEST(JsonText, ProblemsAtTheRootAreNamedRoot) {
   Problems problems;
   EXPECT_TRUE(problems.toStatus("x").isOk());
   problems.report("", "expected an object, got array");
-  EXPECT_EQ(problems.toStatus("evil\nsource").message(), "evil\\u000asource: (root): expected an object, got array");
+  EXPECT_EQ(problems.toStatus("evil\nsource").message(),
+            "evil\\u000asource: (root): expected an object, got array");
 }
 
 }  // namespace

@@ -52,7 +52,7 @@ class Scripted final : public LeadershipObserver {
     note("leader '" + leader + "' " + epoch.toString());
   }
 
-  Lines lines;  // this observer's calls only
+  Lines lines;                                                  // this observer's calls only
   std::map<std::uint64_t, std::function<void(Status)>> gains;   // unfinished onGained by epoch
   std::map<std::uint64_t, std::function<void(Status)>> losses;  // unfinished onLost by epoch
   bool auto_ok = false;
@@ -160,8 +160,8 @@ TEST_F(LeadershipBusTest, FailedGainStopsTheChainAndStepsDownWithThatEpoch) {
   // A failure further down the chain stops it there: the hooks are not told.
   lose(1, LossReason::kHookFailed);
   finishLoss(vip, 1);
-  EXPECT_EQ(log, (Lines{"vip leader '' 1", "locks leader '' 1", "hooks leader '' 1",
-                        "vip lost 1 hook-failed"}));
+  EXPECT_EQ(log,
+            (Lines{"vip leader '' 1", "locks leader '' 1", "hooks leader '' 1", "vip lost 1 hook-failed"}));
   log.clear();
   gain(2);
   finishGain(vip, 2);
@@ -188,8 +188,8 @@ TEST_F(LeadershipBusTest, LossGoesInOrderEachAfterThePreviousFinished) {
   finishLoss(vip, 1);
   EXPECT_EQ(log, (Lines{"vip lost 1 stepped-down", "locks lost 1 stepped-down"}));
   finishLoss(locks, 1);
-  EXPECT_EQ(log, (Lines{"vip lost 1 stepped-down", "locks lost 1 stepped-down",
-                        "hooks lost 1 stepped-down"}));
+  EXPECT_EQ(log,
+            (Lines{"vip lost 1 stepped-down", "locks lost 1 stepped-down", "hooks lost 1 stepped-down"}));
   EXPECT_TRUE(released.empty()) << "released before onLoseLeadership finished";
   finishLoss(hooks, 1);
   loop.runUntilIdle();
@@ -222,8 +222,7 @@ TEST_F(LeadershipBusTest, ReleasedIsFalseIfAnyObserverFailedToLetGo) {
     log.clear();
     lose(epoch);
     for (Scripted* o : {&vip, &locks, &hooks}) {
-      finishLoss(*o, epoch, o == failing ? Status(StatusCode::kInternal, "still holding")
-                                         : Status::ok());
+      finishLoss(*o, epoch, o == failing ? Status(StatusCode::kInternal, "still holding") : Status::ok());
     }
     loop.runUntilIdle();
     EXPECT_EQ(log, (Lines{"vip lost " + e + " stepped-down", "locks lost " + e + " stepped-down",
@@ -327,8 +326,8 @@ TEST_F(LeadershipBusTest, SeveralEpochsInARowKeepTheirOrder) {
   bus.renewed(Epoch(3), loop.now());
   loop.runUntilIdle();
 
-  EXPECT_EQ(vip.lines, (Lines{"gained 1", "lost 1 superseded", "gained 2", "renewed 2",
-                              "lost 2 stepped-down", "gained 3", "renewed 3"}));
+  EXPECT_EQ(vip.lines, (Lines{"gained 1", "lost 1 superseded", "gained 2", "renewed 2", "lost 2 stepped-down",
+                              "gained 3", "renewed 3"}));
   EXPECT_EQ(locks.lines, (Lines{"gained 3", "renewed 3"}));
   EXPECT_EQ(hooks.lines, (Lines{"gained 3", "renewed 3"}));
   EXPECT_EQ(released, (std::vector<std::pair<std::uint64_t, bool>>{{1, true}, {2, true}}));
@@ -349,8 +348,8 @@ TEST_F(LeadershipBusTest, SeveralEpochsInARowKeepTheirOrder) {
   EXPECT_EQ(vip.lines, expected);
   EXPECT_EQ(locks.lines, expected);
   EXPECT_EQ(hooks.lines, expected);
-  EXPECT_EQ(released, (std::vector<std::pair<std::uint64_t, bool>>{
-                          {3, true}, {4, true}, {5, true}, {6, true}}));
+  EXPECT_EQ(released,
+            (std::vector<std::pair<std::uint64_t, bool>>{{3, true}, {4, true}, {5, true}, {6, true}}));
   // Across observers, each loss finished in order: the hooks let go of 6 last.
   EXPECT_EQ(log.back(), "hooks lost 6 stepped-down");
   EXPECT_TRUE(step_downs.empty());

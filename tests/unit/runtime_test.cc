@@ -76,10 +76,12 @@ TEST(StrandSchedulerTest, TimersFireAfterTheirDelayInDueOrder) {
       at[static_cast<std::size_t>(i)] = leaseClockNow();
     });
   }
-  ASSERT_TRUE(test::eventually([&] {
-    std::lock_guard lock(m);
-    return fired.size() == 3;
-  }, 5s));
+  ASSERT_TRUE(test::eventually(
+      [&] {
+        std::lock_guard lock(m);
+        return fired.size() == 3;
+      },
+      5s));
   std::lock_guard lock(m);
   EXPECT_EQ(fired, (std::vector<int>{0, 1, 2}));
   for (int i = 0; i < 3; ++i) EXPECT_GE(at[static_cast<std::size_t>(i)] - t0, milliseconds(20 + 30 * i));

@@ -102,8 +102,7 @@ TEST_P(NetlinkAddressTest, LifetimeIsSetAndReplaced) {
 INSTANTIATE_TEST_SUITE_P(Prefixes, NetlinkAddressTest,
                          ::testing::Values(Case{"v4_host", "192.0.2.100", -1, "192.0.2.100/32"},
                                            Case{"v4_24", "192.0.2.100", 24, "192.0.2.100/24"},
-                                           Case{"v6_host", "2001:db8::100", -1,
-                                                "2001:db8::100/128"},
+                                           Case{"v6_host", "2001:db8::100", -1, "2001:db8::100/128"},
                                            Case{"v6_64", "2001:db8::100", 64, "2001:db8::100/64"}),
                          [](const ::testing::TestParamInfo<Case>& param_info) {
                            return std::string(param_info.param.name);

@@ -90,8 +90,8 @@ CommandResult run(const std::vector<std::string>& argv, std::chrono::millisecond
   bool timed_out = false;
   char buffer[4096];
   for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;
@@ -116,8 +116,8 @@ CommandResult run(const std::vector<std::string>& argv, std::chrono::millisecond
 std::string runOk(const std::vector<std::string>& argv) {
   CommandResult r = run(argv);
   if (r.exit_code != 0) {
-    throw std::runtime_error("command failed (" + std::to_string(r.exit_code) +
-                             "): " + joined(argv) + ": " + r.output);
+    throw std::runtime_error("command failed (" + std::to_string(r.exit_code) + "): " + joined(argv) + ": " +
+                             r.output);
   }
   return r.output;
 }
@@ -127,20 +127,18 @@ std::string systemTestSkipReason() {
   static std::string reason;
   std::call_once(once, [] {
     if (geteuid() != 0) {
-      reason =
-          "VIP system tests need root (network namespaces, CAP_NET_ADMIN, CAP_NET_RAW): skipped";
+      reason = "VIP system tests need root (network namespaces, CAP_NET_ADMIN, CAP_NET_RAW): skipped";
       return;
     }
     removeStaleNamespaces();
     const std::string probe = kPrefix + std::to_string(getpid()) + "-probe";
     CommandResult added = run({"ip", "netns", "add", probe});
     if (added.exit_code != 0) {
-      reason =
-          "`ip netns add` is unavailable here (" + added.output + "): VIP system tests skipped";
+      reason = "`ip netns add` is unavailable here (" + added.output + "): VIP system tests skipped";
       return;
     }
-    CommandResult veth = run(
-        {"ip", "-n", probe, "link", "add", "name", "vt0", "type", "veth", "peer", "name", "vt1"});
+    CommandResult veth =
+        run({"ip", "-n", probe, "link", "add", "name", "vt0", "type", "veth", "peer", "name", "vt1"});
     run({"ip", "netns", "del", probe});
     if (veth.exit_code != 0)
       reason = "veth links are unavailable (" + veth.output + "): VIP system tests skipped";
@@ -176,13 +174,11 @@ TestNetwork::TestNetwork() = default;
 
 TestNetwork::~TestNetwork() {
   // Deleting a namespace deletes its veth ends, and the peers with them.
-  for (auto it = namespaces_.rbegin(); it != namespaces_.rend(); ++it)
-    run({"ip", "netns", "del", *it});
+  for (auto it = namespaces_.rbegin(); it != namespaces_.rend(); ++it) run({"ip", "netns", "del", *it});
 }
 
 std::string TestNetwork::addNamespace() {
-  std::string name =
-      kPrefix + std::to_string(getpid()) + "-" + std::to_string(g_namespace_counter++);
+  std::string name = kPrefix + std::to_string(getpid()) + "-" + std::to_string(g_namespace_counter++);
   runOk({"ip", "netns", "add", name});
   namespaces_.push_back(name);
   ip(name, {"link", "set", "lo", "up"});
@@ -198,14 +194,12 @@ std::vector<std::string> TestNetwork::addLan(int hosts) {
   for (int i = 0; i < hosts; ++i) {
     const std::string host = addNamespace();
     const std::string port = "p" + std::to_string(i);
-    ip(bridge,
-       {"link", "add", "name", port, "type", "veth", "peer", "name", "eth0", "netns", host});
+    ip(bridge, {"link", "add", "name", port, "type", "veth", "peer", "name", "eth0", "netns", host});
     ip(bridge, {"link", "set", port, "master", "br0"});
     ip(bridge, {"link", "set", port, "up"});
     ip(host, {"link", "set", "eth0", "up"});
     ip(host, {"addr", "add", "192.0.2." + std::to_string(10 + i) + "/24", "dev", "eth0"});
-    ip(host,
-       {"addr", "add", "2001:db8::" + std::to_string(10 + i) + "/64", "dev", "eth0", "nodad"});
+    ip(host, {"addr", "add", "2001:db8::" + std::to_string(10 + i) + "/64", "dev", "eth0", "nodad"});
     names.push_back(host);
   }
   return names;
@@ -231,8 +225,8 @@ std::optional<MacAddress> parseMacAfter(const std::string& text, const std::stri
   auto at = text.find(key);
   if (at == std::string::npos) return std::nullopt;
   unsigned b[6];
-  if (std::sscanf(text.c_str() + at + key.size(), "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3],
-                  &b[4], &b[5]) != 6) {
+  if (std::sscanf(text.c_str() + at + key.size(), "%x:%x:%x:%x:%x:%x", &b[0], &b[1], &b[2], &b[3], &b[4],
+                  &b[5]) != 6) {
     return std::nullopt;
   }
   MacAddress mac;
@@ -242,8 +236,7 @@ std::optional<MacAddress> parseMacAfter(const std::string& text, const std::stri
 }  // namespace
 
 MacAddress macOf(const std::string& ns, const std::string& ifname) {
-  auto mac =
-      parseMacAfter(runOk({"ip", "-n", ns, "-o", "link", "show", "dev", ifname}), "link/ether ");
+  auto mac = parseMacAfter(runOk({"ip", "-n", ns, "-o", "link", "show", "dev", ifname}), "link/ether ");
   if (!mac) throw std::runtime_error("no MAC on " + ns + ":" + ifname);
   return *mac;
 }
@@ -265,8 +258,7 @@ bool hasAddress(const std::string& ns, const std::string& ifname, const std::str
 
 std::optional<MacAddress> neighbourMac(const std::string& ns, const std::string& ifname,
                                        const std::string& address) {
-  return parseMacAfter(runOk({"ip", "-n", ns, "neigh", "show", "to", address, "dev", ifname}),
-                       "lladdr ");
+  return parseMacAfter(runOk({"ip", "-n", ns, "neigh", "show", "to", address, "dev", ifname}), "lladdr ");
 }
 
 void nudge(const std::string& ns, const std::string& address) {
@@ -302,10 +294,8 @@ Capture::Capture(const std::string& ns, const std::string& ifname) {
     sockaddr_ll bound{};
     bound.sll_family = AF_PACKET;
     bound.sll_protocol = htons(ETH_P_ALL);
-    bound.sll_ifindex =
-        static_cast<int>(if_nametoindex(ifname.c_str()));  // in ns: this thread joined it
-    if (bound.sll_ifindex == 0 ||
-        bind(fd, reinterpret_cast<sockaddr*>(&bound), sizeof bound) != 0) {
+    bound.sll_ifindex = static_cast<int>(if_nametoindex(ifname.c_str()));  // in ns: this thread joined it
+    if (bound.sll_ifindex == 0 || bind(fd, reinterpret_cast<sockaddr*>(&bound), sizeof bound) != 0) {
       int err = errno;
       close(fd);
       throw std::runtime_error("bind capture to " + ifname + ": " + std::strerror(err));
@@ -323,20 +313,19 @@ std::vector<Frame> Capture::collect(const std::function<bool(const std::vector<F
                                     std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   while (!done(frames_)) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd pfd{fd_, POLLIN, 0};
     if (poll(&pfd, 1, static_cast<int>(left.count())) <= 0) continue;
     std::uint8_t buffer[4096];
     sockaddr_ll from{};
     socklen_t from_len = sizeof from;
-    ssize_t n = recvfrom(fd_, buffer, sizeof buffer, MSG_DONTWAIT,
-                         reinterpret_cast<sockaddr*>(&from), &from_len);
+    ssize_t n =
+        recvfrom(fd_, buffer, sizeof buffer, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &from_len);
     // Skip our own sends, and frames from other interfaces queued before bind().
     if (n <= 0 || from.sll_pkttype == PACKET_OUTGOING || from.sll_ifindex != ifindex_) continue;
-    frames_.push_back(
-        Frame{std::vector<std::uint8_t>(buffer, buffer + n), std::chrono::steady_clock::now()});
+    frames_.push_back(Frame{std::vector<std::uint8_t>(buffer, buffer + n), std::chrono::steady_clock::now()});
   }
   return frames_;
 }

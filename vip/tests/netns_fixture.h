@@ -37,15 +37,15 @@ inline bool systemTestsRequired() {
 // A binary's exit code when it skipped as a whole (ctest's SKIP_RETURN_CODE, like Automake's).
 inline constexpr int kSkippedExitCode = 77;
 
-#define HACOORD_REQUIRE_NETNS()                                                                \
-  do {                                                                                         \
-    const std::string hacoord_skip_reason = ::hacoord::vip::test::systemTestSkipReason();      \
-    if (!hacoord_skip_reason.empty()) {                                                        \
-      if (::hacoord::vip::test::systemTestsRequired()) {                                       \
-        GTEST_FAIL() << "HACOORD_REQUIRE_SYSTEM_TESTS=1 but " << hacoord_skip_reason;          \
-      }                                                                                        \
-      GTEST_SKIP() << hacoord_skip_reason;                                                     \
-    }                                                                                          \
+#define HACOORD_REQUIRE_NETNS()                                                           \
+  do {                                                                                    \
+    const std::string hacoord_skip_reason = ::hacoord::vip::test::systemTestSkipReason(); \
+    if (!hacoord_skip_reason.empty()) {                                                   \
+      if (::hacoord::vip::test::systemTestsRequired()) {                                  \
+        GTEST_FAIL() << "HACOORD_REQUIRE_SYSTEM_TESTS=1 but " << hacoord_skip_reason;     \
+      }                                                                                   \
+      GTEST_SKIP() << hacoord_skip_reason;                                                \
+    }                                                                                     \
   } while (0)
 
 // Decides for the whole binary before any test runs, so that ctest sees the outcome in the exit
@@ -87,7 +87,6 @@ struct CommandResult {
 CommandResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 10s);
 // run(), throwing std::runtime_error with the command and its output when it fails.
 std::string runOk(const std::vector<std::string>& argv);
-
 
 // Moves the calling thread (only it: setns is per thread) into /var/run/netns/<ns>; throws on
 // error.

@@ -37,7 +37,9 @@ VipConfig announceConfig(const std::string& address) {
 }
 
 std::unique_ptr<VipManager> createIn(const std::string& ns, const VipConfig& config) {
-  auto manager = vip::test::inNetns(ns, [&] { return VipManager::create(config, VipTimings{}, vip::test::vipScheduler(), vip::test::vipClock()); });
+  auto manager = vip::test::inNetns(ns, [&] {
+    return VipManager::create(config, VipTimings{}, vip::test::vipScheduler(), vip::test::vipClock());
+  });
   if (!manager.isOk()) {
     ADD_FAILURE() << manager.status().toString();
     return nullptr;
@@ -108,8 +110,7 @@ TEST(VipAnnounce, GratuitousArpRequestAndReplyFormsInABurstThenRefresh) {
   }
   const long long burst_ms = msBetween(requests[0], requests[2]);
   const long long refresh_ms = msBetween(requests[2], requests[3]);
-  std::cout << "  burst: 3 requests over " << burst_ms << " ms; refresh " << refresh_ms
-            << " ms after\n";
+  std::cout << "  burst: 3 requests over " << burst_ms << " ms; refresh " << refresh_ms << " ms after\n";
   EXPECT_GE(burst_ms, 180);  // 2 intervals of 100 ms
   EXPECT_LT(burst_ms, 1000);
   EXPECT_GE(refresh_ms, 350);  // garp_refresh 400 ms
@@ -209,8 +210,8 @@ TEST_P(VipRepoint, PeerNeighbourEntryMovesToTheNewOwner) {
   ASSERT_TRUE(failOverTo(*manager).isOk());
   EXPECT_TRUE(eventually([&] { return peerEntry() == new_mac; }, 2s, 5ms))
       << "peer still points at " << vip::formatMac(peerEntry().value_or(old_mac_));
-  std::cout << "  peer's entry for " << address() << " moved to the new MAC "
-            << toMillis(now() - acquired) << " ms after acquire\n";
+  std::cout << "  peer's entry for " << address() << " moved to the new MAC " << toMillis(now() - acquired)
+            << " ms after acquire\n";
   ASSERT_TRUE(manager->release(Epoch(11)).isOk());
 }
 

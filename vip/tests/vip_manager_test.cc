@@ -40,7 +40,9 @@ VipTimings defaultTimings() { return VipTimings{}; }
 // create() on a thread inside ns, so every socket of the manager belongs to ns.
 Result<std::unique_ptr<VipManager>> createIn(const std::string& ns, const VipConfig& config,
                                              VipTimings timings = defaultTimings()) {
-  return vip::test::inNetns(ns, [&] { return VipManager::create(config, timings, vip::test::vipScheduler(), vip::test::vipClock()); });
+  return vip::test::inNetns(ns, [&] {
+    return VipManager::create(config, timings, vip::test::vipScheduler(), vip::test::vipClock());
+  });
 }
 
 bool presentIn(const std::string& ns, const std::string& address) {
@@ -81,7 +83,8 @@ TEST(VipManagerCreate, WithoutCapNetAdminIsPermissionDenied) {
   // capset is per thread: only this throwaway thread (inside ns) loses the capability.
   auto manager = vip::test::inNetns(ns, [&] {
     vip::test::dropCapabilityOnThisThread(CAP_NET_ADMIN);
-    return VipManager::create(vipConfig(kVip4), defaultTimings(), vip::test::vipScheduler(), vip::test::vipClock());
+    return VipManager::create(vipConfig(kVip4), defaultTimings(), vip::test::vipScheduler(),
+                              vip::test::vipClock());
   });
   ASSERT_FALSE(manager.isOk());
   EXPECT_EQ(manager.status().code(), StatusCode::kPermissionDenied);
@@ -97,7 +100,8 @@ TEST(VipManagerCreate, WithoutCapNetRawIsPermissionDenied) {
   for (const char* address : {kVip4, kVip6}) {
     auto manager = vip::test::inNetns(ns, [&] {
       vip::test::dropCapabilityOnThisThread(CAP_NET_RAW);
-      return VipManager::create(vipConfig(address), defaultTimings(), vip::test::vipScheduler(), vip::test::vipClock());
+      return VipManager::create(vipConfig(address), defaultTimings(), vip::test::vipScheduler(),
+                                vip::test::vipClock());
     });
     ASSERT_FALSE(manager.isOk()) << address;
     EXPECT_EQ(manager.status().code(), StatusCode::kPermissionDenied) << address;
@@ -142,8 +146,7 @@ TEST_P(VipManagerCycle, AcquireThenReleaseWithTheConfiguredPrefix) {
 
   const auto started = now();
   ASSERT_TRUE(vip.acquire(Epoch(3), now() + 1800ms).isOk());
-  const auto acquire_us =
-      std::chrono::duration_cast<std::chrono::microseconds>(now() - started).count();
+  const auto acquire_us = std::chrono::duration_cast<std::chrono::microseconds>(now() - started).count();
   std::cout << "  acquire() took " << acquire_us << " us\n";
   EXPECT_LT(acquire_us, 300'000);  // the burst runs on the manager's thread, not the caller's
   EXPECT_TRUE(*vip.present());
@@ -208,8 +211,7 @@ TEST_P(VipKernelLifetime, KernelRemovesTheVipWhenNobodyExtendsIt) {
   ASSERT_TRUE(eventually([&] { return !presentIn(ns, GetParam()); }, budget, 5ms))
       << "the kernel kept the VIP past its lifetime";
   const auto gone_ms = toMillis(now() - acquired);
-  std::cout << "  kernel removed " << GetParam() << " " << gone_ms
-            << " ms after acquire (lifetime 1 s)\n";
+  std::cout << "  kernel removed " << GetParam() << " " << gone_ms << " ms after acquire (lifetime 1 s)\n";
   EXPECT_GE(gone_ms, 900);  // it was the lifetime, not something else
 }
 
@@ -242,14 +244,12 @@ TEST_P(VipKernelLifetime, ExtendOnEveryRenewalKeepsTheVip) {
   }
   EXPECT_GE(vip.metrics().extends, 9u);
   std::cout << "  slowest extend(): "
-            << std::chrono::duration_cast<std::chrono::microseconds>(slowest_extend).count()
-            << " us\n";
+            << std::chrono::duration_cast<std::chrono::microseconds>(slowest_extend).count() << " us\n";
   EXPECT_GT(checks, 30);
   // Renewals stop (a frozen leader): gone within ~1.3 s of the last extend.
   const auto stopped = now();
   ASSERT_TRUE(eventually([&] { return !*vip.present(); }, 2500ms, 5ms));
-  std::cout << "  after the last extend the kernel removed it in " << toMillis(now() - stopped)
-            << " ms\n";
+  std::cout << "  after the last extend the kernel removed it in " << toMillis(now() - stopped) << " ms\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, VipKernelLifetime, ::testing::Values(kVip4, kVip6),
@@ -336,12 +336,11 @@ TEST(VipManager, ReconcileRemovesAnUnheldVipAndReAddsAMissingOne) {
 
   ASSERT_TRUE(vip.acquire(Epoch(2), now() + 1800ms).isOk());
   ASSERT_TRUE(eventually([&] { return vip.metrics().garps_sent >= 4; }, 2s));  // burst of 2 done
-  net.ip(ns, {"addr", "del", "192.0.2.100/32", "dev", "eth0"});  // an operator removed it
+  net.ip(ns, {"addr", "del", "192.0.2.100/32", "dev", "eth0"});                // an operator removed it
   ASSERT_FALSE(*vip.present());
   ASSERT_TRUE(vip.reconcile(true, Epoch(2), now() + 1800ms).isOk());
   EXPECT_TRUE(presentIn(ns, kVip4));
-  EXPECT_TRUE(eventually([&] { return vip.metrics().garps_sent >= 8; }, 2s))
-      << "re-add must announce again";
+  EXPECT_TRUE(eventually([&] { return vip.metrics().garps_sent >= 8; }, 2s)) << "re-add must announce again";
 
   // Present while the lease moved on to another node: removed, and no longer held.
   ASSERT_TRUE(vip.reconcile(false, Epoch(3), now()).isOk());
@@ -362,8 +361,7 @@ TEST(VipManager, PeriodicRefreshReAddsAMissingVip) {
   VipManager& vip = **manager;
   ASSERT_TRUE(vip.acquire(Epoch(7), now() + 9000ms).isOk());
   net.ip(ns, {"addr", "del", "2001:db8::100/128", "dev", "eth0"});
-  EXPECT_TRUE(eventually([&] { return presentIn(ns, kVip6); }, 2s))
-      << "refresh did not re-add the VIP";
+  EXPECT_TRUE(eventually([&] { return presentIn(ns, kVip6); }, 2s)) << "refresh did not re-add the VIP";
   EXPECT_TRUE(eventually([&] { return vip.metrics().nas_sent >= 4; }, 2s));
   ASSERT_TRUE(vip.release(Epoch(7)).isOk());
 }
@@ -434,8 +432,7 @@ TEST_P(VipDuplicateCheck, AnotherHostAnsweringTheProbeIsAnError) {
   net.ip(other, {"addr", "del", with_prefix, "dev", "eth0"});
   const auto second = now();
   ASSERT_TRUE(vip.acquire(Epoch(2), now() + 1800ms).isOk());
-  std::cout << "  acquire without a duplicate: " << toMillis(now() - second)
-            << " ms (probe window 100 ms)\n";
+  std::cout << "  acquire without a duplicate: " << toMillis(now() - second) << " ms (probe window 100 ms)\n";
   EXPECT_TRUE(presentIn(a, address));
   EXPECT_EQ(vip.metrics().duplicate_conflicts, 1u);
   ASSERT_TRUE(vip.release(Epoch(2)).isOk());

@@ -117,8 +117,7 @@ TEST(NaFrames, ParseAnNaFrameWithHeaders) {
   auto body = buildUnsolicitedNa(kMac, target);
   std::vector<std::uint8_t> frame = {0x33, 0x33, 0, 0, 0, 1};
   frame.insert(frame.end(), kMac.begin(), kMac.end());
-  frame.insert(frame.end(),
-               {0x86, 0xdd, 0x60, 0, 0, 0, 0, static_cast<std::uint8_t>(body.size()), 58, 255});
+  frame.insert(frame.end(), {0x86, 0xdd, 0x60, 0, 0, 0, 0, static_cast<std::uint8_t>(body.size()), 58, 255});
   frame.insert(frame.end(), target.begin(), target.end());
   frame.insert(frame.end(), all_nodes.begin(), all_nodes.end());
   frame.insert(frame.end(), body.begin(), body.end());
