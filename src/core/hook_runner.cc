@@ -14,6 +14,10 @@ std::shared_ptr<spdlog::logger> log() {
   return logger;
 }
 
+// Set on the hook thread when a hook shut its own runner down (Node::stop() from inside a hook,
+// say): the runner may be destroyed before the hook returns, so the loop must not touch it again.
+thread_local bool t_runner_released = false;
+
 }  // namespace
 
 struct HookRunner::Call {
@@ -127,6 +131,7 @@ void HookRunner::loop() {
       status = internalError("hook " + call->name + " threw a non-standard exception");
       log()->error("{}", status.message());
     }
+    if (t_runner_released) return;  // shut down from inside this hook: `this` may be gone
     finish(call, std::move(status));
   }
 }
@@ -142,7 +147,10 @@ void HookRunner::shutdown() {
   cv_.notify_all();
   if (thread_.joinable()) {
     if (thread_.get_id() == std::this_thread::get_id()) {
-      thread_.detach();  // shut down from inside a hook: the loop ends after it
+      // Shut down from inside a hook: the loop ends when it returns, without touching the runner
+      // (its own `done` is not reported: everything after a shutdown is cancelled anyway).
+      t_runner_released = true;
+      thread_.detach();
     } else {
       thread_.join();
     }

@@ -40,6 +40,9 @@ class HookRunner {
   // threw; Cancelled if the runner was shut down before it ran.
   void run(std::string name, Hook hook, Done done = {});
   // Drops what is queued (their `done` gets Cancelled), waits for the hook running now, joins.
+  // Called from inside a hook (or the runner destroyed there), it cannot wait for itself: the
+  // thread is detached and ends when the hook returns, touching nothing of the runner; that
+  // hook's `done` is not called.
   // Idempotent.
   void shutdown();
   // Calls past their limit and not finished yet (from any thread).

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 #include <memory>
@@ -275,6 +277,35 @@ TEST_F(HookRunnerTest, ShutdownCancelsQueuedCallsOnceEachAndWaitsForTheRunningOn
 
 // (e) Exactly one `done` per call, whatever ends it: returned in time, returned late, thrown,
 // timed out while queued and then dropped by shutdown, refused after shutdown.
+// An application that stops its node from inside a hook destroys the runner on the hook thread:
+// the thread cannot join itself, so it is detached and must end without touching the freed runner
+// (ASan in CI turns a use after free into a failure here).
+TEST_F(HookRunnerTest, ARunnerDestroyedFromInsideItsOwnHookEndsItsThreadCleanly) {
+  auto hooks_threads = [] {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& t : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+      std::ifstream comm(t.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      n += name == "hc-hooks" ? 1 : 0;
+    }
+    return n;
+  };
+  ASSERT_EQ(hooks_threads(), 0);
+  auto runner = std::make_unique<HookRunner>(*strand, 10s, results.overrun());
+  std::atomic<bool> destroyed{false};
+  runner->run("stops-its-node", [&] {
+    runner.reset();
+    destroyed = true;
+    return Status::ok();
+  });
+  ASSERT_TRUE(eventually([&] { return destroyed.load(); }, 5000ms));
+  EXPECT_TRUE(eventually([&] { return hooks_threads() == 0; }, 5000ms))
+      << "the detached hook thread never ended";
+  flush();
+}
+
 TEST_F(HookRunnerTest, EveryCallGetsExactlyOneDone) {
   auto runner = std::make_unique<HookRunner>(*strand, 200ms, results.overrun());
   Gate first_gate;
