@@ -10,10 +10,7 @@
 namespace hacoord {
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto log = moduleLogger("health");
-  return log;
-}
+constinit const ModuleLog kLog("health");
 
 // The same probe: the same name, and the same thing run against the same target. Interval,
 // timeout, rise and fall only say when to run it and how to count: a reload that changes only
@@ -79,7 +76,7 @@ void HealthChecker::start() {
   gate_->scheduler = &scheduler_;
   for (auto& check : checks_) launch(*check);
   armFailAfter();  // still unhealthy from before a stop(): the deadline still holds
-  logger()->info("health checks started: {} check(s), failAfter {} ms", checks_.size(), fail_after_.count());
+  kLog->info("health checks started: {} check(s), failAfter {} ms", checks_.size(), fail_after_.count());
 }
 
 void HealthChecker::stop() {
@@ -94,7 +91,7 @@ void HealthChecker::stop() {
   if (fail_after_timer_ != 0) scheduler_.cancel(fail_after_timer_);
   fail_after_timer_ = 0;
   for (auto& check : checks_) retire(*check);
-  logger()->info("health checks stopped");
+  kLog->info("health checks stopped");
 }
 
 void HealthChecker::replaceChecks(std::vector<HealthCheckConfig> checks, milliseconds fail_after) {
@@ -126,8 +123,8 @@ void HealthChecker::replaceChecks(std::vector<HealthCheckConfig> checks, millise
   recompute();
   armFailAfter();  // a new fail_after moves a pending deadline
   publish();
-  logger()->info("health checks reloaded: {} check(s) ({} new or changed), failAfter {} ms", checks_.size(),
-                 fresh.size(), fail_after.count());
+  kLog->info("health checks reloaded: {} check(s) ({} new or changed), failAfter {} ms", checks_.size(),
+             fresh.size(), fail_after.count());
 }
 
 void HealthChecker::launch(Check& check) {
@@ -195,7 +192,7 @@ void HealthChecker::record(Check& check, const CheckOutcome& outcome) {
   } else {
     check.passes = 0;
     countUp(check.failures);
-    logger()->debug("check {} failed ({} in a row): {}", check.config.name, check.failures, outcome.reason);
+    kLog->debug("check {} failed ({} in a row): {}", check.config.name, check.failures, outcome.reason);
   }
   judge(check);
 }
@@ -203,11 +200,11 @@ void HealthChecker::record(Check& check, const CheckOutcome& outcome) {
 void HealthChecker::judge(Check& check) {
   if (!check.healthy && check.passes >= check.config.rise) {
     check.healthy = true;
-    logger()->info("check {} healthy after {} pass(es)", check.config.name, check.passes);
+    kLog->info("check {} healthy after {} pass(es)", check.config.name, check.passes);
   } else if (check.healthy && check.failures >= check.config.fall) {
     check.healthy = false;
-    logger()->warn("check {} unhealthy after {} failure(s): {}", check.config.name, check.failures,
-                   check.last_result);
+    kLog->warn("check {} unhealthy after {} failure(s): {}", check.config.name, check.failures,
+               check.last_result);
   }
 }
 
@@ -218,7 +215,7 @@ void HealthChecker::recompute() {
   healthy_ = now_healthy;
   if (healthy_) {
     unhealthy_since_.reset();
-    logger()->info("node healthy again: every check passes");
+    kLog->info("node healthy again: every check passes");
   } else {
     unhealthy_since_ = clock_.now();
     failed_too_long_fired_ = false;
@@ -226,7 +223,7 @@ void HealthChecker::recompute() {
     for (const auto& c : checks_) {
       if (!c->healthy) failing += (failing.empty() ? "" : ", ") + c->config.name;
     }
-    logger()->warn("node unhealthy: failing check(s) {}; handover after {} ms", failing, fail_after_.count());
+    kLog->warn("node unhealthy: failing check(s) {}; handover after {} ms", failing, fail_after_.count());
   }
   armFailAfter();
   if (running_ && on_change_) notify([callback = on_change_, healthy = healthy_] { callback(healthy); });
@@ -246,7 +243,7 @@ void HealthChecker::armFailAfter() {
 
 void HealthChecker::onFailedTooLong() {
   failed_too_long_fired_ = true;
-  logger()->warn("node unhealthy for {} ms (failAfter): a leader hands over", fail_after_.count());
+  kLog->warn("node unhealthy for {} ms (failAfter): a leader hands over", fail_after_.count());
   if (on_failed_too_long_) notify(on_failed_too_long_);
 }
 

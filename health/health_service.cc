@@ -14,10 +14,7 @@
 namespace hacoord {
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto log = moduleLogger("health");
-  return log;
-}
+constinit const ModuleLog kLog("health");
 
 // The reply when the provider failed: the asker learns why instead of waiting out a timeout.
 std::string errorJson(const std::string& what) {
@@ -49,10 +46,10 @@ NatsResponder::Handler answerWith(HealthService::StatusProvider provider, std::s
     try {
       answer = provider().toJson();
     } catch (const std::exception& e) {
-      logger()->error("status provider failed on {}: {}", subject, e.what());
+      kLog->error("status provider failed on {}: {}", subject, e.what());
       answer = errorJson(std::string("status provider failed: ") + e.what());
     } catch (...) {
-      logger()->error("status provider failed on {}", subject);
+      kLog->error("status provider failed on {}", subject);
       answer = errorJson("status provider failed");
     }
     reply(std::move(answer));
@@ -83,7 +80,7 @@ Result<std::unique_ptr<HealthService>> HealthService::start(NatsConnection& conn
   auto s = NatsResponder::subscribe(connection, status, answerWith(std::move(provider), status));
   if (!s.isOk()) return s.status();  // the health responder unsubscribes as `service` goes
   service->status_ = std::move(s).value();
-  logger()->info("answering {} and {}", health, status);
+  kLog->info("answering {} and {}", health, status);
   return service;
 }
 
@@ -138,12 +135,12 @@ Result<std::vector<NodeStatus>> gatherStatus(NatsConnection& connection, const s
   std::vector<NodeStatus> out;
   for (const std::string& r : *replies) {
     if (std::string err = providerError(r); !err.empty()) {
-      logger()->warn("a node on {} could not report its status: {}", subject, err);
+      kLog->warn("a node on {} could not report its status: {}", subject, err);
       continue;
     }
     auto parsed = NodeStatus::fromJson(r);
     if (!parsed.isOk()) {
-      logger()->warn("unreadable reply on {}: {}", subject, parsed.status().message());
+      kLog->warn("unreadable reply on {}: {}", subject, parsed.status().message());
       continue;
     }
     out.push_back(std::move(parsed).value());

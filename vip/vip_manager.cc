@@ -14,10 +14,7 @@ namespace {
 
 using std::chrono::seconds;
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto log = moduleLogger("vip");
-  return log;
-}
+constinit const ModuleLog kLog("vip");
 
 std::string lifetimeText(std::optional<std::uint32_t> lifetime_s) {
   return lifetime_s ? std::to_string(*lifetime_s) + " s" : std::string("forever");
@@ -95,16 +92,15 @@ Result<std::unique_ptr<VipManager>> VipManager::create(const VipConfig& config, 
     return announcer.status();
   }
 
-  auto log = logger();
   const auto lifetime = chooseKernelLifetime(timings);
   if (lifetime) {
-    log->info(
+    kLog->info(
         "VIP {} on {}: kernel lifetime {} s, extended on every renewal (lease TTL {} ms, "
         "renew {} ms, margin {} ms): the kernel removes the VIP if this daemon freezes or dies",
         address->toString(), config.interface, lifetime->count(), timings.lease_ttl.count(),
         timings.renew_interval.count(), timings.safety_margin.count());
   } else {
-    log->warn(
+    kLog->warn(
         "VIP {} on {}: no whole-second kernel lifetime fits (need renew {} ms < L <= TTL {} ms "
         "- margin {} ms - {} ms kernel slack); the VIP is added without one and only this "
         "daemon's own deadline removes it (a frozen or killed daemon leaves it in place)",
@@ -112,20 +108,20 @@ Result<std::unique_ptr<VipManager>> VipManager::create(const VipConfig& config, 
         timings.safety_margin.count(), kKernelExpirySlack.count());
   }
   if (address->family == AF_INET && address->prefix_len < 32) {
-    log->warn(
+    kLog->warn(
         "VIP {}: shorter than /32 it becomes a secondary address when {} already has an "
         "address in that subnet, and deleting that primary deletes the VIP too unless "
         "net.ipv4.conf.{}.promote_secondaries=1",
         address->toString(), config.interface, config.interface);
   }
   if (!link->up) {
-    log->warn("interface {} is down: the VIP can be added, but announcements fail until it is up",
-              config.interface);
+    kLog->warn("interface {} is down: the VIP can be added, but announcements fail until it is up",
+               config.interface);
   }
   if (config.duplicate_check) {
-    log->info("VIP {}: duplicate check on ({} probe, {} ms) before every add", address->addressText(),
-              address->family == AF_INET ? "ARP" : "DAD neighbour solicitation",
-              timings.duplicate_probe_wait.count());
+    kLog->info("VIP {}: duplicate check on ({} probe, {} ms) before every add", address->addressText(),
+               address->family == AF_INET ? "ARP" : "DAD neighbour solicitation",
+               timings.duplicate_probe_wait.count());
   }
   return std::unique_ptr<VipManager>(new VipManager(config, timings, *address, *link, std::move(*netlink),
                                                     std::move(*announcer), lifetime, scheduler, clock));
@@ -177,8 +173,8 @@ void VipManager::armLocked() {
 
 Status VipManager::failLocked(Status status) {
   ++metrics_.errors;
-  logger()->error("VIP {} on {}: {} (epoch {})", address_.toString(), config_.interface, status.toString(),
-                  epoch_.value());
+  kLog->error("VIP {} on {}: {} (epoch {})", address_.toString(), config_.interface, status.toString(),
+              epoch_.value());
   return status;
 }
 
@@ -206,7 +202,7 @@ Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why
       std::string message = "VIP " + address_.addressText() + " is answered by " +
                             vip::formatMac(**conflict) + " on " + config_.interface +
                             ": another host holds it; not added (epoch " + epoch.toString() + ")";
-      logger()->error("{}", message);
+      kLog->error("{}", message);
       return Status(StatusCode::kAlreadyExists, message);
     }
   }
@@ -223,7 +219,7 @@ Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why
                             " ms: less than 1 s of kernel lifetime + " +
                             std::to_string(kKernelExpirySlack.count()) + " ms; VIP " +
                             address_.addressText() + " not added yet (epoch " + epoch.toString() + ")";
-      logger()->warn("{}", message);
+      kLog->warn("{}", message);
       return deadlineExceeded(message);
     }
     lifetime_s = static_cast<std::uint32_t>(lifetime.count());
@@ -234,8 +230,8 @@ Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why
     s = netlink_->replace(link_.ifindex, address_, lifetime_s);
   }
   if (!s.isOk()) return failLocked(s);
-  logger()->info("VIP {} on {} {} (epoch {}, kernel lifetime {})", address_.toString(), config_.interface,
-                 why, epoch.value(), lifetimeText(lifetime_s));
+  kLog->info("VIP {} on {} {} (epoch {}, kernel lifetime {})", address_.toString(), config_.interface, why,
+             epoch.value(), lifetimeText(lifetime_s));
   return Status::ok();
 }
 
@@ -255,13 +251,12 @@ Status VipManager::removeLocked(const char* why) {
     if (!found.isOk()) return failLocked(found.status());
     if (!*found) {
       if (removed) {
-        logger()->info("VIP {} on {} {} (epoch {})", address_.toString(), config_.interface, why,
-                       epoch_.value());
+        kLog->info("VIP {} on {} {} (epoch {})", address_.toString(), config_.interface, why, epoch_.value());
       }
       return Status::ok();
     }
-    logger()->warn("VIP {} on {} is present as /{} (configured /{}): deleting it with that prefix",
-                   address_.addressText(), config_.interface, (*found)->prefix_len, address_.prefix_len);
+    kLog->warn("VIP {} on {} is present as /{} (configured /{}): deleting it with that prefix",
+               address_.addressText(), config_.interface, (*found)->prefix_len, address_.prefix_len);
     target.prefix_len = (*found)->prefix_len;
   }
   return failLocked(internalError("VIP " + address_.addressText() + " still present after 4 deletes"));
@@ -299,8 +294,8 @@ void VipManager::announceLocked() {
   }
   if (!failed.isOk()) {
     ++metrics_.errors;
-    logger()->warn("VIP {} on {}: announcement failed: {} (epoch {})", address_.addressText(),
-                   config_.interface, failed.toString(), epoch_.value());
+    kLog->warn("VIP {} on {}: announcement failed: {} (epoch {})", address_.addressText(), config_.interface,
+               failed.toString(), epoch_.value());
   }
 }
 
@@ -314,8 +309,8 @@ void VipManager::refreshLocked(TimePoint now) {
       return;
     }
     if (*found) {
-      logger()->warn("VIP {} is on {} but not held here (epoch {}): removing", address_.addressText(),
-                     config_.interface, epoch_.value());
+      kLog->warn("VIP {} is on {} but not held here (epoch {}): removing", address_.addressText(),
+                 config_.interface, epoch_.value());
       (void)removeLocked("removed by refresh");  // a failure is logged and counted inside
     }
     return;
@@ -324,8 +319,8 @@ void VipManager::refreshLocked(TimePoint now) {
     // The owner neither extended nor released: announcing or re-adding now could claim a VIP
     // that another node may already hold. The owner's deadline (and the kernel lifetime) decide.
     if (!expired_warned_) {
-      logger()->warn("VIP {}: lease deadline passed without extend() or release(); not announcing (epoch {})",
-                     address_.addressText(), epoch_.value());
+      kLog->warn("VIP {}: lease deadline passed without extend() or release(); not announcing (epoch {})",
+                 address_.addressText(), epoch_.value());
       expired_warned_ = true;
     }
     return;
@@ -336,8 +331,8 @@ void VipManager::refreshLocked(TimePoint now) {
     return;
   }
   if (!*found) {
-    logger()->warn("VIP {} went missing while held (epoch {}): re-adding", address_.addressText(),
-                   epoch_.value());
+    kLog->warn("VIP {} went missing while held (epoch {}): re-adding", address_.addressText(),
+               epoch_.value());
     if (addLocked(epoch_, valid_until_, "re-added by refresh").isOk()) startBurstLocked(now);
     return;
   }
@@ -407,7 +402,7 @@ Status VipManager::extend(Epoch epoch, TimePoint valid_until) {
   if (!found.isOk()) return failLocked(found.status());
   if (!*found) {
     // Expired (a renewal came late) or deleted by someone: this node still leads, so put it back.
-    logger()->warn("VIP {} missing at renewal (epoch {}): re-adding", address_.addressText(), epoch.value());
+    kLog->warn("VIP {} missing at renewal (epoch {}): re-adding", address_.addressText(), epoch.value());
     Status s = addLocked(epoch, valid_until_, "re-added at renewal");
     if (s.isOk()) startBurstLocked(clock_.now());
     return s;
@@ -418,8 +413,8 @@ Status VipManager::extend(Epoch epoch, TimePoint valid_until) {
   Status s = netlink_->replace(link_.ifindex, address_, static_cast<std::uint32_t>(lifetime.count()));
   if (!s.isOk()) return failLocked(s);
   ++metrics_.extends;
-  logger()->debug("VIP {} lifetime extended to {} s (epoch {})", address_.addressText(), lifetime.count(),
-                  epoch.value());
+  kLog->debug("VIP {} lifetime extended to {} s (epoch {})", address_.addressText(), lifetime.count(),
+              epoch.value());
   return Status::ok();
 }
 
@@ -466,8 +461,8 @@ Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_unti
     if (epoch > epoch_) epoch_ = epoch;
     if (!*found) return Status::ok();
     metrics_.epoch = epoch.value();
-    logger()->warn("VIP {} is on {} but this node does not lead (epoch {}): removing", address_.addressText(),
-                   config_.interface, epoch.value());
+    kLog->warn("VIP {} is on {} but this node does not lead (epoch {}): removing", address_.addressText(),
+               config_.interface, epoch.value());
     return removeLocked("removed by reconcile");
   }
 
@@ -481,8 +476,8 @@ Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_unti
   valid_until_ = same_term ? std::max(valid_until_, valid_until) : valid_until;
   if (!*found) {
     if (same_term) {
-      logger()->warn("VIP {} went missing while held (epoch {}): re-adding", address_.addressText(),
-                     epoch.value());
+      kLog->warn("VIP {} went missing while held (epoch {}): re-adding", address_.addressText(),
+                 epoch.value());
     }
     Status s = addLocked(epoch, valid_until_, same_term ? "re-added by reconcile" : "added by reconcile");
     held_ = s.isOk() || s.code() == StatusCode::kDeadlineExceeded;
@@ -506,8 +501,8 @@ Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_unti
     }
     held_ = true;
     metrics_.held = true;
-    logger()->info("VIP {} on {} adopted by reconcile (epoch {}, kernel lifetime {})", address_.toString(),
-                   config_.interface, epoch.value(), lifetimeText(lifetime_s));
+    kLog->info("VIP {} on {} adopted by reconcile (epoch {}, kernel lifetime {})", address_.toString(),
+               config_.interface, epoch.value(), lifetimeText(lifetime_s));
     startBurstLocked(now);
   }
   return Status::ok();

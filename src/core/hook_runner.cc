@@ -9,10 +9,7 @@
 namespace hacoord {
 namespace {
 
-std::shared_ptr<spdlog::logger> log() {
-  static auto logger = moduleLogger("hooks");
-  return logger;
-}
+constinit const ModuleLog kLog("hooks");
 
 // Set on the hook thread when a hook shut its own runner down (Node::stop() from inside a hook,
 // say): the runner may be destroyed before the hook returns, so the loop must not touch it again.
@@ -79,8 +76,8 @@ void HookRunner::onLimit(const std::shared_ptr<Call>& call) {
     if (call->reported) return;
     call->reported = true;
   }
-  log()->warn("hook {} has not finished {} ms after it was queued: its time limit", call->name,
-              time_limit_.count());
+  kLog->warn("hook {} has not finished {} ms after it was queued: its time limit", call->name,
+             time_limit_.count());
   if (call->done) {
     call->done(deadlineExceeded("hook " + call->name + " did not finish within its time limit of " +
                                 std::to_string(time_limit_.count()) + " ms"));
@@ -97,7 +94,7 @@ void HookRunner::finish(const std::shared_ptr<Call>& call, Status status) {
     call->finished = true;
     if (call->overran) {
       last_overrun = --overrunning_ == 0;
-      log()->warn("hook {} returned after overrunning its time limit: {}", call->name, status.toString());
+      kLog->warn("hook {} returned after overrunning its time limit: {}", call->name, status.toString());
     }
     report = !call->reported;
     call->reported = true;
@@ -126,10 +123,10 @@ void HookRunner::loop() {
       status = call->hook();
     } catch (const std::exception& e) {
       status = internalError("hook " + call->name + " threw: " + e.what());
-      log()->error("{}", status.message());
+      kLog->error("{}", status.message());
     } catch (...) {
       status = internalError("hook " + call->name + " threw a non-standard exception");
-      log()->error("{}", status.message());
+      kLog->error("{}", status.message());
     }
     if (t_runner_released) return;  // shut down from inside this hook: `this` may be gone
     finish(call, std::move(status));

@@ -26,10 +26,7 @@
 namespace hacoord {
 namespace {
 
-std::shared_ptr<spdlog::logger> log() {
-  static auto logger = moduleLogger("election");
-  return logger;
-}
+constinit const ModuleLog kLog("election");
 
 bool outcomeUnknown(const Status& s) {
   return s.code() == StatusCode::kDeadlineExceeded || s.code() == StatusCode::kUnavailable;
@@ -62,9 +59,9 @@ Elector::~Elector() {
 void Elector::start() {
   if (state_ != State::kIdle) return;
   state_ = State::kFollower;
-  log()->info("node {} starting election (ttl {} ms, renew {} ms, candidate {}, epoch floor {})",
-              config_.node_id, config_.lease_ttl.count(), config_.renew_interval.count(), candidate_,
-              floor_.current().value());
+  kLog->info("node {} starting election (ttl {} ms, renew {} ms, candidate {}, epoch floor {})",
+             config_.node_id, config_.lease_ttl.count(), config_.renew_interval.count(), candidate_,
+             floor_.current().value());
   store_.watch([this, alive = alive_](const LeaseEntry& entry) {
     if (*alive) onObserved(entry);
   });
@@ -102,7 +99,7 @@ void Elector::stepDown(std::string successor, std::function<void(Status)> done, 
 void Elector::setCandidate(bool candidate) {
   if (candidate_ == candidate) return;
   candidate_ = candidate;
-  log()->info("node {} {} candidacy", config_.node_id, candidate ? "joins" : "leaves");
+  kLog->info("node {} {} candidacy", config_.node_id, candidate ? "joins" : "leaves");
   if (!candidate && state_ == State::kLeader) {
     release(LossReason::kSteppedDown, "", [](Status) {});
   } else {
@@ -142,7 +139,7 @@ void Elector::poll() {
     if (result.isOk()) {
       onObserved(*result);
     } else {
-      log()->debug("node {} poll failed: {}", config_.node_id, result.status().toString());
+      kLog->debug("node {} poll failed: {}", config_.node_id, result.status().toString());
     }
     poll_timer_ = scheduler_.runAfter(config_.renew_interval, [this, alive = alive_] {
       if (*alive) poll();
@@ -163,15 +160,15 @@ void Elector::onObserved(const LeaseEntry& entry) {
     return;
   }
   if (have_observation_ && entry.generation != known_.generation) {
-    log()->warn(
+    kLog->warn(
         "node {} sees a new generation of the lease bucket (rev {} {}): it was deleted "
         "and re-created; waiting a full TTL from now",
         config_.node_id, entry.revision, leaseEntryKindName(entry.kind));
   } else if (have_observation_ && entry.revision < known_.revision) {
-    log()->debug("node {} saw rev {} after rev {}: a lagging replica or a reordered reply", config_.node_id,
-                 entry.revision, known_.revision);
+    kLog->debug("node {} saw rev {} after rev {}: a lagging replica or a reordered reply", config_.node_id,
+                entry.revision, known_.revision);
   } else if (!entry.hasRecord() && entry.exists()) {
-    log()->warn(
+    kLog->warn(
         "node {} found a {} at rev {} instead of a lease record: holder unknown, waiting "
         "a full TTL from now",
         config_.node_id, leaseEntryKindName(entry.kind), entry.revision);
@@ -194,13 +191,13 @@ void Elector::onObserved(const LeaseEntry& entry) {
   retry_not_before_ = TimePoint{};  // the backoff was for the old entry (e.g. a lost race)
   takeover_jitter_ = drawTakeoverJitter();
   if (entry.hasRecord()) raiseFloor(entry.record.epoch, entry.record.lease);
-  log()->debug("node {} observed rev {} {} holder '{}' epoch {}", config_.node_id, entry.revision,
-               leaseEntryKindName(entry.kind), entry.record.holder, entry.record.epoch.value());
+  kLog->debug("node {} observed rev {} {} holder '{}' epoch {}", config_.node_id, entry.revision,
+              leaseEntryKindName(entry.kind), entry.record.holder, entry.record.epoch.value());
 
   if (state_ == State::kLeader && entry.hasRecord() &&
       !(isMine(entry.record) && entry.record.epoch == leader_epoch_)) {
-    log()->warn("node {} superseded: rev {} held by '{}' epoch {}", config_.node_id, entry.revision,
-                entry.record.holder, entry.record.epoch.value());
+    kLog->warn("node {} superseded: rev {} held by '{}' epoch {}", config_.node_id, entry.revision,
+               entry.record.holder, entry.record.epoch.value());
     loseLeadership(LossReason::kSuperseded);
   }
   // Our own acquire, seen by the watch before its answer came: becomeLeader() announces it after
@@ -220,7 +217,7 @@ void Elector::raiseFloor(Epoch epoch, milliseconds lease) {
   highest_epoch_ = std::max(highest_epoch_, epoch);
   if (epoch <= floor_.current() && lease <= floor_.longestLease()) return;
   if (Status s = floor_.raise(epoch, lease); !s.isOk()) {
-    log()->error(
+    kLog->error(
         "node {} cannot record epoch {} in its state file: {}; it will not campaign "
         "until it can",
         config_.node_id, epoch.value(), s.toString());
@@ -317,8 +314,8 @@ void Elector::gatherFloors() {
     if (!*alive) return;
     gather_in_flight_ = false;
     if (epoch > highest_epoch_) {
-      log()->info("node {} learned epoch {} from another node's state: campaigning above it", config_.node_id,
-                  epoch.value());
+      kLog->info("node {} learned epoch {} from another node's state: campaigning above it", config_.node_id,
+                 epoch.value());
     }
     raiseFloor(epoch, lease);
     just_gathered_ = true;
@@ -338,8 +335,8 @@ void Elector::campaign() {
   // The epoch is on stable storage before it can be on the wire: after a restart of every node
   // and the loss of the bucket, the next acquire still goes above it.
   if (Status s = floor_.raise(epoch, config_.lease_ttl); !s.isOk()) {
-    log()->error("node {} cannot record epoch {} before campaigning: {}; retrying later", config_.node_id,
-                 epoch.value(), s.toString());
+    kLog->error("node {} cannot record epoch {} before campaigning: {}; retrying later", config_.node_id,
+                epoch.value(), s.toString());
     retry_not_before_ = clock_.now() + config_.renew_interval;
     scheduleEvaluate(retry_not_before_);
     return;
@@ -350,7 +347,7 @@ void Elector::campaign() {
   const TimePoint sent_at = clock_.now();
   write_in_flight_ = true;
   base_generation_ = known_.generation;
-  log()->debug("node {} campaigns for epoch {} on rev {}", config_.node_id, epoch.value(), base);
+  kLog->debug("node {} campaigns for epoch {} on rev {}", config_.node_id, epoch.value(), base);
   store_.write(record, base, known_.generation,
                [this, alive = alive_, record, sent_at, base](Result<std::uint64_t> r) {
                  if (*alive) onAcquireDone(record, sent_at, base, std::move(r));
@@ -370,7 +367,7 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uin
     if (known_.hasRecord() && known_.revision > *result && !isMine(known_.record)) {
       // The watch already showed someone else's record above ours (nats-server 2.9 can accept a
       // second compare-and-set on the same revision): our win is superseded before we act on it.
-      log()->warn(
+      kLog->warn(
           "node {} won epoch {} at rev {} but rev {} (holder '{}') is already newer: "
           "not leading",
           config_.node_id, sent.epoch.value(), *result, known_.revision, known_.record.holder);
@@ -389,15 +386,15 @@ void Elector::onAcquireDone(const LeaseRecord& sent, TimePoint sent_at, std::uin
     // The write may still land: remember when it was sent, so a later read can adopt it safely.
     noteInDoubt(sent.epoch, sent_at, base);
     retry_not_before_ = clock_.now() + retryBackoff();
-    log()->info("node {} acquire of epoch {} outcome unknown: {}", config_.node_id, sent.epoch.value(),
-                s.toString());
+    kLog->info("node {} acquire of epoch {} outcome unknown: {}", config_.node_id, sent.epoch.value(),
+               s.toString());
   } else if (s.code() == StatusCode::kAborted) {
     // Someone else wrote: the re-read below shows who. Never loop on a stale revision.
     retry_not_before_ = clock_.now() + retryBackoff();
-    log()->debug("node {} lost the race for epoch {}", config_.node_id, sent.epoch.value());
+    kLog->debug("node {} lost the race for epoch {}", config_.node_id, sent.epoch.value());
   } else {
     retry_not_before_ = clock_.now() + retryBackoff();
-    log()->warn("node {} acquire failed: {}", config_.node_id, s.toString());
+    kLog->warn("node {} acquire failed: {}", config_.node_id, s.toString());
   }
   poll();  // re-read: never retry a compare-and-set blindly
 }
@@ -416,8 +413,8 @@ void Elector::noteInDoubt(Epoch epoch, TimePoint sent_at, std::uint64_t base) {
   }
   if (in_doubt_.size() >= kMaxInDoubt) {
     if (!in_doubt_overflow_) {
-      log()->warn("node {} has {} writes of unknown outcome: it will not adopt any of them", config_.node_id,
-                  in_doubt_.size());
+      kLog->warn("node {} has {} writes of unknown outcome: it will not adopt any of them", config_.node_id,
+                 in_doubt_.size());
     }
     in_doubt_overflow_ = true;
     return;
@@ -458,8 +455,8 @@ std::optional<TimePoint> Elector::inDoubtSentAt(Epoch epoch, std::uint64_t revis
 
 void Elector::adopt() {
   const TimePoint sent_at = *inDoubtSentAt(known_.record.epoch, known_.revision);
-  log()->info("node {} adopts rev {} epoch {}: its unanswered acquire landed", config_.node_id,
-              known_.revision, known_.record.epoch.value());
+  kLog->info("node {} adopts rev {} epoch {}: its unanswered acquire landed", config_.node_id,
+             known_.revision, known_.record.epoch.value());
   clearInDoubt();
   becomeLeader(known_.revision, known_.record, sent_at, known_.generation);
 }
@@ -476,8 +473,8 @@ void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, Ti
   highest_epoch_ = std::max(highest_epoch_, record.epoch);
   if (valid_until <= clock_.now()) {
     // The write took longer than the lease: it is already invalid here. Let it expire.
-    log()->warn("node {} won epoch {} too late to use it; letting it expire", config_.node_id,
-                record.epoch.value());
+    kLog->warn("node {} won epoch {} too late to use it; letting it expire", config_.node_id,
+               record.epoch.value());
     evaluate();
     return;
   }
@@ -491,7 +488,7 @@ void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, Ti
   valid_until_ = valid_until;
   armDeadline();
   scheduleRenew(sent_at + config_.renew_interval);
-  log()->info("node {} became leader: epoch {} rev {}", config_.node_id, record.epoch.value(), revision);
+  kLog->info("node {} became leader: epoch {} rev {}", config_.node_id, record.epoch.value(), revision);
   listener_.onBecomeLeader(leader_epoch_, valid_until_);
   announce(config_.node_id, leader_epoch_);
   publish();
@@ -546,20 +543,19 @@ void Elector::onRenewDone(TimePoint sent_at, std::uint64_t base, Result<std::uin
   if (state_ == State::kLeader) {
     if (outcomeUnknown(s)) {
       noteInDoubt(leader_epoch_, sent_at, base);
-      log()->warn("node {} renew of epoch {} outcome unknown ({}); retrying until {} ms left",
-                  config_.node_id, leader_epoch_.value(), s.toString(),
-                  toMillis(valid_until_ - clock_.now()));
+      kLog->warn("node {} renew of epoch {} outcome unknown ({}); retrying until {} ms left", config_.node_id,
+                 leader_epoch_.value(), s.toString(), toMillis(valid_until_ - clock_.now()));
       scheduleRenew(clock_.now() + retryBackoff());
     } else if (s.code() == StatusCode::kAborted) {
       if (!in_doubt_.empty()) {
         reconcileAfterConflict();
       } else {
-        log()->warn("node {} renew lost the compare-and-set: superseded", config_.node_id);
+        kLog->warn("node {} renew lost the compare-and-set: superseded", config_.node_id);
         loseLeadership(LossReason::kSuperseded);
         poll();
       }
     } else {
-      log()->warn("node {} renew failed: {}", config_.node_id, s.toString());
+      kLog->warn("node {} renew failed: {}", config_.node_id, s.toString());
       scheduleRenew(clock_.now() + retryBackoff());
     }
   }
@@ -615,8 +611,8 @@ void Elector::onDeadline() {
 // the deadline timer: every leader action checks the deadline first and fences if it has passed.
 bool Elector::deadlinePassed() {
   if (state_ != State::kLeader || clock_.now() < valid_until_) return false;
-  log()->warn("node {} lease deadline passed without a confirmed renewal: self-fencing epoch {}",
-              config_.node_id, leader_epoch_.value());
+  kLog->warn("node {} lease deadline passed without a confirmed renewal: self-fencing epoch {}",
+             config_.node_id, leader_epoch_.value());
   loseLeadership(LossReason::kLeaseExpired);
   return true;
 }
@@ -633,8 +629,8 @@ void Elector::loseLeadership(LossReason reason) {
   cancel(deadline_timer_);
   valid_until_ = TimePoint{};
   clearInDoubt();  // never adopt an old-epoch record after fencing: let it expire instead
-  log()->info("node {} lost leadership of epoch {}: {}", config_.node_id, leader_epoch_.value(),
-              lossReasonName(reason));
+  kLog->info("node {} lost leadership of epoch {}: {}", config_.node_id, leader_epoch_.value(),
+             lossReasonName(reason));
   listener_.onLoseLeadership(leader_epoch_, reason, [](bool) {});
   announce(known_.hasRecord() && !isMine(known_.record) ? known_.record.holder : "", snapshot().epoch);
   evaluate();
@@ -652,8 +648,8 @@ void Elector::release(LossReason reason, std::string successor, std::function<vo
   valid_until_ = TimePoint{};
   cooldown_until_ = clock_.now() + config_.cooldown;
   const Epoch epoch = leader_epoch_;
-  log()->info("node {} hands over epoch {}{}{}", config_.node_id, epoch.value(),
-              successor.empty() ? "" : " to ", successor);
+  kLog->info("node {} hands over epoch {}{}{}", config_.node_id, epoch.value(),
+             successor.empty() ? "" : " to ", successor);
   publish();
   listener_.onLoseLeadership(epoch, reason,
                              [this, alive = alive_, epoch, deadline, successor = std::move(successor),
@@ -687,12 +683,12 @@ void Elector::writeRelease(Epoch epoch, std::string successor, std::function<voi
                  write_in_flight_ = false;
                  if (r.isOk()) {
                    noteOwnWrite(*r, vacant);
-                   log()->info("node {} released epoch {} at rev {}", config_.node_id, vacant.epoch.value(),
-                               *r);
+                   kLog->info("node {} released epoch {} at rev {}", config_.node_id, vacant.epoch.value(),
+                              *r);
                    finishRelease(done, Status::ok());
                  } else {
-                   log()->warn("node {} release failed ({}); the lease will expire", config_.node_id,
-                               r.status().toString());
+                   kLog->warn("node {} release failed ({}); the lease will expire", config_.node_id,
+                              r.status().toString());
                    finishRelease(done, r.status());
                  }
                });
@@ -718,7 +714,7 @@ void Elector::finishRelease(const std::function<void(Status)>& done, Status stat
 // ever acting on it. If this write fails the lease simply expires.
 void Elector::disown(std::uint64_t revision, Epoch epoch) {
   const LeaseRecord vacant = vacantRecord(epoch, "");
-  log()->info("node {} is not a candidate: hands back epoch {} at once", config_.node_id, epoch.value());
+  kLog->info("node {} is not a candidate: hands back epoch {} at once", config_.node_id, epoch.value());
   write_in_flight_ = true;
   base_generation_ = known_.generation;
   store_.write(vacant, revision, std::nullopt, [this, alive = alive_, vacant](Result<std::uint64_t> r) {

@@ -38,10 +38,7 @@
 namespace hacoord {
 namespace {
 
-std::shared_ptr<spdlog::logger> log() {
-  static auto logger = moduleLogger("manager");
-  return logger;
-}
+constinit const ModuleLog kLog("manager");
 
 // One short-lived connection for a CLI call.
 Result<std::unique_ptr<NatsConnection>> clientConnection(const Config& config) {
@@ -102,7 +99,7 @@ struct Manager::Impl {
 
   // Health verdicts, on the health strand: the node decides candidacy from them.
   void onHealth(bool healthy, bool failed_too_long) {
-    if (!failed_too_long) log()->info("local checks now {}", healthy ? "healthy" : "failing");
+    if (!failed_too_long) kLog->info("local checks now {}", healthy ? "healthy" : "failing");
     if (node) node->setHealth(healthy, failed_too_long);
   }
 
@@ -257,7 +254,7 @@ void Manager::stop() {
     // Whatever happened to the handover, the VIP does not outlive the daemon.
     d.vip_lane->runSync([&d] {
       if (Status s = d.vip->removeForcibly("removed at stop"); !s.isOk()) {
-        log()->warn("VIP cleanup at stop: {}", s.toString());
+        kLog->warn("VIP cleanup at stop: {}", s.toString());
       }
     });
   }
@@ -276,7 +273,7 @@ Status Manager::reload(const Config& config) {
     d.health_strand->runSync(
         [&] { d.checker->replaceChecks(config.health.checks, config.health.fail_after); });
   }
-  log()->info("reloaded: log level {}, {} health check(s)", config.log_level, config.health.checks.size());
+  kLog->info("reloaded: log level {}, {} health check(s)", config.log_level, config.health.checks.size());
   return Status::ok();
 }
 
@@ -316,13 +313,13 @@ Status Manager::runDaemon(const std::string& config_path) {
     if (sig == SIGHUP) {
       auto reloaded = loadConfigFile(config_path);
       if (!reloaded.isOk()) {
-        log()->error("SIGHUP: keeping the running config: {}", reloaded.status().message());
+        kLog->error("SIGHUP: keeping the running config: {}", reloaded.status().message());
       } else if (Status s = reload(*reloaded); !s.isOk()) {
-        log()->error("SIGHUP: {}", s.toString());
+        kLog->error("SIGHUP: {}", s.toString());
       }
       continue;
     }
-    log()->info("signal {}: stopping (planned handover if leader)", sig);
+    kLog->info("signal {}: stopping (planned handover if leader)", sig);
     stop();
     return Status::ok();
   }

@@ -6,10 +6,7 @@
 namespace hacoord {
 namespace {
 
-std::shared_ptr<spdlog::logger> log() {
-  static auto logger = moduleLogger("vip");
-  return logger;
-}
+constinit const ModuleLog kLog("vip");
 
 }  // namespace
 
@@ -28,7 +25,7 @@ void VipObserver::onGained(Epoch epoch, TimePoint valid_until, std::function<voi
 void VipObserver::onRenewed(Epoch epoch, TimePoint valid_until) {
   strand_.post([this, epoch, valid_until] {
     if (Status s = vip_.extend(epoch, valid_until); !s.isOk()) {
-      log()->warn("epoch {}: cannot extend the VIP: {}", epoch.value(), s.toString());
+      kLog->warn("epoch {}: cannot extend the VIP: {}", epoch.value(), s.toString());
     }
   });
 }

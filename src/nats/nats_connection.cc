@@ -66,10 +66,7 @@ struct NatsConnection::CallbackState {
 
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto log = moduleLogger("nats");
-  return log;
-}
+constinit const ModuleLog kLog("nats");
 
 std::string joinServers(const std::vector<std::string>& servers) {
   std::string out;
@@ -126,7 +123,7 @@ void onDisconnected(natsConnection*, void* closure) {
   // request does with FailRequestsOnDisconnect.
   (void)pokeWaiters(*state, [](Waiter& w) { return w.dropped = true; });
   if (state->closing) return;
-  logger()->warn("{}: disconnected from NATS, reconnecting", state->name);
+  kLog->warn("{}: disconnected from NATS, reconnecting", state->name);
   if (state->events.onDisconnected) state->events.onDisconnected();
 }
 
@@ -135,7 +132,7 @@ void onReconnected(natsConnection* nc, void* closure) {
   if (state->closing) return;
   char url[256] = {0};
   natsConnection_GetConnectedUrl(nc, url, sizeof(url));
-  logger()->info("{}: reconnected to NATS at {}", state->name, redactUrl(url));
+  kLog->info("{}: reconnected to NATS at {}", state->name, redactUrl(url));
   if (state->events.onReconnected) state->events.onReconnected();
 }
 
@@ -143,7 +140,7 @@ void onClosed(natsConnection*, void* closure) {
   auto* state = static_cast<State*>(closure);
   (void)pokeWaiters(*state, [](Waiter& w) { return w.dropped = true; });
   if (!state->closing) {
-    logger()->error("{}: NATS connection closed for good", state->name);
+    kLog->error("{}: NATS connection closed for good", state->name);
     if (state->events.onClosed) state->events.onClosed();
   }
   std::lock_guard lock(state->mutex);
@@ -168,7 +165,7 @@ std::optional<std::string> refusedSubject(const std::string& text, const std::st
 // request() is only logged at debug level: its caller reports it (the CLI prints it once).
 void logRefusal(State& state, const std::string& what, const std::string& subject, bool reported) {
   if (reported) {
-    logger()->debug("{}: permission denied: user {} may not {} {}", state.name, state.user, what, subject);
+    kLog->debug("{}: permission denied: user {} may not {} {}", state.name, state.user, what, subject);
     return;
   }
   const auto now = std::chrono::steady_clock::now();
@@ -178,7 +175,7 @@ void logRefusal(State& state, const std::string& what, const std::string& subjec
     if (!fresh && now - it->second < kRefusalLogEvery) return;
     it->second = now;
   }
-  logger()->error(
+  kLog->error(
       "{}: permission denied: user {} may not {} {} (refused by the NATS server; "
       "see docs/security.md)",
       state.name, state.user, what, subject);
@@ -211,8 +208,8 @@ void onAsyncError(natsConnection* nc, natsSubscription* sub, natsStatus err, voi
     }
   }
   const char* subject = sub != nullptr ? natsSubscription_GetSubject(sub) : nullptr;
-  logger()->warn("{}: NATS async error on {}: {}", state->name, subject ? subject : "connection",
-                 natsStatus_GetText(err));
+  kLog->warn("{}: NATS async error on {}: {}", state->name, subject ? subject : "connection",
+             natsStatus_GetText(err));
 }
 
 // The reply subscription of one request(): the holder keeps the waiter alive until nats.c has
@@ -510,7 +507,7 @@ Result<std::unique_ptr<NatsConnection>> NatsConnection::connect(const NatsConfig
 
   char url[256] = {0};
   natsConnection_GetConnectedUrl(nc, url, sizeof(url));
-  logger()->info("{}: connected to NATS at {} as {}", client_name, redactUrl(url), state->user);
+  kLog->info("{}: connected to NATS at {} as {}", client_name, redactUrl(url), state->user);
   return std::unique_ptr<NatsConnection>(
       new NatsConnection(nc, js, std::move(state), servers_text, config.request_timeout));
 }
@@ -530,7 +527,7 @@ NatsConnection::~NatsConnection() {
   natsConnection_Destroy(nc_);
   if (!fired) {
     // Freeing it now could let a late callback touch freed memory: keep it, and say so.
-    logger()->error("{}: NATS closed callback did not arrive within 5 s; leaking its state", state_->name);
+    kLog->error("{}: NATS closed callback did not arrive within 5 s; leaking its state", state_->name);
     (void)state_.release();
   }
 }

@@ -27,10 +27,7 @@ struct NatsResponder::Shared {
 
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto log = moduleLogger("nats");
-  return log;
-}
+constinit const ModuleLog kLog("nats");
 
 std::string errorText(natsStatus s) { return natsErrorText(s); }
 
@@ -58,16 +55,16 @@ void onRequest(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) 
     natsStatus s = natsConnection_Publish(shared->nc, reply_subject.c_str(), answer.data(),
                                           static_cast<int>(answer.size()));
     if (s != NATS_OK) {
-      logger()->warn("reply on {} not sent: {}", shared->subject, errorText(s));
+      kLog->warn("reply on {} not sent: {}", shared->subject, errorText(s));
     }
   };
   t_in_handler = shared.get();
   try {
     shared->handler(std::move(body), std::move(reply));
   } catch (const std::exception& e) {
-    logger()->error("handler for {} threw: {}", shared->subject, e.what());
+    kLog->error("handler for {} threw: {}", shared->subject, e.what());
   } catch (...) {
-    logger()->error("handler for {} threw", shared->subject);
+    kLog->error("handler for {} threw", shared->subject);
   }
   t_in_handler = nullptr;
 }
@@ -123,7 +120,7 @@ Result<std::unique_ptr<NatsResponder>> NatsResponder::subscribe(NatsConnection& 
   // The server knows the subscription once this returns: a request sent next finds a responder.
   s = natsConnection_FlushTimeout(connection.raw(), connection.requestTimeout().count());
   if (s != NATS_OK) {
-    logger()->warn("subscription to {} not confirmed by the server yet: {}", subject, errorText(s));
+    kLog->warn("subscription to {} not confirmed by the server yet: {}", subject, errorText(s));
   }
   return std::unique_ptr<NatsResponder>(new NatsResponder(connection, std::move(shared), sub));
 }
@@ -137,7 +134,7 @@ NatsResponder::~NatsResponder() {
   if (t_in_handler != shared_.get()) {
     std::unique_lock lock(shared_->mutex);
     if (!shared_->cv.wait_for(lock, std::chrono::seconds(5), [&] { return shared_->completed; })) {
-      logger()->error("responder on {}: handler still running 5 s after unsubscribe", shared_->subject);
+      kLog->error("responder on {}: handler still running 5 s after unsubscribe", shared_->subject);
     }
   }
   connection_.destroyLater([sub = sub_] { natsSubscription_Destroy(sub); });

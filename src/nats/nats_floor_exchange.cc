@@ -13,10 +13,7 @@
 namespace hacoord {
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto log = moduleLogger("nats");
-  return log;
-}
+constinit const ModuleLog kLog("nats");
 
 }  // namespace
 
@@ -110,7 +107,7 @@ void NatsFloorExchange::gather(std::function<void(Epoch, milliseconds)> done) {
       for (const std::string& body : *replies) {
         auto reply = decodeFloorReply(body);
         if (!reply.isOk()) {
-          logger()->warn("ignoring a reply on {} that is not a floor: {}", subject, reply.status().message());
+          kLog->warn("ignoring a reply on {} that is not a floor: {}", subject, reply.status().message());
           continue;
         }
         best.epoch = std::max(best.epoch, reply->epoch);
@@ -119,7 +116,7 @@ void NatsFloorExchange::gather(std::function<void(Epoch, milliseconds)> done) {
     } else {
       // No responders (nobody runs yet), not connected, refused: nothing learned. The campaign
       // still goes above this node's own floor.
-      logger()->info("gathering epoch floors on {}: {}", subject, replies.status().toString());
+      kLog->info("gathering epoch floors on {}: {}", subject, replies.status().toString());
     }
     if (!alive->load()) return;
     elector.post([alive, done = std::move(done), best] {

@@ -34,10 +34,7 @@ constexpr milliseconds kConfirmWait{200};       // a read's revision must arrive
 // writes then fail with no responders for seconds, and stream info gets no answer).
 constexpr milliseconds kProbeWait{250};
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto log = moduleLogger("nats");
-  return log;
-}
+constinit const ModuleLog kLog("nats");
 
 // nats.c keeps the detail of the last failure per thread; read it on the thread that failed.
 std::string errorText(natsStatus s) { return natsErrorText(s); }
@@ -71,7 +68,7 @@ LeaseEntry decodeEntry(const std::string& bucket, std::uint64_t revision, std::s
   // Once per revision: the poll and the watch would otherwise repeat it every renew interval.
   // Without a tracker (readLeaseOnce) the caller reports `error` itself.
   if (last_logged != nullptr && last_logged->exchange(revision) != revision) {
-    logger()->error(
+    kLog->error(
         "bucket {} key {} revision {} is not a lease record ({}); the holder is "
         "unknown until it is replaced",
         bucket, NatsLeaseStore::kLeaderKey, revision, decoded.status().message());
@@ -204,7 +201,7 @@ Result<std::unique_ptr<NatsLeaseStore>> NatsLeaseStore::open(NatsConnection& con
         last_error = config;
         continue;
       }
-      logger()->info("lease bucket {} ready ({} replica(s))", bucket, replicas);
+      kLog->info("lease bucket {} ready ({} replica(s))", bucket, replicas);
       return std::unique_ptr<NatsLeaseStore>(
           new NatsLeaseStore(connection, kv, bucket, replicas, generation, scheduler));
     }
@@ -214,7 +211,7 @@ Result<std::unique_ptr<NatsLeaseStore>> NatsLeaseStore::open(NatsConnection& con
     }
     Status created = createBucket(connection, bucket, replicas);
     if (created.isOk()) {
-      logger()->info("created lease bucket {}", bucket);
+      kLog->info("created lease bucket {}", bucket);
       continue;  // the next round binds
     }
     if (created.code() == StatusCode::kInvalidArgument) return created;
@@ -318,7 +315,7 @@ Result<NatsStreamState> NatsLeaseStore::currentStream(const std::string& why, mi
 void NatsLeaseStore::noteGeneration(std::uint64_t generation) {
   const std::uint64_t before = generation_.exchange(generation);
   if (before != generation && before != 0) {
-    logger()->info(
+    kLog->info(
         "lease bucket {} is a new generation (stream created at {} ns, was {}): it was "
         "deleted and re-created",
         bucket_, generation, before);
@@ -337,13 +334,13 @@ Status NatsLeaseStore::recreateBucket(const std::string& why) {
     // Every poll retries: say it once per distinct reason, not every renew interval.
     if (s.toString() != last_recreate_error_) {
       last_recreate_error_ = s.toString();
-      logger()->error("lease bucket {} is missing ({}) and cannot be re-created: {}; retrying", bucket_, why,
-                      last_recreate_error_);
+      kLog->error("lease bucket {} is missing ({}) and cannot be re-created: {}; retrying", bucket_, why,
+                  last_recreate_error_);
     }
     return s.code() == StatusCode::kInvalidArgument ? unavailable(s.message()) : s;
   }
   last_recreate_error_.clear();
-  logger()->warn(
+  kLog->warn(
       "lease bucket {} was deleted while in use ({}): re-created it with the same "
       "settings (history 1, no max age, file storage, {} replica(s)); revisions "
       "restart at 1 and every node waits a full TTL before campaigning",
@@ -464,7 +461,7 @@ Result<std::uint64_t> NatsLeaseStore::doWrite(const std::string& value, std::uin
       // (nats-server issue 4320). Refuse to lead on such a write; the other one is first.
       const std::uint64_t honest = expected != 0 ? expected + 1 : before->last_seq + 1;
       if (revision != honest) {
-        logger()->warn(
+        kLog->warn(
             "{}: landed at revision {} instead of {}: a concurrent write was accepted on the same "
             "revision (or the bucket holds other keys); treated as a lost race",
             what, revision, honest);
@@ -630,13 +627,13 @@ void NatsLeaseStore::watchLoop() {
     }
     lock.lock();
     if (s != NATS_OK) {
-      if (!failing) logger()->warn("cannot watch {}/{}: {}; retrying", bucket_, kLeaderKey, failure);
+      if (!failing) kLog->warn("cannot watch {}/{}: {}; retrying", bucket_, kLeaderKey, failure);
       failing = true;
       watchBackoff(lock, backoff);
       backoff = std::min(backoff * 2, kWatchRetryMax);
       continue;
     }
-    if (failing) logger()->info("watch on {}/{} re-established", bucket_, kLeaderKey);
+    if (failing) kLog->info("watch on {}/{} re-established", bucket_, kLeaderKey);
     failing = false;
     backoff = kWatchRetryMin;
     watcher_ = w;
@@ -715,7 +712,7 @@ void NatsLeaseStore::watchLoop() {
       // NATS_OK with no entry is the "initial values done" marker: nothing to deliver.
       if (!stale && (s == NATS_OK || s == NATS_TIMEOUT)) continue;
       if (!stopping_) {
-        logger()->warn("watch on {}/{} replaced: {}", bucket_, kLeaderKey, problem);
+        kLog->warn("watch on {}/{} replaced: {}", bucket_, kLeaderKey, problem);
         broken = !stale;  // a stale watcher is replaced at once, a failing one after a pause
       }
       break;

@@ -9,10 +9,7 @@
 namespace hacoord {
 namespace {
 
-std::shared_ptr<spdlog::logger> log() {
-  static auto logger = moduleLogger("control");
-  return logger;
-}
+constinit const ModuleLog kLog("control");
 
 }  // namespace
 
@@ -53,16 +50,16 @@ Result<std::unique_ptr<ControlService>> ControlService::start(NatsConnection& co
         [state, verb = std::string(verb), subject](std::string body, NatsResponder::ReplyFn reply) {
           auto request = decodeControlRequest(verb, body);
           if (!request.isOk()) {
-            log()->warn("control: refused a malformed {} on {}: {}", verb, subject,
-                        request.status().message());
+            kLog->warn("control: refused a malformed {} on {}: {}", verb, subject,
+                       request.status().message());
             reply(encodeControlReply(request.status()));
             return;
           }
           const std::string requester = request->requester.empty() ? "(not given)" : request->requester;
-          log()->info("control: {}{} requested by '{}' on {}", verb,
-                      request->successor.empty() ? "" : " to " + request->successor, requester, subject);
+          kLog->info("control: {}{} requested by '{}' on {}", verb,
+                     request->successor.empty() ? "" : " to " + request->successor, requester, subject);
           auto answer = [reply, verb](Status s) {
-            if (!s.isOk()) log()->info("control: {} refused: {}", verb, s.toString());
+            if (!s.isOk()) kLog->info("control: {} refused: {}", verb, s.toString());
             reply(encodeControlReply(s));
           };
           if (verb == kVerbStepDown || verb == kVerbForceStepDown) {

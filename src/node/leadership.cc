@@ -8,10 +8,7 @@
 namespace hacoord {
 namespace {
 
-std::shared_ptr<spdlog::logger> log() {
-  static auto logger = moduleLogger("node");
-  return logger;
-}
+constinit const ModuleLog kLog("node");
 
 }  // namespace
 
@@ -89,8 +86,8 @@ bool LeadershipBus::deliver(std::size_t index) {
                                   if (s.isOk()) {
                                     slots_[index].gained_ok = epoch;
                                   } else {
-                                    log()->error("epoch {}: {} could not take leadership: {}; stepping down",
-                                                 epoch.value(), slots_[index].observer->name(), s.toString());
+                                    kLog->error("epoch {}: {} could not take leadership: {}; stepping down",
+                                                epoch.value(), slots_[index].observer->name(), s.toString());
                                     failed_ = std::max(failed_, epoch);
                                     if (step_down_) step_down_(epoch, s);
                                   }
@@ -118,8 +115,8 @@ bool LeadershipBus::deliver(std::size_t index) {
                               strand->post([this, alive, index, epoch, s] {
                                 if (!*alive) return;
                                 if (!s.isOk()) {
-                                  log()->error("epoch {}: {} could not let go of leadership: {}",
-                                               epoch.value(), slots_[index].observer->name(), s.toString());
+                                  kLog->error("epoch {}: {} could not let go of leadership: {}",
+                                              epoch.value(), slots_[index].observer->name(), s.toString());
                                   for (auto& r : releases_) {
                                     if (r.epoch == epoch) r.ok = false;
                                   }

@@ -28,10 +28,7 @@
 namespace hacoord {
 namespace {
 
-std::shared_ptr<spdlog::logger> log() {
-  static auto logger = moduleLogger("node");
-  return logger;
-}
+constinit const ModuleLog kLog("node");
 
 std::string randomIncarnation() {
   std::random_device rd;
@@ -116,9 +113,9 @@ struct Node::Impl final : ElectorListener {
       if (overrunning) ++stats.hook_overruns;
     }
     hooks_overrunning = overrunning;
-    log()->warn("node {} {} candidacy: {}", config.node_id, overrunning ? "leaves" : "may rejoin",
-                overrunning ? "a hook is past its time limit (a leader hands over)"
-                            : "no hook is past its time limit any more");
+    kLog->warn("node {} {} candidacy: {}", config.node_id, overrunning ? "leaves" : "may rejoin",
+               overrunning ? "a hook is past its time limit (a leader hands over)"
+                           : "no hook is past its time limit any more");
     applyCandidacy();
   }
 
@@ -165,7 +162,7 @@ struct Node::Impl final : ElectorListener {
     actions.promote = [this] { return promote(); };
     actions.set_candidate = [this](bool join, std::function<void()> applied) {
       operator_candidate = join;
-      log()->info("node {}: operator says {} candidacy", config.node_id, join ? "join" : "leave");
+      kLog->info("node {}: operator says {} candidacy", config.node_id, join ? "join" : "leave");
       applyCandidacy(std::move(applied));
     };
     auto service =
@@ -233,10 +230,10 @@ Status Node::start() {
 
   ConnectionEvents events;
   events.onReconnected = [&d] {
-    log()->info("node {} reconnected to NATS", d.config.node_id);
+    kLog->info("node {} reconnected to NATS", d.config.node_id);
     if (d.store) d.store->restartWatch();
   };
-  events.onDisconnected = [&d] { log()->warn("node {} disconnected from NATS", d.config.node_id); };
+  events.onDisconnected = [&d] { kLog->warn("node {} disconnected from NATS", d.config.node_id); };
   auto connection = NatsConnection::connect(d.config.nats, "hacoord-" + d.config.node_id, events);
   if (!connection.isOk()) return connection.status();
   d.connection = std::move(*connection);
@@ -265,7 +262,7 @@ Status Node::start() {
   d.bus->add(*d.hooks_observer);
   d.bus->setStepDown([&d](Epoch epoch, Status why) {
     if (!d.elector || d.elector->snapshot().epoch != epoch || !d.elector->isLeader()) return;
-    log()->error("node {} steps down from epoch {}: {}", d.config.node_id, epoch.value(), why.toString());
+    kLog->error("node {} steps down from epoch {}: {}", d.config.node_id, epoch.value(), why.toString());
     d.elector->stepDown(
         "", [](Status) {}, LossReason::kHookFailed);
   });
@@ -283,11 +280,11 @@ Status Node::start() {
       std::make_unique<Elector>(ec, d.clock, *d.strand, *d.store, *d.published_floor, d.exchange.get(), d);
   d.strand->runSync([&d] { d.elector->start(); });
   if (Status s = d.startControl(); !s.isOk()) {
-    log()->error("node {} cannot serve control requests: {}", d.config.node_id, s.toString());
+    kLog->error("node {} cannot serve control requests: {}", d.config.node_id, s.toString());
   }
   d.started = true;
-  log()->info("node {} started in cluster {} (incarnation {}, state file {})", d.config.node_id,
-              d.config.cluster_id, d.incarnation, d.floor->path());
+  kLog->info("node {} started in cluster {} (incarnation {}, state file {})", d.config.node_id,
+             d.config.cluster_id, d.incarnation, d.floor->path());
   return Status::ok();
 }
 
@@ -299,7 +296,7 @@ void Node::stop() {
   const Status s = d.callOnStrand(
       [&d](std::function<void(Status)> done) { d.elector->stop([done] { done(Status::ok()); }); },
       d.handoverLimit());
-  if (!s.isOk()) log()->warn("node {} stop: handover incomplete: {}", d.config.node_id, s.toString());
+  if (!s.isOk()) kLog->warn("node {} stop: handover incomplete: {}", d.config.node_id, s.toString());
   d.store->close();
   d.runner->shutdown();  // queued hooks are dropped; a running one is waited for
   d.blocking->shutdown();
@@ -312,7 +309,7 @@ void Node::stop() {
   std::lock_guard lock(d.mutex);
   d.snapshot.role = Role::kStopped;
   d.snapshot.valid_until = TimePoint{};
-  log()->info("node {} stopped", d.config.node_id);
+  kLog->info("node {} stopped", d.config.node_id);
 }
 
 Role Node::role() const { return impl_->currentSnapshot().role; }
@@ -373,8 +370,8 @@ void Node::setHealth(bool healthy, bool failed_too_long) {
   }
   d.strand->post([&d, healthy, failed_too_long] {
     if (failed_too_long && !d.health_failed_too_long && d.elector && d.elector->isLeader()) {
-      log()->warn("node {}: health checks failing for {} ms: handing over", d.config.node_id,
-                  d.config.health.fail_after.count());
+      kLog->warn("node {}: health checks failing for {} ms: handing over", d.config.node_id,
+                 d.config.health.fail_after.count());
     }
     d.healthy = healthy;
     d.health_failed_too_long = failed_too_long;

@@ -9,12 +9,10 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
-#include <sstream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <spdlog/sinks/ostream_sink.h>
 
 #include "core/logging.h"
 #include "core/runtime.h"
@@ -22,6 +20,7 @@
 #include "nats/nats_control.h"
 #include "node/control_codec.h"
 #include "support/eventually.h"
+#include "support/log_capture.h"
 #include "support/nats_server_fixture.h"
 
 namespace hacoord {
@@ -46,12 +45,7 @@ class ControlServiceTest : public ::testing::Test {
   void SetUp() override {
     // Only the control module speaks, and only into this test's sink.
     setLogLevel(std::getenv("HACOORD_TEST_VERBOSE") ? "debug" : "off");
-    auto control = moduleLogger("control");
-    control->set_level(spdlog::level::info);
-    saved_sinks_ = control->sinks();
-    control->sinks().clear();
-    sink_ = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
-    moduleLogger("control")->sinks().push_back(sink_);
+    log_.emplace("control");
 
     server_ = std::make_unique<test::NatsServer>();
     const NatsConfig c = test::testNatsConfig({server_->url()});
@@ -84,7 +78,7 @@ class ControlServiceTest : public ::testing::Test {
   }
   void TearDown() override {
     service_.reset();
-    moduleLogger("control")->sinks() = saved_sinks_;
+    log_.reset();
     setLogLevel("off");
   }
 
@@ -98,18 +92,12 @@ class ControlServiceTest : public ::testing::Test {
     std::lock_guard lock(mutex_);
     return handovers_;
   }
-  std::string logged() {
-    moduleLogger("control")->flush();
-    return log_.str();
-  }
 
   Runtime runtime_;
   std::unique_ptr<StrandScheduler> strand_ = runtime_.makeStrand();
   std::unique_ptr<StrandScheduler> blocking_ = runtime_.makeBlockingLane();
   StepClock clock_;
-  std::ostringstream log_;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
-  std::vector<spdlog::sink_ptr> saved_sinks_;
+  std::optional<test::LogCapture> log_;  // the control module's messages, from SetUp on
   std::unique_ptr<test::NatsServer> server_;
   std::unique_ptr<NatsConnection> node_conn_;
   std::unique_ptr<NatsConnection> cli_conn_;
@@ -166,12 +154,11 @@ TEST_F(ControlServiceTest, SecondStepDownWithinTheCooldownIsRefusedNamingIt) {
   EXPECT_EQ(handovers(), (std::vector<std::string>{"", "n3"}));
 
   // Who asked is in the log, refused or not.
-  const std::string log = logged();
-  EXPECT_NE(log.find("stepdown requested by 'script-a' on hacoord.c1.control.n1.stepdown"), std::string::npos)
-      << log;
-  EXPECT_NE(log.find("stepdown to n2 requested by 'script-b'"), std::string::npos) << log;
-  EXPECT_NE(log.find("requested by '(not given)'"), std::string::npos) << log;
-  EXPECT_NE(log.find("stepdown refused: FAILED_PRECONDITION"), std::string::npos) << log;
+  EXPECT_TRUE(log_->contains("stepdown requested by 'script-a' on hacoord.c1.control.n1.stepdown"))
+      << log_->text();
+  EXPECT_TRUE(log_->contains("stepdown to n2 requested by 'script-b'")) << log_->text();
+  EXPECT_TRUE(log_->contains("requested by '(not given)'")) << log_->text();
+  EXPECT_TRUE(log_->contains("stepdown refused: FAILED_PRECONDITION")) << log_->text();
 }
 
 TEST_F(ControlServiceTest, ForcedStepDownIsNotRateLimitedAndDoesNotStartACooldown) {
@@ -181,7 +168,7 @@ TEST_F(ControlServiceTest, ForcedStepDownIsNotRateLimitedAndDoesNotStartACooldow
   EXPECT_TRUE(forced.isOk()) << forced.toString();
   EXPECT_TRUE(ask("stepdown.force").isOk());
   EXPECT_EQ(handovers(), (std::vector<std::string>{"", "n2", ""}));
-  EXPECT_NE(logged().find("stepdown.force to n2 requested by 'operator'"), std::string::npos);
+  EXPECT_TRUE(log_->contains("stepdown.force to n2 requested by 'operator'")) << log_->text();
 
   // Forced handovers do not count: once the plain one's cooldown is over, a plain one goes.
   clock_.advance(kCooldown);

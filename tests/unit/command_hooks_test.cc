@@ -11,11 +11,9 @@
 #include <sstream>
 #include <string>
 
-#include <spdlog/sinks/ostream_sink.h>
-
-#include "core/logging.h"
 #include "core/shell.h"
 #include "support/eventually.h"
+#include "support/log_capture.h"
 
 namespace hacoord {
 namespace {
@@ -35,26 +33,17 @@ class CommandHooksTest : public ::testing::Test {
     char templ[] = "/tmp/hacoord-hooks-XXXXXX";
     ASSERT_NE(::mkdtemp(templ), nullptr);
     dir_ = templ;
-    sink_ = std::make_shared<spdlog::sinks::ostream_sink_mt>(log_);
-    moduleLogger("hooks")->sinks().push_back(sink_);
     config_.cluster_id = "c1";
     config_.node_id = "n1";
     config_.election.hook_time_limit = 2000ms;
   }
   void TearDown() override {
-    auto& sinks = moduleLogger("hooks")->sinks();
-    std::erase(sinks, sink_);
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
-  std::string logged() {
-    moduleLogger("hooks")->flush();
-    return log_.str();
-  }
 
   std::string dir_;
-  std::ostringstream log_;
-  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+  test::LogCapture log_{"hooks"};
   Config config_;
 };
 
@@ -83,7 +72,7 @@ TEST_F(CommandHooksTest, NoCommandConfiguredIsASuccessThatRunsNothing) {
   CommandHooks hooks(config_);
   EXPECT_TRUE(hooks.onBecomeLeader(Epoch(1)).isOk());
   EXPECT_TRUE(hooks.onLoseLeadership(Epoch(1), LossReason::kLeaseExpired).isOk());
-  EXPECT_EQ(logged(), "");
+  EXPECT_TRUE(log_.lines().empty()) << log_.text();
 }
 
 TEST_F(CommandHooksTest, NonZeroExitIsAFailureNamingTheHookAndTheExit) {
@@ -96,17 +85,16 @@ TEST_F(CommandHooksTest, NonZeroExitIsAFailureNamingTheHookAndTheExit) {
   const Status lose = hooks.onLoseLeadership(Epoch(4), LossReason::kStopped);
   EXPECT_FALSE(lose.isOk());
   EXPECT_EQ(lose.message(), "onLoseLeadership command (epoch 4): killed by signal 15");
-  EXPECT_NE(logged().find("onBecomeLeader command (epoch 4): exit 3"), std::string::npos) << logged();
+  EXPECT_TRUE(log_.contains("onBecomeLeader command (epoch 4): exit 3")) << log_.text();
 }
 
 TEST_F(CommandHooksTest, StdoutAndStderrGoToTheLogLineByLineWithTheHooksName) {
   config_.hooks.on_become_leader = "echo promoting; echo 'replica lag 0' >&2; printf 'no newline'";
   CommandHooks hooks(config_);
   ASSERT_TRUE(hooks.onBecomeLeader(Epoch(2)).isOk());
-  const std::string log = logged();
-  EXPECT_NE(log.find("onBecomeLeader: promoting"), std::string::npos) << log;
-  EXPECT_NE(log.find("onBecomeLeader: replica lag 0"), std::string::npos) << log;
-  EXPECT_NE(log.find("onBecomeLeader: no newline"), std::string::npos) << log;
+  EXPECT_TRUE(log_.contains("onBecomeLeader: promoting")) << log_.text();
+  EXPECT_TRUE(log_.contains("onBecomeLeader: replica lag 0")) << log_.text();
+  EXPECT_TRUE(log_.contains("onBecomeLeader: no newline")) << log_.text();
 }
 
 // A hung hook is killed at the limit, with everything it started (its process group), and the
