@@ -51,6 +51,8 @@ struct NatsConnection::CallbackState {
   milliseconds reconnect_wait{};
   milliseconds reconnect_wait_max{};
   std::atomic<bool> closing{false};  // our own close: the owner is not told about it
+  // Steady-clock time of the last reconnect (ns since the clock's epoch; 0: none yet).
+  std::atomic<std::int64_t> reconnected_at_ns{0};
   std::mutex mutex;
   std::condition_variable cv;
   bool closed_fired = false;
@@ -129,6 +131,7 @@ void onDisconnected(natsConnection*, void* closure) {
 
 void onReconnected(natsConnection* nc, void* closure) {
   auto* state = static_cast<State*>(closure);
+  state->reconnected_at_ns = std::chrono::steady_clock::now().time_since_epoch().count();
   if (state->closing) return;
   char url[256] = {0};
   natsConnection_GetConnectedUrl(nc, url, sizeof(url));
@@ -522,8 +525,10 @@ NatsConnection::~NatsConnection() {
     std::unique_lock lock(state_->mutex);
     fired = state_->cv.wait_for(lock, std::chrono::seconds(5), [&] { return state_->closed_fired; });
   }
-  // Closed: no message can arrive any more, so what waited for its grace period goes now.
+  // Closed: no message can arrive any more and no consumer is re-created, so what waited for its
+  // grace period or for a settled connection goes now (a destroy stops what was not stopped).
   for (auto& [at, destroy] : retired_) destroy();
+  for (auto& [stop, destroy] : unstopped_) destroy();
   natsConnection_Destroy(nc_);
   if (!fired) {
     // Freeing it now could let a late callback touch freed memory: keep it, and say so.
@@ -533,19 +538,52 @@ NatsConnection::~NatsConnection() {
 }
 
 void NatsConnection::destroyLater(std::function<void()> destroy) {
-  // Far longer than the few instructions of the race, short enough to keep the list small.
+  {
+    std::lock_guard lock(retired_mutex_);
+    retired_.emplace_back(std::chrono::steady_clock::now(), std::move(destroy));
+  }
+  collectRetired();
+}
+
+void NatsConnection::retire(std::function<void()> stop, std::function<void()> destroy) {
+  {
+    std::lock_guard lock(retired_mutex_);
+    unstopped_.emplace_back(std::move(stop), std::move(destroy));
+  }
+  collectRetired();
+}
+
+bool NatsConnection::settled() const {
+  if (!connected()) return false;
+  const std::int64_t at = state_->reconnected_at_ns.load();
+  if (at == 0) return true;
+  // A re-created ordered consumer costs nats.c at most two API calls (delete, create).
+  const auto window = 2 * request_timeout_ + milliseconds(1000);
+  const auto since = std::chrono::steady_clock::now().time_since_epoch() - std::chrono::nanoseconds(at);
+  return since >= window;
+}
+
+void NatsConnection::collectRetired() {
+  // Far longer than the few instructions of the read-loop race, short enough to keep lists small.
   constexpr auto kGrace = std::chrono::seconds(2);
-  const auto now = std::chrono::steady_clock::now();
+  const bool can_stop = settled();
+  std::vector<std::pair<std::function<void()>, std::function<void()>>> stop_now;
   std::vector<std::function<void()>> due;
   {
     std::lock_guard lock(retired_mutex_);
+    if (can_stop) stop_now.swap(unstopped_);
+    const auto now = std::chrono::steady_clock::now();
     while (!retired_.empty() && now - retired_.front().first >= kGrace) {
       due.push_back(std::move(retired_.front().second));
       retired_.pop_front();
     }
-    retired_.emplace_back(now, std::move(destroy));
   }
-  for (auto& d : due) d();
+  for (auto& destroy : due) destroy();
+  if (stop_now.empty()) return;
+  for (auto& [stop, destroy] : stop_now) stop();
+  const auto stopped_at = std::chrono::steady_clock::now();
+  std::lock_guard lock(retired_mutex_);
+  for (auto& [stop, destroy] : stop_now) retired_.emplace_back(stopped_at, std::move(destroy));
 }
 
 bool NatsConnection::connected() const { return natsConnection_Status(nc_) == NATS_CONN_STATUS_CONNECTED; }

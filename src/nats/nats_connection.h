@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "hacoord/clock.h"
 #include "hacoord/config.h"
@@ -103,6 +104,21 @@ class NatsConnection {
   // unsubscribe can crash the process. Kept alive a little longer, it is only seen as closed.
   void destroyLater(std::function<void()> destroy);
 
+  // True while connected and no reconnect happened within the settle window (two request
+  // timeouts + 1 s): by then nats.c has re-created every ordered consumer after the reconnect.
+  bool settled() const;
+  // Retires a subscription nats.c manages on its own (a KV watcher: an ordered consumer). `stop`
+  // (kvWatcher_Stop: unsubscribes and deletes the consumer) runs once the connection is settled,
+  // `destroy` a grace period after that, as destroyLater. nats.c 3.4.1 re-creates an ordered
+  // consumer after a reconnect on a thread of its own, which frees the consumer's name while an
+  // unsubscribe running at the same moment still reads it (heap-use-after-free in
+  // jsSub_deleteConsumer, seen under ASan when a watcher was replaced right at a reconnect to a
+  // server that had lost the stream). Stopping only when settled keeps the two apart. Retired
+  // work runs on later calls of retire(), destroyLater() and collectRetired(), and at close.
+  void retire(std::function<void()> stop, std::function<void()> destroy);
+  // Runs the retired work that is due. Cheap; the lease store's watch thread calls it each round.
+  void collectRetired();
+
   struct CallbackState;  // opaque: what nats.c's callbacks see (defined in the .cc)
 
  private:
@@ -118,6 +134,7 @@ class NatsConnection {
   milliseconds request_timeout_;
   std::mutex retired_mutex_;
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::function<void()>>> retired_;
+  std::vector<std::pair<std::function<void()>, std::function<void()>>> unstopped_;  // stop, destroy
 };
 
 }  // namespace hacoord

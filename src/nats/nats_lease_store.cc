@@ -248,8 +248,10 @@ void NatsLeaseStore::close() {
     stopping_ = true;
     reads_.jobs.clear();
     writes_.jobs.clear();
-    // Wakes a blocked kvWatcher_Next at once (it returns NATS_ILLEGAL_STATE).
-    if (watcher_ != nullptr) kvWatcher_Stop(watcher_);
+    // Wakes a blocked kvWatcher_Next at once (it returns NATS_ILLEGAL_STATE), unless nats.c may
+    // be re-creating its consumer after a reconnect (see NatsConnection::retire): then the watch
+    // thread sees stopping_ within kWatchPoll, and the watcher is retired.
+    if (watcher_ != nullptr && connection_.settled()) kvWatcher_Stop(watcher_);
   }
   work_cv_.notify_all();
   watch_cv_.notify_all();
@@ -629,6 +631,9 @@ void NatsLeaseStore::watchLoop() {
     if (s != NATS_OK) {
       if (!failing) kLog->warn("cannot watch {}/{}: {}; retrying", bucket_, kLeaderKey, failure);
       failing = true;
+      lock.unlock();
+      connection_.collectRetired();
+      lock.lock();
       watchBackoff(lock, backoff);
       backoff = std::min(backoff * 2, kWatchRetryMax);
       continue;
@@ -636,8 +641,7 @@ void NatsLeaseStore::watchLoop() {
     if (failing) kLog->info("watch on {}/{} re-established", bucket_, kLeaderKey);
     failing = false;
     backoff = kWatchRetryMin;
-    watcher_ = w;
-    if (stopping_) kvWatcher_Stop(w);  // close() came while kvStore_Watch ran
+    watcher_ = w;  // if close() came while kvStore_Watch ran, the loop below ends at once
 
     bool broken = false;
     bool delivered = false;     // this watcher delivered an entry (or the absent key)
@@ -652,6 +656,7 @@ void NatsLeaseStore::watchLoop() {
         check_at = SteadyTime::now() + kRestartGrace;
       }
       lock.unlock();
+      connection_.collectRetired();  // stops the watchers replaced earlier once that is safe
       milliseconds wait = suspect != 0 ? kConfirmWait : kWatchPoll;
       if (check_at != SteadyTime::time_point::max()) {
         auto until = std::chrono::duration_cast<milliseconds>(check_at - SteadyTime::now());
@@ -719,8 +724,9 @@ void NatsLeaseStore::watchLoop() {
     }
     watcher_ = nullptr;
     lock.unlock();
-    kvWatcher_Stop(w);  // unsubscribes; freed later (an update may be arriving right now)
-    connection_.destroyLater([w] { kvWatcher_Destroy(w); });
+    // Unsubscribes once nats.c cannot be re-creating its consumer; freed a grace period later
+    // (an update may be arriving right then).
+    connection_.retire([w] { kvWatcher_Stop(w); }, [w] { kvWatcher_Destroy(w); });
     lock.lock();
     if (broken) {
       watchBackoff(lock, backoff);

@@ -103,5 +103,88 @@ TEST(NatsConnectionTest, KeepsReconnectingThroughALongerOutage) {
   EXPECT_TRUE(eventually([&] { return reconnected.load() == 1; }, 3000ms));
 }
 
+// nats.c 3.4.1 re-creates an ordered consumer (a KV watcher's) on a thread of its own after a
+// reconnect, and an unsubscribe at that moment reads the consumer name it frees (ASan report from
+// the lease-bucket-lost system test). Retired watchers are therefore stopped only on a settled
+// connection, destroyed a grace period after their stop, and a close destroys what is left.
+TEST(NatsConnectionTest, RetiredSubscriptionsStopOnlyOnASettledConnection) {
+  using Clock = std::chrono::steady_clock;
+  NatsServer server;
+  std::atomic<int> reconnected{0};
+  ConnectionEvents events;
+  events.onReconnected = [&] { ++reconnected; };
+  auto conn = NatsConnection::connect(testNatsConfig({server.url()}), "retire", std::move(events));
+  ASSERT_TRUE(conn.isOk()) << conn.status().toString();
+  NatsConnection& c = **conn;
+
+  struct Retired {
+    std::atomic<bool> stopped{false};
+    std::atomic<bool> destroyed{false};
+    Clock::time_point stopped_at;
+    Clock::time_point destroyed_at;
+  };
+  auto retire = [&](Retired& r) {
+    c.retire(
+        [&r] {
+          r.stopped_at = Clock::now();
+          r.stopped = true;
+        },
+        [&r] {
+          r.destroyed_at = Clock::now();
+          r.destroyed = true;
+        });
+  };
+  auto collected = [&](const std::atomic<bool>& flag) {
+    return eventually(
+        [&] {
+          c.collectRetired();
+          return flag.load();
+        },
+        10000ms);
+  };
+
+  // Connected since the start: stopped at once, destroyed a grace period (2 s) after the stop.
+  ASSERT_TRUE(c.settled());
+  Retired first;
+  retire(first);
+  EXPECT_TRUE(first.stopped);
+  EXPECT_FALSE(first.destroyed);
+  ASSERT_TRUE(collected(first.destroyed));
+  EXPECT_GE(first.destroyed_at - first.stopped_at, 2000ms);
+
+  // Retired while the link is down: not stopped then, nor right after the reconnect.
+  server.kill9();
+  ASSERT_TRUE(eventually([&] { return !c.connected(); }, 5000ms));
+  EXPECT_FALSE(c.settled());
+  Retired second;
+  retire(second);
+  EXPECT_FALSE(second.stopped);
+  server.start();
+  ASSERT_TRUE(eventually([&] { return reconnected.load() == 1; }, 5000ms));
+  const auto seen_reconnected = Clock::now();
+  c.collectRetired();
+  // The settle window is two request timeouts + 1 s (3 s with the test's 1 s timeout); a check
+  // made well inside it must find the connection unsettled and the subscription running.
+  if (Clock::now() - seen_reconnected < 1500ms) {
+    EXPECT_FALSE(c.settled());
+    EXPECT_FALSE(second.stopped);
+  }
+  ASSERT_TRUE(collected(second.stopped));
+  EXPECT_TRUE(c.settled());
+  EXPECT_GE(second.stopped_at - seen_reconnected, 1500ms);
+  ASSERT_TRUE(collected(second.destroyed));
+  EXPECT_GE(second.destroyed_at - second.stopped_at, 2000ms);
+
+  // What is still waiting when the connection goes is destroyed after its close (kvWatcher_Destroy
+  // stops it itself; with the link closed no consumer is being re-created).
+  server.kill9();
+  ASSERT_TRUE(eventually([&] { return !c.connected(); }, 5000ms));
+  Retired third;
+  retire(third);
+  conn = internalError("drop it");  // destroys the connection
+  EXPECT_FALSE(third.stopped);
+  EXPECT_TRUE(third.destroyed);
+}
+
 }  // namespace
 }  // namespace hacoord
