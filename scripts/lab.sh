@@ -8,7 +8,7 @@
 # Only 192.0.2.0/24 (TEST-NET-1), only inside namespaces named hacoord-lab-<pid>-*, which
 # lab_cleanup deletes (call it from an EXIT trap). Every process is started by us and killed by PID.
 #
-#   lab_init HACOORD_BINARY [N_HOSTS=3] [TTL_MS=2000] [RENEW_MS=500]
+#   lab_init HACOORD_BINARY [N_HOSTS=3] [TTL_MS=2000] [RENEW_MS=500] [MARGIN_MS=TTL/10]
 #                               (env LAB_ALLOW_NO_KERNEL_LIFETIME=true for a TTL under ~1.5 s: the
 #                               config's vip.allowWithoutKernelLifetime, the fast profile)
 #   lab_up                      namespaces, bridge, veths, sysctls, nats-server, config files
@@ -20,6 +20,11 @@
 #   lab_epoch                   the lease record's epoch per `hacoord status --json`
 #   lab_mac h2 | lab_client_vip_mac
 #   lab_wait_for DEADLINE_MS CMD...  polls CMD (10 ms apart) until it succeeds or the deadline passes
+#   lab_start_addrmon | lab_overlaps   exact VIP holding intervals per host (`ip -ts monitor`)
+#   lab_start_kvwatch KVWATCH_BINARY   every lease record with its server stamp (kv.log)
+#   lab_handover FROM_MS OLD NEW | lab_order | lab_takeover FROM_MS NEW   against the lease records
+#   lab_stable FROM_MS LEADER | lab_vip_edge off|on FROM_MS HOST   exact, from the same logs
+#   lab_holds_for PERIOD_MS CMD...   CMD true at every poll for PERIOD_MS (fails at the first breach)
 #   lab_cleanup
 #
 # Sysctls (all per namespace; the root namespace is never touched):
@@ -45,6 +50,7 @@ lab_init() {
   LAB_N=${2:-3}
   LAB_TTL=${3:-2000}
   LAB_RENEW=${4:-500}
+  LAB_MARGIN=${5:-$((LAB_TTL / 10))}
   LAB_P="hacoord-lab-$$-"
   LAB_DIR=$(mktemp -d /tmp/hacoord-lab.XXXXXX)
   LAB_NATS_PID=""
@@ -81,6 +87,17 @@ lab_wait_for() {
   done
 }
 
+# lab_holds_for PERIOD_MS CMD...: CMD succeeds at every poll (10 ms apart) for PERIOD_MS, the last
+# poll at or after its end; fails at the first poll where it does not.
+lab_holds_for() {
+  local end=$(( $(lab_now_ms) + $1 )); shift
+  while :; do
+    "$@" || return 1
+    [ "$(lab_now_ms)" -lt "$end" ] || return 0
+    sleep 0.01
+  done
+}
+
 lab_attach() {  # NAME IP: a namespace with eth0 (veth into the hub bridge)
   local ns hub
   ns=$(lab_ns "$1"); hub=$(lab_ns hub)
@@ -101,7 +118,7 @@ lab_write_config() {  # HOST
   "nodeId": "$1",
   "stateDir": "$LAB_DIR/state-$1",
   "nats": { "servers": ["nats://$LAB_HUB_IP:4222"] },
-  "election": { "leaseTtlMs": $LAB_TTL, "renewIntervalMs": $LAB_RENEW },
+  "election": { "leaseTtlMs": $LAB_TTL, "renewIntervalMs": $LAB_RENEW, "safetyMarginMs": $LAB_MARGIN },
   "vip": { "address": "$LAB_VIP", "netmask": 32, "interface": "eth0",
            "allowWithoutKernelLifetime": ${LAB_ALLOW_NO_KERNEL_LIFETIME:-false} },
   "log": { "level": "info" }
@@ -213,10 +230,47 @@ lab_start_addrmon() {  # the kernel's address events of every host, for lab_over
   local h
   for h in "${LAB_HOSTS[@]}"; do
     # Real-time priority: the receive stamps stay within microseconds of the kernel's events.
-    chrt -f 50 ip -n "$(lab_ns "$h")" -ts monitor address dev eth0 >"$LAB_DIR/addr-$h.log" 2>&1 &
+    # TZ=UTC: `ip -ts` prints local time without a zone; in UTC lab_tools.py reads it exactly.
+    TZ=UTC chrt -f 50 ip -n "$(lab_ns "$h")" -ts monitor address dev eth0 >"$LAB_DIR/addr-$h.log" 2>&1 &
     LAB_BG_PIDS+=($!)
   done
 }
+lab_start_kvwatch() {  # KVWATCH_BINARY: every revision of the lease key, server-stamped, to kv.log
+  # In the hub namespace (next to nats-server): hacoord_test_kvwatch waits for the bucket, then
+  # prints "<created_ns> <rev> <op> <src> <value>" per revision. Its stamps and those of `ip -ts
+  # monitor` are both CLOCK_REALTIME of this host (namespaces share it), so they compare directly.
+  ip netns exec "$(lab_ns hub)" "$1" "nats://$LAB_HUB_IP:4222" "HACOORD_lab" leader \
+    >"$LAB_DIR/kv.log" 2>"$LAB_DIR/kvwatch.err" &
+  LAB_KVWATCH_PID=$!
+  LAB_BG_PIDS+=($!)
+}
+lab_addr_logs() { local h; for h in "${LAB_HOSTS[@]}"; do echo "$h=$LAB_DIR/addr-$h.log"; done; }
+# lab_handover FROM_MS OLD NEW: a planned handover's ordering against the lease records (DESIGN §3,
+# §4): OLD's VIP delete before its vacant record, NEW's VIP add after its winning write. Prints the
+# margins, or the problem (exit 1).
+lab_handover() {
+  # shellcheck disable=SC2046
+  python3 "$LAB_TOOLS" handover "$LAB_VIP" "$LAB_DIR/kv.log" "$1" "$2" "$3" $(lab_addr_logs)
+}
+# lab_order: every VIP add of every host came after a lease record naming that host holder, and
+# every takeover of a lease not handed over came at least its leaseMs after the record it replaced
+# ("OK ..." or ADD-BEFORE-WRITE / EARLY-TAKEOVER lines, exit 1).
+lab_order() {
+  # shellcheck disable=SC2046
+  python3 "$LAB_TOOLS" order "$LAB_VIP" "$LAB_DIR/kv.log" $(lab_addr_logs)
+}
+# lab_stable FROM_MS LEADER: since FROM_MS only renewals of LEADER's epoch, LEADER held the VIP
+# throughout and nobody else held it (exact: records and address events). Prints why not (exit 1).
+lab_stable() {
+  # shellcheck disable=SC2046
+  python3 "$LAB_TOOLS" stable "$LAB_VIP" "$LAB_DIR/kv.log" "$1" "$2" $(lab_addr_logs)
+}
+# lab_vip_edge off|on FROM_MS HOST: wall time in us (from HOST's address events) at which the VIP
+# went off (the holding interval covering FROM_MS, or the next one, ended) or on (first add at or
+# after FROM_MS); nothing if it did not.
+lab_vip_edge() { python3 "$LAB_TOOLS" edge "$LAB_VIP" "$1" "$2" "$LAB_DIR/addr-$3.log"; }
+# lab_takeover FROM_MS NEW: how long after the record it replaced NEW's takeover was stamped.
+lab_takeover() { python3 "$LAB_TOOLS" takeover "$LAB_DIR/kv.log" "$1" "$2"; }
 lab_overlaps() {  # exact intervals in which two hosts held the VIP ("OK n" or OVERLAP lines, exit 1)
   local h args=()
   for h in "${LAB_HOSTS[@]}"; do args+=("$h=$LAB_DIR/addr-$h.log"); done

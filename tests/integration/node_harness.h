@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -205,19 +206,47 @@ inline void expectConsistentHooks(const std::string& node, const RecordingHooks&
 // are leader at once. A sample counts only if reading all nodes took < 200 us: a real handover
 // needs several NATS round trips between processes' threads, so a fast sample is a true instant,
 // while one the machine preempted half-way could pair an old "true" with a new one.
+// It also keeps the runs of samples with the same set of leaders, so a test can check that the
+// monitor watched a handover (saw the old leader, then the new one, close together) rather than
+// passing on a sample taken somewhere else.
 class LeaderMonitor {
  public:
+  // Consecutive counted samples with the same leaders (bit i: node i).
+  struct Run {
+    std::uint32_t leaders;
+    SteadyTime first;
+    SteadyTime last;
+  };
+
   explicit LeaderMonitor(std::vector<const Node*> nodes)
-      : nodes_(std::move(nodes)), last_true_(nodes_.size()) {
+      : nodes_(std::move(nodes)), last_true_(nodes_.size()), started_(steadyNow()) {
     thread_ = std::thread([this] { run(); });
   }
   ~LeaderMonitor() { stop(); }
   LeaderMonitor(const LeaderMonitor&) = delete;
   LeaderMonitor& operator=(const LeaderMonitor&) = delete;
 
+  // The runs that ended at or after `after` ("{0,2} +12..+30 ms" relative to `after`), for messages.
+  std::string describeRuns(SteadyTime after) const {
+    std::lock_guard lock(mutex_);
+    std::string out;
+    for (const auto& r : runs_) {
+      if (r.last < after) continue;
+      out += "{";
+      for (std::size_t i = 0; i < nodes_.size(); ++i) {
+        if (r.leaders & (1u << i)) out += nodes_[i]->nodeId() + (r.leaders >> (i + 1) ? "," : "");
+      }
+      out += "} " + std::to_string(std::chrono::duration_cast<milliseconds>(r.first - after).count()) + ".." +
+             std::to_string(std::chrono::duration_cast<milliseconds>(r.last - after).count()) + " ms; ";
+    }
+    return out;
+  }
+
   void stop() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mutex_);
+    if (!stopped_) stopped_ = steadyNow();
   }
   long samples() const { return samples_; }
   int maxLeaders() const { return max_leaders_; }
@@ -230,6 +259,25 @@ class LeaderMonitor {
   std::optional<SteadyTime> lastLeaderSample(std::size_t i) const {
     std::lock_guard lock(mutex_);
     return last_true_.at(i);
+  }
+  // How long the monitor has watched (until stop()).
+  milliseconds watched() const {
+    std::lock_guard lock(mutex_);
+    return std::chrono::duration_cast<milliseconds>((stopped_ ? *stopped_ : steadyNow()) - started_);
+  }
+  // The handover from node `from` to node `to` that began at or after `after`, as sampled: the time
+  // from the last sample in which `from` alone led to the first in which `to` alone led, with only
+  // leaderless samples between. nullopt if the monitor did not see those two samples in that order.
+  std::optional<milliseconds> handoverBracket(std::size_t from, std::size_t to, SteadyTime after) const {
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < runs_.size(); ++i) {
+      if (runs_[i].leaders != (1u << to) || runs_[i].first < after) continue;
+      std::size_t j = i;
+      while (j > 0 && runs_[j - 1].leaders == 0) --j;
+      if (j == 0 || runs_[j - 1].leaders != (1u << from)) return std::nullopt;
+      return std::chrono::duration_cast<milliseconds>(runs_[i].first - runs_[j - 1].last);
+    }
+    return std::nullopt;
   }
 
  private:
@@ -255,6 +303,18 @@ class LeaderMonitor {
       if (steadyNow() - t0 < std::chrono::microseconds(200)) {
         ++samples_;
         if (leaders > max_leaders_) max_leaders_ = leaders;
+        std::uint32_t mask = 0;
+        for (std::size_t i = 0; i < nodes_.size(); ++i) {
+          if (is_leader[i]) mask |= 1u << i;
+        }
+        {
+          std::lock_guard lock(mutex_);
+          if (runs_.empty() || runs_.back().leaders != mask) {
+            runs_.push_back({mask, t0, t0});
+          } else {
+            runs_.back().last = t0;
+          }
+        }
         if (leaders > 1) {
           std::lock_guard lock(mutex_);
           if (violation_.empty()) violation_ = "two leaders at once: " + who;
@@ -272,6 +332,9 @@ class LeaderMonitor {
   mutable std::mutex mutex_;
   std::string violation_;
   std::vector<std::optional<SteadyTime>> last_true_;
+  std::vector<Run> runs_;
+  const SteadyTime started_;
+  std::optional<SteadyTime> stopped_;
 };
 
 // Exactly one node is leader, and every node names it with the same epoch.

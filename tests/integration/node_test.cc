@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <nats/nats.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <chrono>
@@ -92,13 +93,37 @@ class NodeTest : public ::testing::Test {
     for (auto& n : nodes_) raw.push_back(n.get());
     monitor_ = std::make_unique<LeaderMonitor>(raw);
   }
-  // `min_samples`: a long test must have been watched closely, or the check proves little.
+  // The monitor must have watched closely, or "never two leaders" proves little: at least
+  // `min_samples`, and one counted sample per kMonitorDensity watched on average (it samples every
+  // ~1 ms; the factor leaves room for a loaded machine and sanitizer builds).
+  static constexpr milliseconds kMonitorDensity{20};
   void expectMonitorClean(long min_samples = 1) {
     ASSERT_TRUE(monitor_);
     monitor_->stop();
     EXPECT_EQ(monitor_->violation(), "");
     EXPECT_LE(monitor_->maxLeaders(), 1);
-    EXPECT_GE(monitor_->samples(), min_samples) << "the monitor hardly ran";
+    const long dense = static_cast<long>(monitor_->watched() / kMonitorDensity);
+    EXPECT_GE(monitor_->samples(), std::max(min_samples, dense))
+        << "the monitor hardly ran: " << monitor_->samples() << " samples in " << monitor_->watched().count()
+        << " ms";
+  }
+  // The monitor watched this handover: a sample with `from` alone leading, then (only leaderless
+  // samples between) one with `to` alone leading, at most kMonitorBracket apart. A handover takes a
+  // few ms and the monitor samples every ~1 ms (brackets of 8-35 ms measured here, 272 ms with the
+  // system test running beside it); the bound leaves room for a starved thread on a loaded machine
+  // while still tying the "never two leaders" verdict to this very handover.
+  static constexpr milliseconds kMonitorBracket{1000};
+  void expectHandoverWatched(std::size_t from, std::size_t to, SteadyTime after) {
+    ASSERT_TRUE(monitor_);
+    // The test saw `to` lead; the monitor's next counted sample may still be to come.
+    std::optional<milliseconds> bracket;
+    eventually([&] { return (bracket = monitor_->handoverBracket(from, to, after)).has_value(); }, 2000ms);
+    ASSERT_TRUE(bracket) << "the monitor did not see " << nodes_[from]->nodeId() << " and then "
+                         << nodes_[to]->nodeId() << " lead alone: " << monitor_->describeRuns(after);
+    EXPECT_LE(*bracket, kMonitorBracket)
+        << "the monitor saw the handover only between samples " << bracket->count()
+        << " ms apart: " << monitor_->describeRuns(after);
+    RecordProperty("monitor_bracket_ms", std::to_string(bracket->count()));
   }
   // Waits (bounded) until exactly one node leads and all agree; returns its index.
   std::size_t settledLeader(milliseconds timeout = 10000ms) {
@@ -221,6 +246,7 @@ TEST_F(NodeTest, StepDownHandsOverAfterTheHookAndBeforeTheLeaseExpires) {
   EXPECT_LT(takeover_ms, kFastTakeover.count()) << "a planned handover should not wait for expiry";
   RecordProperty("takeover_ms", std::to_string(takeover_ms));
   EXPECT_EQ(nodes_[next]->epoch(), epoch.next());
+  expectHandoverWatched(old, next, t0);
 
   {
     std::lock_guard lock(seen_mutex);
@@ -293,6 +319,7 @@ TEST_F(NodeTest, PromoteMakesThatFollowerTheLeader) {
     ASSERT_TRUE(eventually([&] { return nodes_[chosen]->isLeader(); }, 5000ms, 1ms)) << describeNodes(nodes_);
     EXPECT_LT(msSince(t0), kFastTakeover.count());
     EXPECT_EQ(nodes_[chosen]->epoch(), current_epoch.next()) << "someone else led in between";
+    expectHandoverWatched(current, chosen, t0);
     const auto lose = hooks_[current]->find(HookEvent::Kind::kLose, current_epoch);
     ASSERT_TRUE(lose) << hooks_[current]->trace();
     EXPECT_EQ(lose->reason, LossReason::kSteppedDown);
@@ -324,6 +351,7 @@ TEST_F(NodeTest, StopOfTheLeaderIsAPlannedHandover) {
       << describeNodes(nodes_);
   EXPECT_LT(msSince(t0), kFastTakeover.count());
   EXPECT_EQ(nodes_[next]->epoch(), epoch.next());
+  expectHandoverWatched(old, next, t0);
   const auto lose = hooks_[old]->find(HookEvent::Kind::kLose, epoch);
   ASSERT_TRUE(lose) << hooks_[old]->trace();
   EXPECT_EQ(lose->reason, LossReason::kStopped);
@@ -353,6 +381,7 @@ TEST_F(NodeTest, LeaveAndJoinCandidacy) {
   ASSERT_TRUE(eventually([&] { return nodes_[second]->isLeader(); }, 5000ms, 1ms)) << describeNodes(nodes_);
   EXPECT_LT(msSince(t0), fastTakeover(timing).count());
   EXPECT_EQ(nodes_[second]->epoch(), epoch.next());
+  expectHandoverWatched(first, second, t0);
   ASSERT_TRUE(hooks_[first]->find(HookEvent::Kind::kLose, epoch));
   EXPECT_EQ(hooks_[first]->find(HookEvent::Kind::kLose, epoch)->reason, LossReason::kSteppedDown);
 
@@ -457,6 +486,7 @@ TEST_F(NodeTest, NatsRestartKeepsOneLeaderAndTheWatchStillDelivers) {
     if (to) {
       EXPECT_EQ(next, *to) << what << ": another node took the lease";
     }
+    expectHandoverWatched(from, next, t1);
     EXPECT_EQ(nodes_[next]->epoch(), e.next());
     current = next;
     ASSERT_LT(settledLeader(), nodes_.size());

@@ -8,15 +8,26 @@
 # and the client's neighbour entry is its MAC.
 # Also throughout, the client sends an ARP who-has for the VIP every 20 ms and the test fails if one
 # request is answered by two MACs.
-# Usage: vip_failover_test.sh HACOORD_BINARY   (exit 77 = skipped: not root / no netns;
-# with HACOORD_REQUIRE_SYSTEM_TESTS=1 that is a failure instead, so CI cannot pass by skipping)
+# Ordering against the lease records (DESIGN §3 "Planned handover", §4 "Order"): a KV watcher in
+# the hub (hacoord_test_kvwatch) logs every revision of the lease key with the NATS server's stamp;
+# the address events carry the same host clock. For SIGTERM, demote and promote the old leader's
+# VIP delete must precede its vacant record and the new leader's VIP add must follow its winning
+# write (margins in the report); after every scenario, no host's VIP add may precede the record
+# naming it holder, and no takeover of a lease that was not handed over may come sooner than the
+# replaced record's leaseMs (§3 "Follower takeover"). A leader cut off, frozen or killed must lose
+# its VIP within TTL - margin of the fault (§3 "Leader self-fencing", §4 kernel lifetime). After
+# each convergence the records and address events must show no change for a TTL (exact, not sampled).
+# Usage: vip_failover_test.sh HACOORD_BINARY KVWATCH_BINARY   (exit 77 = skipped: not root / no
+# netns; with HACOORD_REQUIRE_SYSTEM_TESTS=1 that is a failure instead, so CI cannot pass by skipping)
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../../scripts/lab.sh
 source "$HERE/../../scripts/lab.sh"
 
-HACOORD=${1:?usage: vip_failover_test.sh HACOORD_BINARY}
+HACOORD=${1:?usage: vip_failover_test.sh HACOORD_BINARY KVWATCH_BINARY}
+KVWATCH=${2:?usage: vip_failover_test.sh HACOORD_BINARY KVWATCH_BINARY}
 [ -x "$HACOORD" ] || { echo "FAIL: $HACOORD is not executable"; exit 1; }
+[ -x "$KVWATCH" ] || { echo "FAIL: $KVWATCH is not executable"; exit 1; }
 if ! why=$(lab_available); then
   if [ "${HACOORD_REQUIRE_SYSTEM_TESTS:-0}" = 1 ]; then
     echo "FAIL: HACOORD_REQUIRE_SYSTEM_TESTS=1 but this system test cannot run: $why"
@@ -28,12 +39,18 @@ fi
 
 TTL=2000
 RENEW=500
-lab_init "$HACOORD" 3 "$TTL" "$RENEW"
+MARGIN=200
+# DESIGN §3 "Leader self-fencing": the leader's lease ends at the send time of its last write known
+# committed + TTL - margin. Bounds below are taken from there, with these configured values.
+FENCE=$((TTL - MARGIN))
+lab_init "$HACOORD" 3 "$TTL" "$RENEW" "$MARGIN"
 FAILED=0
 on_exit() {
   if [ "$FAILED" -ne 0 ]; then
     echo "---- VIP holder changes (ms holders) ----"; cat "$LAB_DIR/vip.log" 2>/dev/null | tail -40
     echo "---- ARP answer changes (ms MACs) ----"; cat "$LAB_DIR/arp.log" 2>/dev/null | tail -20
+    echo "---- lease records (server ns, rev, op, src, value) ----"; tail -30 "$LAB_DIR/kv.log" 2>/dev/null
+    tail -5 "$LAB_DIR/kvwatch.err" 2>/dev/null
     for h in "${LAB_HOSTS[@]}"; do echo "---- $h.log (tail) ----"; tail -25 "$LAB_DIR/$h.log" 2>/dev/null; done
   fi
   lab_cleanup
@@ -45,8 +62,11 @@ fail() { FAILED=1; echo "FAIL: $*"; exit 1; }
 SUMMARY=()
 
 lab_up || fail "lab setup"
-for h in "${LAB_HOSTS[@]}"; do lab_start "$h"; done
+# The recorders first, so the first election's add and winning write are in their logs.
 lab_start_addrmon
+lab_start_kvwatch "$KVWATCH"
+lab_wait_for 10000 grep -q "^# .* connected" "$LAB_DIR/kv.log" || fail "KV watcher did not connect"
+for h in "${LAB_HOSTS[@]}"; do lab_start "$h"; done
 lab_start_vippoll "$LAB_DIR/vip.log"
 lab_start_pinger "$LAB_DIR/ping.log"
 lab_start_arpwatch "$LAB_DIR/arp.log"
@@ -67,6 +87,17 @@ no_double() {
     grep DOUBLE "$LAB_DIR/arp.log" | head -5
     fail "two MACs answered one ARP request for the VIP ($1)"
   fi
+  # DESIGN §4 "on winning, lease first, VIP after": every add of every host so far came after the
+  # lease record naming that host holder; DESIGN §3 "Follower takeover": every takeover of a lease
+  # not handed over came at least its leaseMs after the record it replaced (exact: server stamps
+  # against address events).
+  local order
+  if ! order=$(lab_order); then
+    echo "$order" | head -5
+    fail "VIP add or takeover out of order with the lease records ($1)"
+  fi
+  echo "$order" | grep UNVERIFIED | head -3
+  kill -0 "$LAB_KVWATCH_PID" 2>/dev/null || fail "KV watcher died"
   kill -0 "$LAB_ARPWATCH_PID" 2>/dev/null || fail "ARP watcher died"
   kill -0 "$LAB_POLL_PID" 2>/dev/null || fail "VIP poller died"
   kill -0 "$LAB_PINGER_PID" 2>/dev/null || fail "pinger died"
@@ -88,29 +119,46 @@ converged() {
   fresh_reply
 }
 
-settle() {  # NAME [NOT_NODE]: wait for convergence, then re-check the leader did not change
+# settle NAME [NOT_NODE]: wait for convergence, then for one TTL nothing may move: only renewals of
+# the leader's epoch, the VIP on the leader without a break, on nobody else (exact, from the lease
+# records and address events, checked every poll: one good sample proves nothing about stability).
+# A TTL: a leader whose renewals do not commit fences itself TTL - margin after its winning write.
+settle() {
   local deadline=20000
   lab_wait_for "$deadline" converged "${2:-}" ||
     fail "$1: no convergence within ${deadline} ms (leader='$LEADER' holders='$(lab_vip_holders)' client mac='$(lab_client_vip_mac)')"
-  local l=$LEADER
-  lab_wait_for 5000 converged "${2:-}" && [ "$LEADER" = "$l" ] || fail "$1: leader not stable after convergence"
+  local l=$LEADER ts
+  ts=$(lab_now_ms)
+  lab_holds_for "$TTL" lab_stable "$ts" "$l" >/dev/null ||
+    fail "$1: not stable for a TTL after convergence: $(lab_stable "$ts" "$l")"
+  lab_wait_for 5000 converged "${2:-}" && [ "$LEADER" = "$l" ] || fail "$1: leader not $l after a TTL"
+}
+
+# fenced_by NAME T_REF_MS HOST: HOST's VIP went off (exact, its address events) no later than
+# T_REF_MS + TTL - margin. T_REF_MS is taken after the fault took effect, so every write HOST got
+# committed was sent before it: its own deadline (DESIGN §3) and the kernel lifetime (§4: ends
+# before that deadline, set on each committed renewal) both fall within the bound. Prints the ms
+# after T_REF_MS, or the problem (exit 1): use as `x=$(fenced_by ...) || fail "$x"`.
+fenced_by() {
+  local off_us
+  off_us=$(lab_vip_edge off "$2" "$3")
+  [ -n "$off_us" ] || { echo "$1: $3 never removed the VIP"; return 1; }
+  local after_us=$((off_us - $2 * 1000))
+  if [ "$after_us" -gt $((FENCE * 1000)) ]; then
+    echo "$1: $3 kept the VIP $((after_us / 1000)) ms after the fault (> TTL - margin = $FENCE ms)"
+    return 1
+  fi
+  echo $((after_us / 1000))
 }
 
 healthy() { lab_cli health "$1" >/dev/null 2>&1; }
 wait_healthy() { lab_wait_for 20000 healthy "$1" || fail "$2: $1 not healthy again"; }
 
-# vip_off_after T_MS HOST: ms of the first holder sample at/after T_MS without HOST.
-vip_off_after() {
-  awk -v t="$1" -v h="$2" '$1 >= t && $2 != "DOUBLE" && index("," $2 ",", "," h ",") == 0 { print $1; exit }' "$LAB_DIR/vip.log"
-}
-# vip_on_after T_MS HOST: ms of the first holder sample at/after T_MS where HOST alone holds it.
-vip_on_after() {
-  awk -v t="$1" -v h="$2" '$1 >= t && $2 == h { print $1; exit }' "$LAB_DIR/vip.log"
-}
-# vip_held_since T_MS HOST: succeeds if HOST appears in any holder sample at/after T_MS.
-vip_held_since() {
-  awk -v t="$1" -v h="$2" '$1 >= t && $2 != "DOUBLE" && index("," $2 ",", "," h ",") { f = 1 } END { exit !f }' "$LAB_DIR/vip.log"
-}
+# vip_off_after T_MS HOST / vip_on_after T_MS HOST: wall ms at which HOST's VIP went off (its
+# holding interval covering T_MS, or the next, ended) / on (first add at or after T_MS), from its
+# address events; nothing if it did not.
+vip_off_after() { local us; us=$(lab_vip_edge off "$1" "$2"); [ -z "$us" ] || echo $((us / 1000)); }
+vip_on_after() { local us; us=$(lab_vip_edge on "$1" "$2"); [ -z "$us" ] || echo $((us / 1000)); }
 
 report() {  # NAME T0 T_END OLD NEW NOTE
   local name=$1 t0=$2 t1=$3 old=$4 new=$5 note=${6:-}
@@ -142,10 +190,12 @@ echo "== scenario: kill -9 of the leader daemon"
 old=$LEADER
 t0=$(lab_now_ms)
 lab_kill "$old"
+tk=$(lab_now_ms)
 settle crash "$old"
 t1=$(lab_now_ms)
 no_double crash
-report "kill -9" "$t0" "$t1" "$old" "$LEADER" "(kernel lifetime removed the VIP from the dead daemon's host)"
+gone=$(fenced_by crash "$tk" "$old") || fail "$gone"
+report "kill -9" "$t0" "$t1" "$old" "$LEADER" "(kernel lifetime removed the VIP from the dead daemon's host $gone ms after the kill, bound TTL-margin $FENCE; $(lab_takeover "$t0" "$LEADER"))"
 lab_start "$old"; wait_healthy "$old" crash
 settle crash-rejoin; no_double crash-rejoin
 
@@ -157,7 +207,8 @@ kill -TERM "${LAB_PID[$old]}"
 settle sigterm "$old"
 t1=$(lab_now_ms)
 no_double sigterm
-report "SIGTERM" "$t0" "$t1" "$old" "$LEADER"
+order=$(lab_handover "$t0" "$old" "$LEADER") || fail "sigterm: $order"
+report "SIGTERM" "$t0" "$t1" "$old" "$LEADER" "($order)"
 lab_wait_for 10000 bash -c "! kill -0 ${LAB_PID[$old]} 2>/dev/null" || fail "sigterm: $old did not exit"
 lab_reap "$old"
 lab_start "$old"; wait_healthy "$old" sigterm
@@ -171,7 +222,8 @@ lab_cli demote >/dev/null || fail "demote: CLI failed"
 settle demote "$old"
 t1=$(lab_now_ms)
 no_double demote
-report "demote" "$t0" "$t1" "$old" "$LEADER"
+order=$(lab_handover "$t0" "$old" "$LEADER") || fail "demote: $order"
+report "demote" "$t0" "$t1" "$old" "$LEADER" "($order)"
 
 # ---- 5. hacoord promote h3 -------------------------------------------------------------------
 echo "== scenario: hacoord promote"
@@ -184,7 +236,8 @@ for target in h1 h3; do
   t1=$(lab_now_ms)
   [ "$LEADER" = "$target" ] || fail "promote $target: leader is $LEADER"
   no_double "promote $target"
-  report "promote $target" "$t0" "$t1" "$old" "$LEADER"
+  order=$(lab_handover "$t0" "$old" "$LEADER") || fail "promote $target: $order"
+  report "promote $target" "$t0" "$t1" "$old" "$LEADER" "($order)"
 done
 
 # ---- 6. SIGSTOP past the TTL, then SIGCONT -----------------------------------------------------
@@ -192,24 +245,20 @@ echo "== scenario: SIGSTOP of the leader past its TTL, then SIGCONT"
 old=$LEADER
 t0=$(lab_now_ms)
 lab_sigstop "$old"
+tk=$(lab_now_ms)
 settle sigstop "$old"
 t1=$(lab_now_ms)
-no_double sigstop
-off=$(vip_off_after "$t0" "$old")
-on=$(vip_on_after "$t0" "$LEADER")
-[ -n "$off" ] && [ -n "$on" ] && [ "$off" -le "$on" ] || fail "sigstop: VIP of $old not gone before $LEADER added it (off=$off on=$on)"
-report "SIGSTOP" "$t0" "$t1" "$old" "$LEADER" "(stopped host's VIP expired before the new one came)"
+no_double sigstop  # exact: the stopped host's VIP interval ended before the new leader's began
+gone=$(fenced_by sigstop "$tk" "$old") || fail "$gone"
+report "SIGSTOP" "$t0" "$t1" "$old" "$LEADER" "(stopped host's VIP expired $gone ms after the stop, bound TTL-margin $FENCE, before the new one came; $(lab_takeover "$t0" "$LEADER"))"
 new=$LEADER
 tc=$(lab_now_ms)
 lab_sigcont "$old"
 wait_healthy "$old" sigcont
-# For 3 s after SIGCONT (>= one TTL), the resumed node must not re-add the VIP.
-end=$(( tc + 3000 ))
-while [ "$(lab_now_ms)" -lt "$end" ]; do
-  [ "$(lab_vip_holders)" = "$new" ] || fail "sigcont: holders '$(lab_vip_holders)' (expected $new only)"
-  sleep 0.05
-done
-vip_held_since "$tc" "$old" && fail "sigcont: $old re-added the VIP"
+# For 3 s after SIGCONT (>= one TTL), the resumed node must not take the lease or re-add the VIP:
+# exact, from the lease records and every host's address events since tc.
+lab_holds_for $((tc + 3000 - $(lab_now_ms))) lab_stable "$tc" "$new" >/dev/null ||
+  fail "sigcont: $(lab_stable "$tc" "$new")"
 settle sigcont; [ "$LEADER" = "$new" ] || fail "sigcont: leadership moved back to $LEADER"
 no_double sigcont
 echo "  after SIGCONT $old stayed a follower; $new still alone holds the VIP"
@@ -219,10 +268,12 @@ echo "== scenario: link down on the leader's host"
 old=$LEADER
 t0=$(lab_now_ms)
 ip -n "$(lab_ns "$old")" link set eth0 down
+tk=$(lab_now_ms)
 settle linkdown "$old"
 t1=$(lab_now_ms)
 no_double linkdown
-report "link down" "$t0" "$t1" "$old" "$LEADER"
+gone=$(fenced_by linkdown "$tk" "$old") || fail "$gone"
+report "link down" "$t0" "$t1" "$old" "$LEADER" "(VIP off $gone ms after the cut, bound TTL-margin $FENCE; $(lab_takeover "$t0" "$LEADER"))"
 new=$LEADER
 ip -n "$(lab_ns "$old")" link set eth0 up
 wait_healthy "$old" link-up
@@ -235,36 +286,33 @@ old=$LEADER
 oldns=$(lab_ns "$old")
 t0=$(lab_now_ms)
 ip -n "$oldns" route add blackhole "$LAB_HUB_IP/32" || fail "blackhole: route add"
+tk=$(lab_now_ms)  # every write the leader got committed was sent before this
 settle blackhole "$old"
 t1=$(lab_now_ms)
-no_double blackhole
-off=$(vip_off_after "$t0" "$old")
-on=$(vip_on_after "$t0" "$LEADER")
-[ -n "$off" ] && [ -n "$on" ] && [ "$off" -le "$on" ] || fail "blackhole: VIP of $old not gone before $LEADER added it (off=$off on=$on)"
-# The lease was last renewed at most RENEW before the cut, so the deadline is <= TTL after it; allow
-# one renew interval plus 300 ms of scheduling/poll slack beyond the TTL.
-[ $((off - t0)) -le $((TTL + RENEW + 300)) ] || fail "blackhole: $old removed the VIP $((off - t0)) ms after the cut (> TTL ${TTL} ms + slack)"
+no_double blackhole  # exact: the cut-off leader's VIP interval ended before the new leader's began
+# DESIGN §3: its lease ends TTL - margin after the send of its last committed write (before tk), and
+# it drops the VIP then even with NATS unreachable (the kernel lifetime, §4, ends earlier still).
+gone=$(fenced_by blackhole "$tk" "$old") || fail "$gone"
+off=$(vip_off_after "$tk" "$old")
+on=$(vip_on_after "$tk" "$LEADER")
 # Until it fenced, the cut-off leader still served the client (it only lost NATS, not the LAN).
 served=$(lab_gap "$LAB_DIR/ping.log" "$t0" "$off" | cut -d' ' -f2)
 [ $((off - t0)) -lt 200 ] || [ "$served" -gt 0 ] || fail "blackhole: client got no reply from $old between the cut and its fence"
-report "NATS blackhole" "$t0" "$t1" "$old" "$LEADER" "(cut-off leader answered $served pings, self-fenced $((off - t0)) ms after the cut, $((on - off)) ms before the takeover)"
+report "NATS blackhole" "$t0" "$t1" "$old" "$LEADER" "(cut-off leader answered $served pings, self-fenced $gone ms after the cut (bound TTL-margin $FENCE), $((on - off)) ms before the takeover; $(lab_takeover "$t0" "$LEADER"))"
 new=$LEADER
 tc=$(lab_now_ms)
 ip -n "$oldns" route del blackhole "$LAB_HUB_IP/32" || fail "blackhole: route del"
 wait_healthy "$old" unblackhole
-end=$(( $(lab_now_ms) + 3000 ))
-while [ "$(lab_now_ms)" -lt "$end" ]; do
-  [ "$(lab_vip_holders)" = "$new" ] || fail "unblackhole: holders '$(lab_vip_holders)' (expected $new only)"
-  sleep 0.05
-done
-vip_held_since "$tc" "$old" && fail "unblackhole: $old re-added the VIP"
+# For 3 s after the route came back, the old leader must not take the lease or re-add the VIP.
+lab_holds_for $((tc + 3000 - $(lab_now_ms))) lab_stable "$tc" "$new" >/dev/null ||
+  fail "unblackhole: $(lab_stable "$tc" "$new")"
 settle unblackhole; [ "$LEADER" = "$new" ] || fail "unblackhole: leadership moved to $LEADER"
 no_double unblackhole
 echo "  after the route came back $old rejoined as a follower (healthy) and did not re-add the VIP"
 
 # ---- 9./10. nats-server restart: down shorter, then longer than the TTL --------------------------
 nats_restart() {  # NAME DOWN_S
-  local name=$1 down=$2 old t0 ts tr t1 off on note
+  local name=$1 down=$2 old t0 ts tr t1 off on note note_fence=""
   echo "== scenario: nats-server restart, down ${down} s (TTL $((TTL / 1000)) s)"
   old=$LEADER
   t0=$(lab_now_ms)
@@ -276,6 +324,12 @@ nats_restart() {  # NAME DOWN_S
   settle "$name"
   t1=$(lab_now_ms)
   no_double "$name"
+  if [ $((tr - ts)) -gt "$FENCE" ]; then
+    # NATS gone for longer than TTL - margin: the leader's lease ran out while it could not renew.
+    local gone
+    gone=$(fenced_by "$name" "$ts" "$old") || fail "$gone"
+    note_fence=", VIP off $gone ms after the stop (bound TTL-margin $FENCE)"
+  fi
   off=$(vip_off_after "$t0" "$old")
   if [ -z "$off" ] || [ "$off" -gt "$t1" ]; then
     [ "$LEADER" = "$old" ] || fail "$name: leadership moved to $LEADER but $old never dropped the VIP"
@@ -283,7 +337,7 @@ nats_restart() {  # NAME DOWN_S
   else
     on=$(vip_on_after "$off" "$LEADER")
     [ -n "$on" ] || fail "$name: $LEADER never added the VIP after $old dropped it"
-    note="(self-fenced: VIP off $((off - t0)) ms after stop, nats down $((tr - ts)) ms, leader $LEADER VIP on $((on - t0)) ms)"
+    note="(self-fenced: VIP off $((off - t0)) ms after stop$note_fence, nats down $((tr - ts)) ms, leader $LEADER VIP on $((on - t0)) ms)"
   fi
   report "nats restart ${down}s" "$t0" "$t1" "$old" "$LEADER" "$note"
   for h in "${LAB_HOSTS[@]}"; do wait_healthy "$h" "$name"; done
