@@ -39,8 +39,8 @@ int printStatusOnce(const Config& config, bool json) {
   const LeaseRecord& r = e.record;
   // Age compares our wall clock with the NATS server's: display only, never used for decisions.
   const long long age_ms = e.exists() ? (now_ns - lease->created_unix_ns) / 1000000 : -1;
-  const bool expired = e.exists() && !r.vacant() && age_ms > r.lease.count();
-  const std::string leader = (!e.exists() || r.vacant() || expired) ? "" : r.holder;
+  const bool expired = e.hasRecord() && !r.vacant() && age_ms > r.lease.count();
+  const std::string leader = (!e.hasRecord() || r.vacant() || expired) ? "" : r.holder;
 
   if (json) {
     Json::Value v(Json::objectValue);
@@ -51,7 +51,8 @@ int printStatusOnce(const Config& config, bool json) {
     v["revision"] = Json::UInt64(e.revision);
     v["ageMs"] = Json::Int64(age_ms);
     v["leaseMs"] = Json::Int64(r.lease.count());
-    v["vacant"] = !e.exists() || r.vacant();
+    v["vacant"] = !e.exists() || (e.hasRecord() && r.vacant());
+    v["record"] = std::string(leaseEntryKindName(e.kind));
     v["expired"] = expired;
     v["successor"] = r.successor;
     v["nodes"] = Json::Value(Json::arrayValue);
@@ -70,15 +71,19 @@ int printStatusOnce(const Config& config, bool json) {
   std::string leader_text = leader;
   if (!e.exists())
     leader_text = "(none: no node has ever held the lease)";
+  else if (e.kind == LeaseEntryKind::kMarker)
+    leader_text = "(unknown: the record was deleted by hand; nodes wait a full TTL before campaigning)";
+  else if (e.kind == LeaseEntryKind::kUndecodable)
+    leader_text = "(unknown: the key holds no lease record: " + lease->decode_error + ")";
   else if (r.vacant())
     leader_text = "(vacant: handed over)";
   else if (expired)
     leader_text = "(none: lease of " + r.holder + " expired)";
   std::printf("cluster   %s\n", config.cluster_id.c_str());
   std::printf("leader    %s\n", leader_text.c_str());
-  if (e.exists()) {
-    std::printf("epoch     %llu\n", static_cast<unsigned long long>(r.epoch.value()));
-    std::printf("revision  %llu\n", static_cast<unsigned long long>(e.revision));
+  if (e.hasRecord()) std::printf("epoch     %llu\n", static_cast<unsigned long long>(r.epoch.value()));
+  if (e.exists()) std::printf("revision  %llu\n", static_cast<unsigned long long>(e.revision));
+  if (e.hasRecord()) {
     std::printf("age       %lld ms (lease %lld ms)\n", age_ms, static_cast<long long>(r.lease.count()));
   }
   if (!r.successor.empty()) std::printf("successor %s\n", r.successor.c_str());

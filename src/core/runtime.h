@@ -9,7 +9,8 @@
 //   hc-kvread   1 per store  the lease store's nats.c KV reads, and
 //   hc-kvwrite  1 per store  its writes: two serial lanes, so a leader's poll never waits behind
 //                            a renewal (NatsLeaseStore)
-//   hc-kvwatch  1 per store  kvWatcher_Next blocks: nats.c 3.4.1 has no callback watcher
+//   hc-kvwatch  1 per store  its NatsKvWatcher: kvWatcher_Next blocks (nats.c 3.4.1 has no callback
+//                            watcher)
 // nats.c adds threads of its own (per connection: read loop and flusher; per process: timers and
 // async callbacks); they only copy data and post to a strand. Every thread of ours is started with
 // Runtime::startThread, which names it.

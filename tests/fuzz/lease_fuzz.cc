@@ -6,7 +6,7 @@
 #include <string_view>
 
 // Included by its path on this branch (src/election/); follow it if the codec moves to src/nats/.
-#include "election/lease_codec.h"
+#include "nats/lease_codec.h"
 
 // Besides not crashing: a record that decodes must encode to bytes that decode to the same
 // record, or a node would write a lease it cannot read back. Compared as encoded bytes, not as

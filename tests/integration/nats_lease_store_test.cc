@@ -14,7 +14,7 @@
 #include <nats/nats.h>
 
 #include "support/runtime_scheduler.h"
-#include "election/lease_codec.h"
+#include "nats/lease_codec.h"
 #include "nats/nats_connection.h"
 #include "support/eventually.h"
 #include "support/nats_server_fixture.h"
@@ -24,6 +24,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using test::NatsServer;
+using test::streamCreated;
 
 using test::testNatsConfig;
 
@@ -467,18 +468,9 @@ TEST_F(NatsLeaseStoreTest, AWatcherThatFallsBehindAReadIsReplacedWithoutHelp) {
   EXPECT_TRUE(eventually([&] { return log.sawRevision(*third); }, 1000ms));
 }
 
-// The creation time of a stream (the bucket's generation), by a separate JetStream call.
-std::uint64_t streamCreated(NatsConnection& conn, const std::string& stream) {
-  jsStreamInfo* si = nullptr;
-  if (js_GetStreamInfo(&si, conn.js(), stream.c_str(), nullptr, nullptr) != NATS_OK) return 0;
-  const auto created = static_cast<std::uint64_t>(si->Created);
-  jsStreamInfo_Destroy(si);
-  return created;
-}
-
 // Deletes a bucket as an operator would (`nats kv del`), from a connection of its own.
 void deleteBucket(NatsConnection& conn, const std::string& bucket) {
-  ASSERT_EQ(js_DeleteKeyValue(conn.js(), bucket.c_str()), NATS_OK);
+  ASSERT_TRUE(test::deleteKvBucket(conn, bucket));
   ASSERT_EQ(streamCreated(conn, "KV_" + bucket), 0u);
 }
 

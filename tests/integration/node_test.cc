@@ -602,7 +602,7 @@ void deleteLeaseBucket(const std::vector<std::string>& servers, const std::strin
   auto conn = NatsConnection::connect(makeNodeConfig(cluster, "x", servers).nats, "test-admin");
   ASSERT_TRUE(conn.isOk()) << conn.status().toString();
   const std::string bucket = "HACOORD_" + cluster;
-  ASSERT_EQ(js_DeleteKeyValue((*conn)->js(), bucket.c_str()), NATS_OK) << nats_GetLastError(nullptr);
+  ASSERT_TRUE(test::deleteKvBucket(**conn, bucket)) << nats_GetLastError(nullptr);
 }
 
 // A temporary state directory per test (the epoch floors), removed at the end.

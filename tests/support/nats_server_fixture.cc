@@ -23,6 +23,7 @@
 
 #include <nats/nats.h>
 
+#include "nats/nats_connection.h"
 #include "support/eventually.h"
 
 namespace hacoord::test {
@@ -447,6 +448,18 @@ int NatsCluster::streamLeader(const std::string& stream, milliseconds timeout) c
       },
       timeout, milliseconds(100));
   return found;
+}
+
+std::uint64_t streamCreated(NatsConnection& conn, const std::string& stream) {
+  jsStreamInfo* si = nullptr;
+  if (js_GetStreamInfo(&si, conn.js(), stream.c_str(), nullptr, nullptr) != NATS_OK) return 0;
+  const auto created = static_cast<std::uint64_t>(si->Created);
+  jsStreamInfo_Destroy(si);
+  return created;
+}
+
+bool deleteKvBucket(NatsConnection& conn, const std::string& bucket) {
+  return js_DeleteKeyValue(conn.js(), bucket.c_str()) == NATS_OK;
 }
 
 NatsConfig testNatsConfig(const std::vector<std::string>& servers) {

@@ -4,12 +4,17 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "hacoord/config.h"
+
+namespace hacoord {
+class NatsConnection;
+}
 
 namespace hacoord::test {
 
@@ -41,6 +46,13 @@ void removeTree(const std::string& path);
 // tests with distinct cluster ids do not meet): made on first use, removed when the process exits.
 // Never the default /var/lib/hacoord, where a rerun would find the last run's epochs.
 const std::string& testStateDir();
+
+// The creation time of a stream (a bucket's generation) by a JetStream call of its own; 0 when
+// the stream does not exist.
+std::uint64_t streamCreated(NatsConnection& conn, const std::string& stream);
+// Deletes a KV bucket as an operator would (`nats kv del`); true when the server did. (Running
+// nodes may re-create it at once.)
+bool deleteKvBucket(NatsConnection& conn, const std::string& bucket);
 
 // A plain HTTP/1.0 GET on 127.0.0.1:<port> (the servers' monitor endpoint).
 struct HttpReply {

@@ -1,6 +1,6 @@
 // Lease record codec: round trip, and garbage from the bucket is DataLoss, never a crash.
 // Includes the codec by its path on this branch (src/election/); it may move to src/nats/.
-#include "election/lease_codec.h"
+#include "nats/lease_codec.h"
 
 #include <string>
 

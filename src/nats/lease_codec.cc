@@ -1,5 +1,5 @@
 // Lease record JSON codec (jsoncpp). Strict on types; unknown fields are ignored for forward compat.
-#include "election/lease_codec.h"
+#include "nats/lease_codec.h"
 
 #include <exception>
 #include <memory>
