@@ -14,6 +14,11 @@
 
 namespace hacoord {
 
+// The longest lease a record, a floor reply or a state file may announce: config's bound on every
+// duration (one day). A longer one is refused as damaged: a node that believed it would never
+// campaign again after the holder became unknown (and ms -> ns would overflow near 2^63 ns).
+inline constexpr milliseconds kMaxLease{86'400'000};
+
 // The value of key `leader` in bucket HACOORD_<clusterId>, stored as JSON:
 // {"holder","incarnation","epoch","leaseMs","successor"}.
 struct LeaseRecord {
@@ -81,7 +86,9 @@ class LeaseStore {
   // a marker or undecodable value is replaced by giving its revision) and, when
   // `expected_generation` is set, only if the bucket is still that generation: a revision (0
   // above all) can come back after the bucket was re-created, and a node whose knowledge is a TTL
-  // old must not win on a stream it never saw. Campaigns set it; renewals of a live lease need not.
+  // old must not win on a stream it never saw. The elector sets it on every write: a renewal or a
+  // release held back behind a slow write could otherwise land on the same revision number of a
+  // new generation, over another node's record.
   // Successful writes report the revision they created: with a base b >= 1 that is b + 1 (the key
   // is alone in its stream); a create lands at the stream's last sequence + 1, above 1 after a
   // purge (never assume expected_revision + 1 for a create). A store that sees a write land

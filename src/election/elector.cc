@@ -327,7 +327,16 @@ void Elector::gatherFloors() {
 void Elector::scheduleEvaluate(TimePoint at) { arm(evaluate_timer_, at, &Elector::evaluate); }
 
 void Elector::campaign() {
-  const Epoch epoch = std::max(highest_epoch_, floor_.current()).next();
+  const Epoch highest = std::max(highest_epoch_, floor_.current());
+  if (highest.value() >= Epoch::kMax) {
+    // Decoders refuse anything above kMax, so this takes a hand-edited state file at the limit.
+    kLog->error("node {} cannot campaign: epoch {} leaves no room below the limit {}", config_.node_id,
+                highest.value(), Epoch::kMax);
+    retry_not_before_ = clock_.now() + config_.lease_ttl;
+    scheduleEvaluate(retry_not_before_);
+    return;
+  }
+  const Epoch epoch = highest.next();
   HACOORD_INVARIANT(epoch > highest_epoch_ && epoch > floor_.current() && epoch > last_led_epoch_,
                     "node {} would campaign for epoch {} (highest seen {}, floor {}, last led {})",
                     config_.node_id, epoch.value(), highest_epoch_.value(), floor_.current().value(),
@@ -507,7 +516,7 @@ void Elector::renew() {
   const std::uint64_t base = leader_revision_;
   write_in_flight_ = true;
   base_generation_ = known_.generation;
-  store_.write(recordFor(leader_epoch_), base, std::nullopt,
+  store_.write(recordFor(leader_epoch_), base, base_generation_,
                [this, alive = alive_, sent_at, base](Result<std::uint64_t> r) {
                  if (*alive) onRenewDone(sent_at, base, std::move(r));
                });
@@ -677,7 +686,7 @@ void Elector::writeRelease(Epoch epoch, std::string successor, std::function<voi
   const LeaseRecord vacant = vacantRecord(epoch, std::move(successor));
   write_in_flight_ = true;
   base_generation_ = known_.generation;
-  store_.write(vacant, leader_revision_, std::nullopt,
+  store_.write(vacant, leader_revision_, base_generation_,
                [this, alive = alive_, vacant, done = std::move(done)](Result<std::uint64_t> r) {
                  if (!*alive) return;
                  write_in_flight_ = false;
@@ -717,7 +726,7 @@ void Elector::disown(std::uint64_t revision, Epoch epoch) {
   kLog->info("node {} is not a candidate: hands back epoch {} at once", config_.node_id, epoch.value());
   write_in_flight_ = true;
   base_generation_ = known_.generation;
-  store_.write(vacant, revision, std::nullopt, [this, alive = alive_, vacant](Result<std::uint64_t> r) {
+  store_.write(vacant, revision, base_generation_, [this, alive = alive_, vacant](Result<std::uint64_t> r) {
     if (!*alive) return;
     write_in_flight_ = false;
     if (r.isOk()) noteOwnWrite(*r, vacant);

@@ -36,20 +36,28 @@ Result<LeaseRecord> decodeLease(std::string_view bytes) {
   if (!parsed || !v.isObject()) {
     return Status(StatusCode::kDataLoss, "lease record is not a JSON object");
   }
-  auto str = [&](const char* key, std::string& out) -> bool {
-    if (!v.isMember(key)) return true;
+  // `required`: a record without its holder is not "vacant" (that is holder "", written by a
+  // handover): it is not a lease record, and the holder is unknown.
+  auto str = [&](const char* key, std::string& out, bool required) -> bool {
+    if (!v.isMember(key)) return !required;
     if (!v[key].isString()) return false;
     out = v[key].asString();
     return true;
   };
   LeaseRecord r;
-  if (!str("holder", r.holder) || !str("incarnation", r.incarnation) || !str("successor", r.successor)) {
-    return Status(StatusCode::kDataLoss, "lease record has a non-string holder/incarnation/successor");
+  if (!str("holder", r.holder, true) || !str("incarnation", r.incarnation, true) ||
+      !str("successor", r.successor, false)) {
+    return Status(StatusCode::kDataLoss,
+                  "lease record lacks a string holder or incarnation, or has a non-string successor");
   }
-  if (!v["epoch"].isUInt64()) return Status(StatusCode::kDataLoss, "lease record has no valid epoch");
+  if (!v["epoch"].isUInt64() || v["epoch"].asUInt64() > Epoch::kMax) {
+    return Status(StatusCode::kDataLoss,
+                  "lease record has no valid epoch (an integer 0.." + std::to_string(Epoch::kMax) + ")");
+  }
   r.epoch = Epoch(v["epoch"].asUInt64());
-  if (!v["leaseMs"].isInt64() || v["leaseMs"].asInt64() <= 0) {
-    return Status(StatusCode::kDataLoss, "lease record has no positive leaseMs");
+  if (!v["leaseMs"].isInt64() || v["leaseMs"].asInt64() <= 0 || v["leaseMs"].asInt64() > kMaxLease.count()) {
+    return Status(StatusCode::kDataLoss,
+                  "lease record has no valid leaseMs (1.." + std::to_string(kMaxLease.count()) + ")");
   }
   r.lease = milliseconds(v["leaseMs"].asInt64());
   return r;

@@ -7,6 +7,7 @@
 
 #include "core/json_reader.h"
 #include "core/logging.h"
+#include "hacoord/lease.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_control.h"
 
@@ -40,7 +41,8 @@ Result<FloorReply> decodeFloorReply(std::string_view body) {
     std::uint64_t epoch = 0;
     long long lease = 0;
     top->require("epoch", epoch);
-    top->require("leaseMs", lease, 0LL);
+    top->require("leaseMs", lease, 0LL, static_cast<long long>(kMaxLease.count()));
+    if (epoch > Epoch::kMax) top->fail("epoch", "must be at most " + std::to_string(Epoch::kMax));
     reply.epoch = Epoch(epoch);
     reply.lease = milliseconds(lease);
   }

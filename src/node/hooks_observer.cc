@@ -28,18 +28,24 @@ void HooksObserver::onLeaderChanged(const std::string& leader, Epoch epoch) {
 }
 
 void HooksObserver::queueRenewal(Epoch epoch, TimePoint valid_until) {
+  std::shared_ptr<Renewal> slot;
   {
     std::lock_guard lock(mutex_);
-    const bool queued = pending_.has_value();
-    pending_ = Renewal{epoch, valid_until};
-    if (queued) return;  // the call already queued will deliver this one
+    if (pending_ && pending_->epoch == epoch) {
+      pending_->valid_until = valid_until;  // the call already queued delivers this one
+      return;
+    }
+    // Another epoch: a call of its own, queued after whatever came between (a loss, a gain), so
+    // a renewal never reaches the application before the term it belongs to.
+    slot = std::make_shared<Renewal>(Renewal{epoch, valid_until});
+    pending_ = slot;
   }
-  runner_.run("onLeaseRenewed", [this] {
+  runner_.run("onLeaseRenewed", [this, slot] {
     Renewal r;
     {
       std::lock_guard lock(mutex_);
-      r = *pending_;
-      pending_.reset();
+      r = *slot;
+      if (pending_ == slot) pending_.reset();
     }
     hooks_->onLeaseRenewed(r.epoch, r.valid_until);
     return Status::ok();

@@ -3,7 +3,6 @@
 
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string_view>
 
 #include "core/hook_runner.h"
@@ -13,7 +12,8 @@
 namespace hacoord {
 
 // onBecomeLeader is followed at once by a first onLeaseRenewed with the lease's deadline.
-// Renewals that pile up behind a slow hook are coalesced: only the latest is delivered.
+// Renewals of one epoch that pile up behind a slow hook are coalesced: only the latest is
+// delivered. Renewals of different epochs never are (each stays after its own onBecomeLeader).
 class HooksObserver final : public LeadershipObserver {
  public:
   HooksObserver(std::shared_ptr<Hooks> hooks, HookRunner& runner);
@@ -34,7 +34,8 @@ class HooksObserver final : public LeadershipObserver {
   std::shared_ptr<Hooks> hooks_;
   HookRunner& runner_;
   std::mutex mutex_;
-  std::optional<Renewal> pending_;  // the latest renewal not delivered yet (under mutex_)
+  // The renewal a queued call will deliver, while it can still be updated (under mutex_).
+  std::shared_ptr<Renewal> pending_;
 };
 
 }  // namespace hacoord

@@ -186,6 +186,17 @@ struct Node::Impl final : ElectorListener {
   std::unique_ptr<LeadershipBus> bus;
   std::unique_ptr<NatsConnection> connection;
   std::unique_ptr<NatsLeaseStore> store;
+  // What the connection's reconnected callback (nats.c's thread) pokes: cleared before `store` is
+  // destroyed, so a reconnect during stop never reaches a store that is gone.
+  std::mutex reconnect_mutex;
+  NatsLeaseStore* reconnect_store = nullptr;
+  void dropStore() {
+    {
+      std::lock_guard lock(reconnect_mutex);
+      reconnect_store = nullptr;
+    }
+    store.reset();
+  }
   std::unique_ptr<StateFile> floor;
   // The floor the elector raises, readable by the floor responder from nats.c's thread.
   std::unique_ptr<PublishedEpochFloor> published_floor;
@@ -231,7 +242,8 @@ Status Node::start() {
   ConnectionEvents events;
   events.onReconnected = [&d] {
     kLog->info("node {} reconnected to NATS", d.config.node_id);
-    if (d.store) d.store->restartWatch();
+    std::lock_guard lock(d.reconnect_mutex);
+    if (d.reconnect_store != nullptr) d.reconnect_store->restartWatch();
   };
   events.onDisconnected = [&d] { kLog->warn("node {} disconnected from NATS", d.config.node_id); };
   auto connection = NatsConnection::connect(d.config.nats, "hacoord-" + d.config.node_id, events);
@@ -244,11 +256,15 @@ Status Node::start() {
     return store.status();
   }
   d.store = std::move(*store);
+  {
+    std::lock_guard lock(d.reconnect_mutex);
+    d.reconnect_store = d.store.get();
+  }
   // Before the elector starts: a node that campaigns must already tell others its floor.
   auto exchange = NatsFloorExchange::start(*d.connection, d.config.cluster_id, *d.published_floor, *d.strand,
                                            *d.blocking);
   if (!exchange.isOk()) {
-    d.store.reset();
+    d.dropStore();
     d.connection.reset();
     return exchange.status();
   }
@@ -304,7 +320,7 @@ void Node::stop() {
   d.elector.reset();
   d.bus.reset();
   d.exchange.reset();  // after the lanes: no gather runs; waits for a reply in progress
-  d.store.reset();
+  d.dropStore();
   d.connection.reset();
   std::lock_guard lock(d.mutex);
   d.snapshot.role = Role::kStopped;

@@ -13,6 +13,7 @@
 #include <json/json.h>
 
 #include "core/logging.h"
+#include "hacoord/lease.h"
 
 namespace hacoord {
 namespace {
@@ -74,11 +75,13 @@ Result<std::unique_ptr<StateFile>> StateFile::open(const std::string& dir, const
     std::string errors;
     std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
     if (!reader->parse(body.data(), body.data() + body.size(), &v, &errors) || !v.isObject() ||
-        !v["epoch"].isUInt64() || !v["longestLeaseMs"].isUInt64()) {
+        !v["epoch"].isUInt64() || !v["longestLeaseMs"].isUInt64() || v["epoch"].asUInt64() > Epoch::kMax ||
+        v["longestLeaseMs"].asUInt64() > static_cast<std::uint64_t>(kMaxLease.count())) {
       return Status(StatusCode::kDataLoss,
                     "state file " + path +
                         " is damaged (expected {\"epoch\": N, "
-                        "\"longestLeaseMs\": M}); hacoord will not guess the highest epoch it has "
+                        "\"longestLeaseMs\": M} with N <= 2^62 and M <= 86400000); hacoord will not guess "
+                        "the highest epoch it has "
                         "seen. If the lease bucket still exists, deleting this file is safe (the "
                         "bucket holds the latest epoch)");
     }

@@ -1,6 +1,8 @@
 // NatsFloorExchange against a real nats-server: strict replies, gather across nodes, garbage ignored.
 #include "nats/nats_floor_exchange.h"
 
+#include "hacoord/lease.h"
+
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -23,7 +25,7 @@ using test::NatsServer;
 using test::testNatsConfig;
 
 TEST(FloorReplyTest, RoundTripsAndRefusesAnythingElse) {
-  const FloorReply r{Epoch(18446744073709551615ull), 2500ms};
+  const FloorReply r{Epoch(Epoch::kMax), kMaxLease};  // the largest accepted
   auto back = decodeFloorReply(encodeFloorReply(r));
   ASSERT_TRUE(back.isOk()) << back.status().toString();
   EXPECT_EQ(*back, r);
@@ -33,7 +35,11 @@ TEST(FloorReplyTest, RoundTripsAndRefusesAnythingElse) {
   for (const char* bad :
        {"", "nope", "[]", "{}", R"({"epoch":3})", R"({"leaseMs":3})", R"({"epoch":-1,"leaseMs":0})",
         R"({"epoch":1.5,"leaseMs":0})", R"({"epoch":"9","leaseMs":0})", R"({"epoch":1,"leaseMs":-5})",
-        R"({"epoch":1,"leaseMs":1e3})"}) {
+        R"({"epoch":1,"leaseMs":1e3})",
+        // A lying node must not push every floor to the end of the epoch space (no campaign
+        // could go above it) nor make every node wait forever once the holder is unknown.
+        R"({"epoch":4611686018427387905,"leaseMs":0})", R"({"epoch":18446744073709551615,"leaseMs":0})",
+        R"({"epoch":1,"leaseMs":86400001})"}) {
     auto r2 = decodeFloorReply(bad);
     EXPECT_FALSE(r2.isOk()) << "accepted: " << bad;
     EXPECT_EQ(r2.status().code(), StatusCode::kInvalidArgument) << bad;

@@ -177,7 +177,7 @@ TEST_F(NatsLeaseStoreTest, ReadGivesAbsentThenEveryFieldWritten) {
   LeaseRecord r;
   r.holder = "node-7";
   r.incarnation = "0123456789abcdef";
-  r.epoch = Epoch(18446744073709551615ull);  // the full uint64 range survives JSON
+  r.epoch = Epoch(Epoch::kMax);  // the largest accepted epoch survives JSON
   r.lease = 12345ms;
   r.successor = "node-9";
   auto rev = writeSync(scheduler_, *store, r, 0);

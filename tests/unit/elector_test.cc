@@ -492,6 +492,45 @@ TEST_F(ElectorTest, ABucketReCreatedUnderALiveLeaderIsNotAVacancy) {
   EXPECT_EQ(server.resets(), 1);
 }
 
+// The bucket is deleted and re-created under a live leader, and another node wins in the new
+// generation and writes up to the very revision the leader's term is at (the leader hears nothing:
+// a deleted stream's watch just stops). The leader's renewal, and a release held back behind a
+// slow write, must not land on that revision of the new generation: a release there would make
+// the winner's live lease "vacant" and let a third node campaign inside it; a renewal would put
+// an older epoch over a newer one. Every write names the generation its base came from.
+void bucketResetUnderALeader(SimLoop& loop, LeaseServer& server, TestNode& a) {
+  a.elector->start();
+  loop.runDue();
+  ASSERT_TRUE(a.elector->isLeader());
+  const std::uint64_t revision = server.current().revision;
+  server.resetBucket();
+  const LeaseRecord winner{"x", "x-inc", Epoch(9), kTtl, ""};
+  while (server.current().revision < revision) server.put(winner);
+  ASSERT_EQ(server.current().revision, revision);
+}
+
+TEST_F(ElectorTest, ARenewalNeverLandsOnTheSameRevisionOfANewBucketGeneration) {
+  auto a = makeNode("a");
+  bucketResetUnderALeader(loop, server, *a);
+  const std::uint64_t revision = server.current().revision;
+  loop.advance(kRenew + milliseconds(50));
+  EXPECT_EQ(record().holder, "x") << "the old leader's renewal replaced the new generation's record";
+  EXPECT_EQ(server.current().revision, revision);
+  EXPECT_FALSE(a->elector->isLeader()) << "a renewal refused for another generation is a lost lease";
+}
+
+TEST_F(ElectorTest, AReleaseNeverLandsOnTheSameRevisionOfANewBucketGeneration) {
+  auto a = makeNode("a");
+  bucketResetUnderALeader(loop, server, *a);
+  const std::uint64_t revision = server.current().revision;
+  Status result = internalError("not called");
+  a->elector->stepDown("", [&](Status s) { result = s; });
+  loop.advance(milliseconds(100));
+  EXPECT_FALSE(result.isOk()) << "the release landed";
+  EXPECT_EQ(record().holder, "x") << "the release made the new generation's live lease vacant";
+  EXPECT_EQ(server.current().revision, revision);
+}
+
 TEST_F(ElectorTest, ALowerRevisionWithARecordRestartsTheTakeoverTimer) {
   // A lagging replica, or a re-created bucket someone wrote into: revision 1 after revision 9.
   auto b = makeNode("b");

@@ -1,5 +1,4 @@
 // Lease record codec: round trip, and garbage from the bucket is DataLoss, never a crash.
-// Includes the codec by its path on this branch (src/election/); it may move to src/nats/.
 #include "nats/lease_codec.h"
 
 #include <string>
@@ -13,8 +12,8 @@ TEST(LeaseCodec, RoundTrips) {
   LeaseRecord r;
   r.holder = "node-1";
   r.incarnation = "4f2a9c1e";
-  r.epoch = Epoch(18446744073709551615ull);
-  r.lease = milliseconds(2000);
+  r.epoch = Epoch(Epoch::kMax);  // the largest accepted
+  r.lease = kMaxLease;
   r.successor = "node-2";
   auto back = decodeLease(encodeLease(r));
   ASSERT_TRUE(back.isOk()) << back.status().toString();
@@ -33,6 +32,27 @@ TEST(LeaseCodec, GarbageIsDataLoss) {
   expectDataLoss(R"({"holder":"a","epoch":-1,"leaseMs":2000})");
   expectDataLoss(R"({"holder":"a","epoch":1,"leaseMs":0})");
   expectDataLoss(R"({"holder":7,"epoch":1,"leaseMs":2000})");
+}
+
+// A record without its holder is not vacant (that is holder ""): the holder is unknown, and a
+// follower must wait a TTL, not campaign at once. Values past the bounds are refused: a leaseMs of
+// 10^12 would stop every node from campaigning for good once the holder is unknown (and ms -> ns
+// overflows past ~9.2e12); an epoch near 2^64 would leave no room to campaign above it.
+TEST(LeaseCodec, MissingFieldsAndOutOfRangeValuesAreDataLoss) {
+  expectDataLoss(R"({"incarnation":"i","epoch":9,"leaseMs":2000})");
+  expectDataLoss(R"({"holder":"a","epoch":9,"leaseMs":2000})");
+  expectDataLoss(R"({"holder":"a","incarnation":"i","leaseMs":2000})");
+  expectDataLoss(R"({"holder":"a","incarnation":"i","epoch":9})");
+  expectDataLoss(R"({"holder":"a","incarnation":"i","epoch":9,"leaseMs":86400001})");
+  expectDataLoss(R"({"holder":"a","incarnation":"i","epoch":9,"leaseMs":1000000000000})");
+  expectDataLoss(R"({"holder":"a","incarnation":"i","epoch":4611686018427387905,"leaseMs":2000})");
+  expectDataLoss(R"({"holder":"a","incarnation":"i","epoch":18446744073709551615,"leaseMs":2000})");
+  expectDataLoss(R"({"holder":"a","incarnation":"i","epoch":9,"leaseMs":2000,"successor":5})");
+  // A vacant record (handover) and one without a successor (optional) are records.
+  auto vacant = decodeLease(R"({"holder":"","incarnation":"","epoch":9,"leaseMs":2000})");
+  ASSERT_TRUE(vacant.isOk()) << vacant.status().toString();
+  EXPECT_TRUE(vacant->vacant());
+  EXPECT_TRUE(decodeLease(R"({"holder":"a","incarnation":"i","epoch":9,"leaseMs":2000})").isOk());
 }
 
 // jsoncpp throws past 1000 levels of nesting; that used to abort every node reading the bucket.
