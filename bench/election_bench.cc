@@ -40,7 +40,6 @@
 
 #include <json/json.h>
 #include <nats/nats.h>
-#include <nats/nats.h>
 
 #include "support/runtime_scheduler.h"
 #include "core/logging.h"

@@ -132,6 +132,30 @@ struct VipManager::TimerGuard {
   bool alive = true;
 };
 
+class VipManager::Lock {
+ public:
+  explicit Lock(const VipManager& manager) : manager_(manager), lock_(manager.mutex_) {}
+  ~Lock() { manager_.publishLocked(); }  // before lock_ lets go
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
+
+ private:
+  const VipManager& manager_;
+  std::lock_guard<std::mutex> lock_;
+};
+
+void VipManager::publishLocked() const {
+  std::lock_guard lock(view_mutex_);
+  view_.metrics = metrics_;
+  view_.metrics.held = held_;
+  view_.on_interface = on_interface_;
+}
+
+bool VipManager::lastSeenPresent() const {
+  std::lock_guard lock(view_mutex_);
+  return view_.on_interface;
+}
+
 VipManager::VipManager(VipConfig config, VipTimings timings, vip::IpPrefix address, vip::LinkInfo link,
                        std::unique_ptr<vip::NetlinkAddress> netlink,
                        std::unique_ptr<vip::Announcer> announcer, std::optional<seconds> lifetime,
@@ -147,7 +171,7 @@ VipManager::VipManager(VipConfig config, VipTimings timings, vip::IpPrefix addre
       netlink_(std::move(netlink)),
       announcer_(std::move(announcer)) {
   // The first reconcile is the owner's removeForcibly() at start; the timer's follow.
-  std::lock_guard lock(mutex_);
+  Lock lock(*this);
   next_refresh_ = clock_.now() + config_.garp_refresh;
   armLocked();
 }
@@ -230,6 +254,7 @@ Status VipManager::addLocked(Epoch epoch, TimePoint valid_until, const char* why
     s = netlink_->replace(link_.ifindex, address_, lifetime_s);
   }
   if (!s.isOk()) return failLocked(s);
+  on_interface_ = true;
   kLog->info("VIP {} on {} {} (epoch {}, kernel lifetime {})", address_.toString(), config_.interface, why,
              epoch.value(), lifetimeText(lifetime_s));
   return Status::ok();
@@ -250,6 +275,7 @@ Status VipManager::removeLocked(const char* why) {
     auto found = netlink_->find(link_.ifindex, address_);
     if (!found.isOk()) return failLocked(found.status());
     if (!*found) {
+      on_interface_ = false;
       if (removed) {
         kLog->info("VIP {} on {} {} (epoch {})", address_.toString(), config_.interface, why, epoch_.value());
       }
@@ -308,6 +334,7 @@ void VipManager::refreshLocked(TimePoint now) {
       (void)failLocked(found.status());  // logged and counted; the next refresh tries again
       return;
     }
+    on_interface_ = found->has_value();
     if (*found) {
       kLog->warn("VIP {} is on {} but not held here (epoch {}): removing", address_.addressText(),
                  config_.interface, epoch_.value());
@@ -330,6 +357,7 @@ void VipManager::refreshLocked(TimePoint now) {
     (void)failLocked(found.status());  // logged and counted; the next refresh tries again
     return;
   }
+  on_interface_ = found->has_value();
   if (!*found) {
     kLog->warn("VIP {} went missing while held (epoch {}): re-adding", address_.addressText(),
                epoch_.value());
@@ -341,7 +369,7 @@ void VipManager::refreshLocked(TimePoint now) {
 
 // The one timer: a burst frame when one is due, else the periodic refresh (the reconcile).
 void VipManager::onTimer() {
-  std::lock_guard lock(mutex_);
+  Lock lock(*this);
   const TimePoint now = clock_.now();
   const bool bursting = held_ && burst_left_ > 0;
   if (bursting && now >= next_announce_) {
@@ -358,7 +386,7 @@ void VipManager::onTimer() {
 }
 
 Status VipManager::acquire(Epoch epoch, TimePoint valid_until) {
-  std::lock_guard lock(mutex_);
+  Lock lock(*this);
   if (epoch < epoch_ || epoch <= released_epoch_) {
     return aborted("acquire for epoch " + epoch.toString() + " after epoch " +
                    std::max(epoch_, released_epoch_).toString() + ": stale");
@@ -380,7 +408,7 @@ Status VipManager::acquire(Epoch epoch, TimePoint valid_until) {
 }
 
 Status VipManager::extend(Epoch epoch, TimePoint valid_until) {
-  std::lock_guard lock(mutex_);
+  Lock lock(*this);
   if (!held_) return failedPrecondition("extend: VIP " + address_.addressText() + " is not held");
   if (epoch != epoch_) {
     return aborted("extend for epoch " + epoch.toString() + " but the VIP is held for epoch " +
@@ -419,7 +447,7 @@ Status VipManager::extend(Epoch epoch, TimePoint valid_until) {
 }
 
 Status VipManager::release(Epoch epoch) {
-  std::lock_guard lock(mutex_);
+  Lock lock(*this);
   if (held_ && epoch < epoch_) {
     return aborted("release for epoch " + epoch.toString() + " but the VIP is held for epoch " +
                    epoch_.toString() + ": left in place");
@@ -436,7 +464,7 @@ Status VipManager::release(Epoch epoch) {
 }
 
 Status VipManager::removeForcibly(const char* why) {
-  std::lock_guard lock(mutex_);
+  Lock lock(*this);
   held_ = false;
   metrics_.held = false;
   burst_left_ = 0;
@@ -445,7 +473,7 @@ Status VipManager::removeForcibly(const char* why) {
 }
 
 Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_until) {
-  std::lock_guard lock(mutex_);
+  Lock lock(*this);
   const TimePoint now = clock_.now();
   if (held_ && epoch < epoch_) {
     return aborted("reconcile for epoch " + epoch.toString() + " but the VIP is held for epoch " +
@@ -509,20 +537,19 @@ Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_unti
 }
 
 Result<bool> VipManager::present() const {
-  std::lock_guard lock(mutex_);
+  Lock lock(*this);
   auto found = netlink_->find(link_.ifindex, address_);
   if (!found.isOk()) {
     ++metrics_.errors;
     return found.status();
   }
+  on_interface_ = found->has_value();
   return found->has_value();
 }
 
 VipMetrics VipManager::metrics() const {
-  std::lock_guard lock(mutex_);
-  VipMetrics copy = metrics_;
-  copy.held = held_;
-  return copy;
+  std::lock_guard lock(view_mutex_);
+  return view_.metrics;
 }
 
 std::string VipManager::address() const { return address_.addressText(); }

@@ -60,8 +60,8 @@ inline constexpr milliseconds kKernelExpirySlack{300};
 // older one (a late release cannot remove a newer term's VIP).
 //
 // Order (DESIGN §4), which the caller guarantees: on winning, lease first, then acquire(); on
-// losing, release() before the lease is released. At start, call reconcile(false, ...) so a VIP
-// left over from an earlier run goes away. After that the manager's thread reconciles every
+// losing, release() before the lease is released. At start and stop, removeForcibly() takes away a
+// VIP left over from an earlier run (or a failed handover). The manager's thread reconciles every
 // garp_refresh by itself: held -> re-add if missing (and announce); not held -> remove if present.
 class VipManager {
  public:
@@ -98,8 +98,13 @@ class VipManager {
   // up until its kernel lifetime ends after the daemon is gone).
   Status removeForcibly(const char* why);
 
-  // The VIP is on the interface (any prefix; ifindex and address bytes compared).
+  // The VIP is on the interface (any prefix; ifindex and address bytes compared): a netlink dump,
+  // which waits for an add or remove in progress.
   Result<bool> present() const;
+  // For status and metrics readers that must never wait (the HTTP handler on hc-io, the NATS
+  // status responder): what the manager last knew, published after each of its operations. The
+  // VIP on the interface as the last add, remove, reconcile or present() found it.
+  bool lastSeenPresent() const;
   VipMetrics metrics() const;
   std::string address() const;  // the address without prefix, e.g. "192.0.2.100"
   // The kernel lifetime cap L chosen at create(), or nullopt when the daemon's deadline is all.
@@ -116,6 +121,9 @@ class VipManager {
   VipManager(VipConfig config, VipTimings timings, vip::IpPrefix address, vip::LinkInfo link,
              std::unique_ptr<vip::NetlinkAddress> netlink, std::unique_ptr<vip::Announcer> announcer,
              std::optional<std::chrono::seconds> lifetime, Scheduler& scheduler, const Clock& clock);
+
+  class Lock;  // holds mutex_ and publishes view_ when it lets go
+  void publishLocked() const;
 
   // Everything below runs with mutex_ held.
   // Probe (if configured), then add or replace; the caller starts the burst. `why` is for logs.
@@ -152,6 +160,14 @@ class VipManager {
   TimePoint next_announce_{};
   TimePoint next_refresh_{};
   bool expired_warned_ = false;
+  mutable bool on_interface_ = false;  // as the last netlink operation found it
+
+  struct View {
+    VipMetrics metrics;
+    bool on_interface = false;
+  };
+  mutable std::mutex view_mutex_;  // never held across netlink: guards view_
+  mutable View view_;
 };
 
 }  // namespace hacoord

@@ -116,12 +116,17 @@ int runControl(const Args& args) {
     }
     return s->healthy ? kExitOk : kExitFailure;
   }
+  // --force: past the handover rate limit (one per election.cooldownMs across the cluster); the
+  // leader accepts it only from the operator's NATS user (stepdown.force).
+  ControlOptions options;
+  options.force = args.has("force");
   if (cmd == "promote") {
     if (node.empty()) return printError("promote: NODE is required"), kExitUsage;
-    return report("promote " + node, Manager::promote(config, node));
+    return report("promote " + node, Manager::promote(config, node, options));
   }
   if (cmd == "demote")
-    return report("demote" + (node.empty() ? "" : " " + node), Manager::demote(config, node));
+    return report("demote" + (node.empty() ? "" : " " + node), Manager::demote(config, node, options));
+  if (options.force) return printError(cmd + ": --force is for promote and demote"), kExitUsage;
   const std::string target = node.empty() ? config.node_id : node;
   if (cmd == "join") return report("join " + target, Manager::join(config, target));
   if (cmd == "leave") return report("leave " + target, Manager::leave(config, target));

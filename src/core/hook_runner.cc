@@ -14,6 +14,8 @@ constinit const ModuleLog kLog("hooks");
 // Set on the hook thread when a hook shut its own runner down (Node::stop() from inside a hook,
 // say): the runner may be destroyed before the hook returns, so the loop must not touch it again.
 thread_local bool t_runner_released = false;
+// The running call's deadline (HookRunner::currentDeadline), on the hook thread.
+thread_local std::chrono::steady_clock::time_point t_deadline = std::chrono::steady_clock::time_point::max();
 
 }  // namespace
 
@@ -22,6 +24,7 @@ struct HookRunner::Call {
   Hook hook;
   Done done;
   TimePoint queued_at{};
+  std::chrono::steady_clock::time_point deadline{};  // queued + the limit
   Scheduler::TimerId timer = 0;
   bool reported = false;  // done was called (under mutex_)
   bool overran = false;   // counted in overrunning_ (under mutex_)
@@ -45,6 +48,7 @@ void HookRunner::run(std::string name, Hook hook, Done done) {
   call->name = std::move(name);
   call->hook = std::move(hook);
   call->done = std::move(done);
+  call->deadline = std::chrono::steady_clock::now() + time_limit_;
   {
     std::lock_guard lock(mutex_);
     if (stopping_) {
@@ -117,8 +121,10 @@ void HookRunner::loop() {
       if (stopping_) return;
       call = std::move(queue_.front());
       queue_.pop_front();
+      running_ = call;
     }
     Status status;
+    t_deadline = call->deadline;
     try {
       status = call->hook();
     } catch (const std::exception& e) {
@@ -128,10 +134,17 @@ void HookRunner::loop() {
       status = internalError("hook " + call->name + " threw a non-standard exception");
       kLog->error("{}", status.message());
     }
+    t_deadline = std::chrono::steady_clock::time_point::max();
     if (t_runner_released) return;  // shut down from inside this hook: `this` may be gone
+    {
+      std::lock_guard lock(mutex_);
+      running_.reset();
+    }
     finish(call, std::move(status));
   }
 }
+
+std::chrono::steady_clock::time_point HookRunner::currentDeadline() { return t_deadline; }
 
 void HookRunner::shutdown() {
   std::deque<std::shared_ptr<Call>> dropped;
@@ -145,9 +158,17 @@ void HookRunner::shutdown() {
   if (thread_.joinable()) {
     if (thread_.get_id() == std::this_thread::get_id()) {
       // Shut down from inside a hook: the loop ends when it returns, without touching the runner
-      // (its own `done` is not reported: everything after a shutdown is cancelled anyway).
+      // (its own `done` is not reported: everything after a shutdown is cancelled anyway). Its
+      // limit timer would still fire on a runner that may be gone by then: cancelled here.
       t_runner_released = true;
       thread_.detach();
+      std::shared_ptr<Call> running;
+      {
+        std::lock_guard lock(mutex_);
+        running = std::move(running_);
+        if (running) running->reported = true;
+      }
+      if (running) scheduler_.cancel(running->timer);
     } else {
       thread_.join();
     }

@@ -1,6 +1,7 @@
 // HookRunner: runs application hooks one at a time, in order, on hc-hooks, each with a time limit.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -47,6 +48,10 @@ class HookRunner {
   void shutdown();
   // Calls past their limit and not finished yet (from any thread).
   int overrunning() const;
+  // Inside a hook, on the runner's thread: when that call's time limit ends (queued + limit), on
+  // the steady clock. A hook that starts processes kills them by then (CommandHooks), so a command
+  // queued behind a slow one never outlives its own limit. time_point::max() outside a hook.
+  static std::chrono::steady_clock::time_point currentDeadline();
 
  private:
   struct Call;
@@ -60,6 +65,7 @@ class HookRunner {
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Call>> queue_;
+  std::shared_ptr<Call> running_;  // the call whose hook runs now (under mutex_)
   int overrunning_ = 0;
   bool stopping_ = false;
   std::thread thread_;

@@ -119,6 +119,7 @@ ElectorSnapshot Elector::snapshot() const {
                                      : highest_epoch_;
   s.revision = known_.revision;
   s.valid_until = state_ == State::kLeader ? valid_until_ : TimePoint{};
+  s.handed_over_at = state_ == State::kLeader ? handed_over_at_ : TimePoint{};
   s.candidate = candidate_;
   return s;
 }
@@ -351,6 +352,7 @@ void Elector::campaign() {
     return;
   }
   highest_epoch_ = epoch;
+  campaign_on_release_ = known_.hasRecord() && known_.record.vacant();
   const LeaseRecord record = recordFor(epoch);
   const std::uint64_t base = known_.revision;
   const TimePoint sent_at = clock_.now();
@@ -492,6 +494,7 @@ void Elector::becomeLeader(std::uint64_t revision, const LeaseRecord& record, Ti
                     config_.node_id, record.epoch.value(), last_led_epoch_.value());
   last_led_epoch_ = record.epoch;
   state_ = State::kLeader;
+  handed_over_at_ = campaign_on_release_ ? clock_.now() : TimePoint{};
   leader_epoch_ = record.epoch;
   leader_revision_ = revision;
   valid_until_ = valid_until;

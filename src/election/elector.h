@@ -38,6 +38,9 @@ struct ElectorSnapshot {
   Epoch epoch;                 // of the latest record seen (the highest seen when none is there)
   std::uint64_t revision = 0;  // of the latest record seen
   TimePoint valid_until{};     // leader only: local self-fencing deadline
+  // Leader only: when a handover gave this node its term (it took over a released lease), on the
+  // elector's clock; TimePoint{} when the term began otherwise (an expiry, an empty bucket).
+  TimePoint handed_over_at{};
   bool candidate = true;
 };
 
@@ -183,6 +186,8 @@ class Elector {
   // candidacy has made old (a node that knew a higher epoch may have come back meanwhile).
   bool just_gathered_ = false;
   bool write_in_flight_ = false;           // at most one write at a time
+  TimePoint handed_over_at_{};             // see ElectorSnapshot::handed_over_at
+  bool campaign_on_release_ = false;       // the last campaign took over a released (vacant) lease
   std::uint64_t base_generation_ = 0;      // generation of the entry the write in flight is based on
   std::function<void()> after_write_;      // runs once the write in flight completes
   std::function<void()> after_release_;    // stop() requested during a handover

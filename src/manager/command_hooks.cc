@@ -1,9 +1,12 @@
 // CommandHooks: see command_hooks.h.
 #include "manager/command_hooks.h"
 
+#include <algorithm>
+#include <chrono>
 #include <utility>
 #include <vector>
 
+#include "core/hook_runner.h"
 #include "core/logging.h"
 #include "core/shell.h"
 
@@ -45,14 +48,29 @@ Status CommandHooks::run(std::string_view hook, const std::string& command, Epoc
       {"HACOORD_REASON", std::string(reason)},
       {"HACOORD_EVENT", std::string(event)},
   };
+  // The limit counts from when the hook was queued (HookRunner): a command that waited behind a
+  // slow one gets only what is left, so it never outlives its limit.
+  milliseconds limit = limit_;
+  if (const auto deadline = HookRunner::currentDeadline();
+      deadline != std::chrono::steady_clock::time_point::max()) {
+    const auto left = std::chrono::duration_cast<milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left <= milliseconds(0)) {
+      const std::string what = std::string(hook) + " command (epoch " + std::to_string(epoch.value()) +
+                               "): not started: its time limit of " + std::to_string(limit_.count()) +
+                               " ms passed while it waited behind another hook";
+      hooks_log_->warn("{}", what);
+      return deadlineExceeded(what);
+    }
+    limit = std::min(limit, left);
+  }
   const ShellRun r =
-      runShell(command, env, limit_, [&](std::string_view line) { hooks_log_->info("{}: {}", hook, line); });
+      runShell(command, env, limit, [&](std::string_view line) { hooks_log_->info("{}: {}", hook, line); });
   if (r.ok()) {
     hooks_log_->debug("{} (epoch {}): exit 0", hook, epoch.value());
     return Status::ok();
   }
   std::string what = std::string(hook) + " command (epoch " + std::to_string(epoch.value()) + "): ";
-  what += r.timed_out ? "no exit within " + std::to_string(limit_.count()) + " ms (process group killed)"
+  what += r.timed_out ? "no exit within " + std::to_string(limit.count()) + " ms (process group killed)"
                       : r.describe();
   hooks_log_->warn("{}", what);
   return internalError(what);

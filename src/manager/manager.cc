@@ -115,8 +115,8 @@ struct Manager::Impl {
     s.nats_connected = connection && connection->connected();
     if (vip) {
       s.vip.address = vip->address();
-      auto present = vip->present();
-      s.vip.held = present.isOk() && *present;
+      // Never a netlink dump here: this runs on hc-io (HTTP) and on nats.c's thread (status).
+      s.vip.held = vip->lastSeenPresent();
     }
     if (checker) {
       s.checks = checker->states();

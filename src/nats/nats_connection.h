@@ -85,8 +85,8 @@ class NatsConnection {
   // subject the user may not publish to and says so only asynchronously (-ERR "Permissions
   // Violation for Publish to ..."), so a plain request would wait for its whole timeout:
   // here that refusal ends the wait at once with PermissionDenied "permission denied: user X may
-  // not publish to <subject>". Otherwise as a plain request: no responder → Unavailable("no
-  // responders on <subject>") at once; no reply in time → DeadlineExceeded("no reply on
+  // not publish to <subject>". Otherwise as a plain request: no responder → NotFound("no
+  // responders on <subject>") at once (nobody serves it: an answer, not a transient error); no reply in time → DeadlineExceeded("no reply on
   // <subject> within N ms"); the link drops meanwhile → Unavailable; not connected → Unavailable
   // without waiting.
   Result<std::string> request(const std::string& subject, const std::string& body, milliseconds timeout);

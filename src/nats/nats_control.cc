@@ -1,8 +1,6 @@
 // NATS request/reply: responder lifetime across nats.c's delivery thread, requests with clear errors.
 #include "nats/nats_control.h"
 
-#include <json/json.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -202,27 +200,6 @@ Result<std::vector<std::string>> natsGather(NatsConnection& connection, const st
     }
   }
   return replies;
-}
-
-std::string controlReply(const Status& status) {
-  Json::Value v(Json::objectValue);
-  v["ok"] = status.isOk();
-  if (!status.isOk()) v["error"] = status.toString();
-  Json::StreamWriterBuilder w;
-  w["indentation"] = "";
-  return Json::writeString(w, v);
-}
-
-Status parseControlReply(const std::string& body) {
-  Json::Value v;
-  Json::CharReaderBuilder b;
-  std::string errors;
-  std::unique_ptr<Json::CharReader> r(b.newCharReader());
-  if (!r->parse(body.data(), body.data() + body.size(), &v, &errors) || !v.isObject() || !v["ok"].isBool()) {
-    return internalError("unreadable control reply: " + body);
-  }
-  if (v["ok"].asBool()) return Status::ok();
-  return failedPrecondition(v["error"].asString());
 }
 
 }  // namespace hacoord

@@ -55,11 +55,6 @@ class NatsResponder {
   natsSubscription* sub_;
 };
 
-// The control replies' JSON: {"ok":true} or {"ok":false,"error":"<Status text>"}.
-std::string controlReply(const Status& status);
-// OK, FailedPrecondition carrying the remote error, or Internal for a reply that is not one.
-Status parseControlReply(const std::string& body);
-
 // One request, one reply. NATS_NO_RESPONDERS → NotFound("no responders on <subject>") at once
 // (nobody subscribes: an answer, not a transient error);
 // no reply in time → DeadlineExceeded; not connected → Unavailable without waiting; the server

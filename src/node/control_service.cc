@@ -47,12 +47,19 @@ Result<std::unique_ptr<ControlService>> ControlService::start(NatsConnection& co
     const std::string subject = controlSubject(cluster, node, std::string(verb));
     auto responder = NatsResponder::subscribe(
         connection, subject,
-        [state, verb = std::string(verb), subject](std::string body, NatsResponder::ReplyFn reply) {
+        [state, verb = std::string(verb), subject, node](std::string body, NatsResponder::ReplyFn reply) {
           auto request = decodeControlRequest(verb, body);
           if (!request.isOk()) {
             kLog->warn("control: refused a malformed {} on {}: {}", verb, subject,
                        request.status().message());
             reply(encodeControlReply(request.status()));
+            return;
+          }
+          if (request->successor == node) {
+            // The leader handing over to itself would skip its own cooldown and re-win at once.
+            kLog->warn("control: refused a {} on {} naming this node as its own successor", verb, subject);
+            reply(encodeControlReply(
+                invalidArgument("successor " + node + " is this node, the one handing over")));
             return;
           }
           const std::string requester = request->requester.empty() ? "(not given)" : request->requester;
@@ -72,6 +79,16 @@ Result<std::unique_ptr<ControlService>> ControlService::start(NatsConnection& co
                     "by the operator (hacoord demote/promote --force)"));
                 return;
               }
+              const TimePoint since =
+                  state->actions.handed_over_at ? state->actions.handed_over_at() : TimePoint{};
+              if (!force && since != TimePoint{} && now < since + state->cooldown) {
+                answer(failedPrecondition(
+                    "this node took over in a handover " + std::to_string(toMillis(now - since)) +
+                    " ms ago; at most one handover per election.cooldownMs (" +
+                    std::to_string(state->cooldown.count()) +
+                    " ms) unless forced by the operator (hacoord demote/promote --force)"));
+                return;
+              }
               if (!force && state->last_handover && now < *state->last_handover + state->cooldown) {
                 answer(failedPrecondition(
                     "the last handover took place " + std::to_string(toMillis(now - *state->last_handover)) +
@@ -88,7 +105,7 @@ Result<std::unique_ptr<ControlService>> ControlService::start(NatsConnection& co
               });
             });
           } else if (verb == kVerbPromote) {
-            state->blocking->post([state, answer] { answer(state->actions.promote()); });
+            state->blocking->post([state, answer, requester] { answer(state->actions.promote(requester)); });
           } else {
             const bool join = verb == kVerbJoin;
             state->strand->post([state, join, answer] {

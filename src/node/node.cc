@@ -134,7 +134,8 @@ struct Node::Impl final : ElectorListener {
   Duration handoverLimit() const { return config.election.hook_time_limit + 2 * config.nats.request_timeout; }
 
   // Asks the live leader (over NATS) to hand over to this node. Blocks: never on the strand.
-  Status promote() {
+  // `requester`: who asked (logged by the leader); "" when the application called Node::promote().
+  Status promote(const std::string& requester = "") {
     const ElectorSnapshot s = currentSnapshot();
     if (s.role == Role::kLeader) return Status::ok();
     if (s.leader.empty()) {
@@ -145,7 +146,8 @@ struct Node::Impl final : ElectorListener {
     if (!s.candidate) return failedPrecondition("node " + config.node_id + " is not a candidate");
     ControlRequest request;
     request.successor = config.node_id;
-    request.requester = "node:" + config.node_id;
+    request.requester =
+        requester.empty() ? "node:" + config.node_id : requester + " via node:" + config.node_id;
     auto reply =
         natsRequest(*connection, controlSubject(config.cluster_id, s.leader, std::string(kVerbStepDown)),
                     encodeControlRequest(request), std::chrono::duration_cast<milliseconds>(handoverLimit()));
@@ -159,7 +161,8 @@ struct Node::Impl final : ElectorListener {
       if (!elector) return done(unavailable("node is stopping"));
       elector->stepDown(successor, std::move(done));
     };
-    actions.promote = [this] { return promote(); };
+    actions.promote = [this](const std::string& requester) { return promote(requester); };
+    actions.handed_over_at = [this] { return elector ? elector->snapshot().handed_over_at : TimePoint{}; };
     actions.set_candidate = [this](bool join, std::function<void()> applied) {
       operator_candidate = join;
       kLog->info("node {}: operator says {} candidacy", config.node_id, join ? "join" : "leave");

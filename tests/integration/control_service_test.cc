@@ -69,8 +69,12 @@ class ControlServiceTest : public ::testing::Test {
       }
       done(step_down_result_);
     };
-    actions.promote = [] { return Status::ok(); };
+    actions.promote = [](const std::string&) { return Status::ok(); };
     actions.set_candidate = [](bool, std::function<void()> applied) { applied(); };
+    actions.handed_over_at = [this] {
+      std::lock_guard lock(mutex_);
+      return handed_over_at_;
+    };
     auto svc = ControlService::start(*node_conn_, "c1", "n1", kCooldown, clock_, *strand_, *blocking_,
                                      std::move(actions));
     ASSERT_TRUE(svc.isOk()) << svc.status().toString();
@@ -107,6 +111,7 @@ class ControlServiceTest : public ::testing::Test {
   Status step_down_result_;                  // what the node's stepDown answers (set before asking)
   std::atomic<bool> hold_step_down_{false};  // keep stepDown's `done` in held_ (a slow handover)
   std::vector<std::function<void(Status)>> held_;
+  TimePoint handed_over_at_{};  // when a handover gave the node its term (TimePoint{}: none)
 };
 
 // Two rate-limited stepdowns sent together: the second arrives while the first handover is still
@@ -161,6 +166,28 @@ TEST_F(ControlServiceTest, SecondStepDownWithinTheCooldownIsRefusedNamingIt) {
   EXPECT_TRUE(log_->contains("stepdown refused: FAILED_PRECONDITION")) << log_->text();
 }
 
+// The limit holds across the cluster: the node that handed over is no longer leader, so the new
+// leader counts from the handover that gave it its term. Otherwise a script asking whoever leads
+// now could bounce leadership from node to node, one handover after another.
+TEST_F(ControlServiceTest, ALeaderThatTookOverInAHandoverRefusesAnotherUntilACooldownLater) {
+  {
+    std::lock_guard lock(mutex_);
+    handed_over_at_ = clock_.now();
+  }
+  clock_.advance(300ms);
+  const Status early = ask("stepdown", R"({"requester":"script"})");
+  EXPECT_EQ(early.code(), StatusCode::kFailedPrecondition) << early.toString();
+  EXPECT_EQ(
+      early.message(),
+      "this node took over in a handover 300 ms ago; at most one handover per election.cooldownMs (5000 ms) "
+      "unless forced by the operator (hacoord demote/promote --force)");
+  EXPECT_TRUE(handovers().empty());
+  EXPECT_TRUE(ask("stepdown.force").isOk()) << "the operator may always move it";
+  clock_.advance(kCooldown - 300ms);
+  EXPECT_TRUE(ask("stepdown").isOk());
+  EXPECT_EQ(handovers().size(), 2u);
+}
+
 TEST_F(ControlServiceTest, ForcedStepDownIsNotRateLimitedAndDoesNotStartACooldown) {
   ASSERT_TRUE(ask("stepdown").isOk());
   clock_.advance(10ms);
@@ -196,6 +223,10 @@ TEST_F(ControlServiceTest, MalformedRequestIsInvalidArgumentAndDoesNothing) {
   EXPECT_EQ(bad.message(),
             "control request: successor: must be a node id ([A-Za-z0-9_-], 1 to 64 characters)");
   EXPECT_EQ(ask("join", R"({"successor":"n2"})").code(), StatusCode::kInvalidArgument);
+  // The leader as its own successor would skip its cooldown and win again at once.
+  const Status self = ask("stepdown", R"({"successor":"n1"})");
+  EXPECT_EQ(self.code(), StatusCode::kInvalidArgument) << self.toString();
+  EXPECT_EQ(self.message(), "successor n1 is this node, the one handing over");
   EXPECT_TRUE(handovers().empty());
   EXPECT_TRUE(ask("stepdown").isOk());
   EXPECT_TRUE(ask("join").isOk());

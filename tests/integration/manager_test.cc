@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "support/eventually.h"
+#include "support/log_capture.h"
 #include "support/nats_server_fixture.h"
 
 namespace hacoord {
@@ -111,15 +112,41 @@ TEST_F(ManagerTest, LeaveHandsOverAndJoinRestoresCandidacyOverNats) {
   EXPECT_EQ((*all)[0].role, "follower");
   EXPECT_EQ((*all)[1].role, "leader");
 
+  // b took over in a handover a moment ago: a plain demote is refused (one handover per cooldown
+  // across the cluster), the operator's forced one goes.
+  const Status plain = Manager::demote(config("cli"), "");
+  EXPECT_EQ(plain.code(), StatusCode::kFailedPrecondition) << plain.toString();
+  EXPECT_NE(plain.message().find("took over in a handover"), std::string::npos) << plain.toString();
+  ControlOptions forced;
+  forced.force = true;
   // a is not a candidate: after b hands over too, a must not take the lease.
-  ASSERT_TRUE(Manager::demote(config("cli"), "").isOk());
+  ASSERT_TRUE(Manager::demote(config("cli"), "", forced).isOk());
   ASSERT_TRUE(eventually([&] { return b->node().isLeader(); }, 3000ms)) << "b is the only candidate";
   EXPECT_FALSE(a->node().isLeader());
 
   ASSERT_TRUE(Manager::join(config("cli"), "a").isOk());
-  ASSERT_TRUE(Manager::promote(config("cli"), "a").isOk());
+  ASSERT_TRUE(Manager::promote(config("cli"), "a", forced).isOk());
   ASSERT_TRUE(eventually([&] { return a->node().isLeader(); }, 2000ms));
   EXPECT_EQ(leaders({a.get(), b.get()}), 1);
+}
+
+// A plain promote reaches the leader through the promoted node: the leader's log names who asked,
+// not only the node that passed it on.
+TEST_F(ManagerTest, APromoteNamesItsRequesterInTheLeadersLog) {
+  auto a = start(config("a"));
+  ASSERT_TRUE(eventually([&] { return a->node().isLeader(); }, 5000ms));
+  auto b = start(config("b"));
+  ASSERT_TRUE(eventually([&] { return b->node().leader() == "a"; }, 5000ms));
+  test::LogCapture control_log("control");
+  // The client calls set the process's log level from their config (warn for "info"): keep info.
+  Config cli = config("cli");
+  cli.log_level = "debug";
+  ControlOptions options;
+  options.requester = "ops-script";
+  ASSERT_TRUE(Manager::promote(cli, "b", options).isOk());
+  ASSERT_TRUE(eventually([&] { return b->node().isLeader(); }, 2000ms));
+  EXPECT_TRUE(control_log.contains("stepdown to b requested by 'ops-script via node:b'"))
+      << control_log.text();
 }
 
 TEST_F(ManagerTest, FailingChecksKeepAFollowerOutAndMakeALeaderHandOverAfterFailAfter) {

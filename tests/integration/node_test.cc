@@ -17,7 +17,9 @@
 #include "core/logging.h"
 #include "integration/node_harness.h"
 #include "nats/nats_connection.h"
+#include "nats/nats_control.h"
 #include "nats/nats_lease_store.h"
+#include "node/control_codec.h"
 #include "node/state_file.h"
 #include "support/eventually.h"
 #include "support/nats_server_fixture.h"
@@ -300,6 +302,21 @@ TEST_F(NodeTest, StepDownHandsOverAfterTheHookAndBeforeTheLeaseExpires) {
   expectMonitorClean();
 }
 
+// The operator's forced handover to `successor` (stepdown.force on the leader): what
+// `hacoord promote --force` sends, past the rate limit of one handover per cooldown.
+Status forcePromote(const std::vector<std::string>& servers, const std::string& cluster,
+                    const std::string& leader, const std::string& successor) {
+  auto conn = NatsConnection::connect(makeNodeConfig(cluster, "operator", servers).nats, "test-operator");
+  if (!conn.isOk()) return conn.status();
+  ControlRequest request;
+  request.successor = successor;
+  request.requester = "test-operator";
+  auto reply = natsRequest(**conn, controlSubject(cluster, leader, std::string(kVerbForceStepDown)),
+                           encodeControlRequest(request), 5000ms);
+  if (!reply.isOk()) return reply.status();
+  return decodeControlReply(*reply);
+}
+
 TEST_F(NodeTest, PromoteMakesThatFollowerTheLeader) {
   const std::string cluster = uniqueClusterId("promote");
   const std::size_t old = startHandoverTrio(cluster);
@@ -313,8 +330,16 @@ TEST_F(NodeTest, PromoteMakesThatFollowerTheLeader) {
   for (int round = 0; round < 2; ++round) {
     const std::size_t chosen = (current + 1) % nodes_.size();
     ASSERT_NE(chosen, current);
-    const auto t0 = steadyNow();
-    const Status s = nodes_[chosen]->promote();
+    auto t0 = steadyNow();
+    Status s = nodes_[chosen]->promote();
+    if (round == 1) {
+      // The leader took over in round 0's handover a moment ago: one handover per cooldown across
+      // the cluster refuses a node's promote; the operator's forced one goes.
+      EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.toString();
+      EXPECT_NE(s.message().find("took over in a handover"), std::string::npos) << s.toString();
+      t0 = steadyNow();
+      s = forcePromote(servers(), cluster, nodes_[current]->nodeId(), nodes_[chosen]->nodeId());
+    }
     ASSERT_TRUE(s.isOk()) << nodes_[chosen]->nodeId() << ": " << s.toString();
     ASSERT_TRUE(eventually([&] { return nodes_[chosen]->isLeader(); }, 5000ms, 1ms)) << describeNodes(nodes_);
     EXPECT_LT(msSince(t0), kFastTakeover.count());
@@ -475,7 +500,10 @@ TEST_F(NodeTest, NatsRestartKeepsOneLeaderAndTheWatchStillDelivers) {
   auto handover = [&](const std::string& what, std::size_t from, std::optional<std::size_t> to) {
     const Epoch e = nodes_[from]->epoch();
     const auto t1 = steadyNow();
-    const Status s = to ? nodes_[*to]->promote() : nodes_[from]->stepDown();
+    // The promotes follow a handover at once: the operator's forced path (the rate limit of one
+    // handover per cooldown across the cluster would refuse a plain one; ControlServiceTest).
+    const Status s = to ? forcePromote({own.url()}, cluster, nodes_[from]->nodeId(), nodes_[*to]->nodeId())
+                        : nodes_[from]->stepDown();
     ASSERT_TRUE(s.isOk()) << what << ": " << s.toString();
     std::size_t next = nodes_.size();
     ASSERT_TRUE(eventually([&] { return (next = otherLeader(from)) < nodes_.size(); }, 15000ms, 1ms))

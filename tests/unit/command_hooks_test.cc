@@ -8,9 +8,14 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <regex>
+#include <thread>
 #include <sstream>
 #include <string>
 
+#include "core/hook_runner.h"
+#include "core/runtime.h"
 #include "core/shell.h"
 #include "support/eventually.h"
 #include "support/log_capture.h"
@@ -122,6 +127,51 @@ TEST_F(CommandHooksTest, AHookPastTheLimitIsKilledWithItsChildren) {
       },
       5000ms))
       << "the hook's background child " << child << " survived the kill";
+}
+
+// Queued behind a slow hook, a command gets only what is left of its limit (counted from its
+// queueing, as the HookRunner counts it): it never runs past the moment the election was told it
+// failed. One whose whole limit passed in the queue is not started at all.
+TEST_F(CommandHooksTest, ACommandQueuedBehindASlowHookGetsOnlyWhatIsLeftOfItsLimit) {
+  config_.election.hook_time_limit = 600ms;
+  const std::string started = dir_ + "/started";
+  config_.hooks.on_lose_leadership = "touch " + started + "; sleep 30";
+  config_.hooks.on_become_leader = "touch " + started + "-become; sleep 30";
+  Runtime runtime;
+  auto strand = runtime.makeStrand();
+  HookRunner runner(*strand, config_.election.hook_time_limit);
+  auto hooks = std::make_shared<CommandHooks>(config_);
+  std::atomic<int> finished{0};
+  // A C++ hook busy for 400 ms (a slow promote), then the command: 200 ms left for it.
+  runner.run("slow", [] {
+    std::this_thread::sleep_for(400ms);
+    return Status::ok();
+  });
+  runner.run("onLoseLeadership", [&] {
+    EXPECT_FALSE(hooks->onLoseLeadership(Epoch(3), LossReason::kSteppedDown).isOk());
+    ++finished;
+    return Status::ok();
+  });
+  // Busy past the whole limit: the next command must not start.
+  runner.run("slower", [] {
+    std::this_thread::sleep_for(700ms);
+    return Status::ok();
+  });
+  runner.run("onBecomeLeader", [&] {
+    EXPECT_EQ(hooks->onBecomeLeader(Epoch(4)).code(), StatusCode::kDeadlineExceeded);
+    ++finished;
+    return Status::ok();
+  });
+  ASSERT_TRUE(test::eventually([&] { return finished.load() == 2; }, 10s)) << log_.text();
+  runner.shutdown();
+  EXPECT_TRUE(std::filesystem::exists(started));
+  std::smatch m;
+  const std::string text = log_.text();
+  const std::regex within("onLoseLeadership command \\(epoch 3\\): no exit within ([0-9]+) ms");
+  ASSERT_TRUE(std::regex_search(text, m, within)) << text;
+  EXPECT_LE(std::stoi(m[1].str()), 300) << "the command got its whole limit again after waiting 400 ms";
+  EXPECT_FALSE(std::filesystem::exists(started + "-become")) << "started after its limit had passed";
+  EXPECT_TRUE(log_.contains("onBecomeLeader command (epoch 4): not started")) << text;
 }
 
 TEST_F(CommandHooksTest, TheDaemonsEnvironmentIsPassedOnAndOverriddenByOurs) {

@@ -306,6 +306,52 @@ TEST_F(HookRunnerTest, ARunnerDestroyedFromInsideItsOwnHookEndsItsThreadCleanly)
   flush();
 }
 
+// The same, with the limit passing after the runner is gone: the running call's limit timer
+// must not fire on the freed runner (the strand outlives it; ASan turns a use after free into a
+// failure). The wait lets the 50 ms limit pass; it waits for no condition.
+TEST_F(HookRunnerTest, ALimitPassingAfterTheRunnerWasDestroyedFromInsideItsHookTouchesNothing) {
+  auto runner = std::make_unique<HookRunner>(*strand, 50ms, results.overrun());
+  std::atomic<bool> destroyed{false};
+  runner->run(
+      "stops-its-node",
+      [&] {
+        runner.reset();
+        destroyed = true;
+        return Status::ok();
+      },
+      results.done("stops-its-node"));
+  ASSERT_TRUE(eventually([&] { return destroyed.load(); }, 5000ms));
+  std::this_thread::sleep_for(200ms);
+  flush();
+  EXPECT_EQ(results.count("stops-its-node"), 0) << "a done after the runner was destroyed";
+  EXPECT_TRUE(results.overruns().empty());
+}
+
+// A hook learns when its limit ends, counted from its queueing, so what it starts can be killed
+// then (CommandHooks); outside a hook there is none.
+TEST_F(HookRunnerTest, AHookSeesTheDeadlineOfItsOwnQueueTime) {
+  EXPECT_EQ(HookRunner::currentDeadline(), std::chrono::steady_clock::time_point::max());
+  HookRunner runner(*strand, 2000ms, results.overrun());
+  Gate gate;
+  const auto queued = std::chrono::steady_clock::now();
+  runner.run("slow", gate.hook());
+  std::atomic<std::int64_t> left_ms{-1};
+  runner.run(
+      "second",
+      [&] {
+        left_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(HookRunner::currentDeadline() - queued)
+                .count();
+        return Status::ok();
+      },
+      results.done("second"));
+  ASSERT_TRUE(eventually([&] { return gate.entered(); }, kWait));
+  gate.open();
+  ASSERT_TRUE(results.arrived("second"));
+  EXPECT_GE(left_ms.load(), 2000);
+  EXPECT_LT(left_ms.load(), 2500) << "the deadline counts from the queueing, not the start";
+}
+
 TEST_F(HookRunnerTest, EveryCallGetsExactlyOneDone) {
   auto runner = std::make_unique<HookRunner>(*strand, 200ms, results.overrun());
   Gate first_gate;

@@ -164,6 +164,7 @@ TEST_P(VipManagerCycle, AcquireThenReleaseWithTheConfiguredPrefix) {
   VipManager& vip = **manager;
   EXPECT_EQ(vip.address(), c.address);
   EXPECT_FALSE(*vip.present());
+  EXPECT_FALSE(vip.lastSeenPresent());
 
   const auto started = now();
   ASSERT_TRUE(vip.acquire(Epoch(3), now() + 1800ms).isOk());
@@ -171,6 +172,8 @@ TEST_P(VipManagerCycle, AcquireThenReleaseWithTheConfiguredPrefix) {
   std::cout << "  acquire() took " << acquire_us << " us\n";
   EXPECT_LT(acquire_us, 300'000);  // the burst runs on the manager's thread, not the caller's
   EXPECT_TRUE(*vip.present());
+  // What status readers see without a netlink call follows every operation.
+  EXPECT_TRUE(vip.lastSeenPresent());
   auto line = vip::test::addressLine(ns, "eth0", c.address);
   ASSERT_TRUE(line);
   EXPECT_THAT(*line, HasSubstr(c.shown));
@@ -181,6 +184,7 @@ TEST_P(VipManagerCycle, AcquireThenReleaseWithTheConfiguredPrefix) {
   EXPECT_EQ(m.epoch, 3u);
 
   ASSERT_TRUE(vip.release(Epoch(3)).isOk());
+  EXPECT_FALSE(vip.lastSeenPresent());
   EXPECT_FALSE(*vip.present());
   EXPECT_FALSE(presentIn(ns, c.address));
   // Releasing an absent VIP is OK: a step-down after the kernel already expired it.
