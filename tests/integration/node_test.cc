@@ -654,6 +654,7 @@ TEST_F(NodeTest, DeletedBucketIsRecreatedAndExactlyOneLeaderComesBackAtAHigherEp
   ASSERT_LT(first, nodes_.size());
   const Epoch before = nodes_[first]->epoch();
 
+  const auto before_delete = steadyNow();
   ASSERT_NO_FATAL_FAILURE(deleteLeaseBucket(servers(), cluster));
   const auto t0 = steadyNow();
   // The old leader can no longer renew (its base is gone): it stops; the others wait a full TTL
@@ -666,6 +667,15 @@ TEST_F(NodeTest, DeletedBucketIsRecreatedAndExactlyOneLeaderComesBackAtAHigherEp
       << " after the bucket was deleted: " << describeNodes(nodes_);
   std::cout << "[ bucket ] leader " << leader << " at epoch " << epoch.value() << " (was " << before.value()
             << ") " << msSince(t0) << " ms after the delete\n";
+  // Never sooner than a TTL after the delete: an empty re-created bucket means "holder unknown",
+  // not "vacant" (the old holder may still be inside its lease).
+  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+    if (nodes_[i]->nodeId() != leader) continue;
+    const auto became = hooks_[i]->find(HookEvent::Kind::kBecome, epoch);
+    ASSERT_TRUE(became) << hooks_[i]->trace();
+    EXPECT_GE(became->t - before_delete, timing.ttl)
+        << "the new leader took over a re-created bucket before a TTL had passed";
+  }
   // It stays: no flapping on the new bucket.
   EXPECT_TRUE(holdsFor(
       [&] {
