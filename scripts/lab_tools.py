@@ -430,7 +430,8 @@ def check_adds(recs, held):
             if prev is None:
                 complete = nxt is None or nxt.rev == 1
             else:
-                complete = nxt is None or nxt.rev == prev.rev + 1
+                # Revision 1 after others: the bucket was lost and nxt opens the new generation.
+                complete = nxt is None or nxt.rev == prev.rev + 1 or nxt.rev == 1
             what = "%s added the VIP at %.6f; latest record before it: %s%s" % (
                 host, start / 1e9, "none" if prev is None else "%r, %.3f ms earlier" % (prev, ms(start - prev.created)),
                 "" if nxt is None else "; next: %r, %.3f ms later" % (nxt, ms(nxt.created - start)))
@@ -495,10 +496,18 @@ def takeovers(recs):
     process's own record (holder and incarnation). Returns [(prev, cur, waited_ns, lease_ns)]; the
     rule is waited_ns >= lease_ns (the winner's timer started when it saw prev, after prev's stamp).
     A delete marker or an unreadable record counts as "holder unknown" with the winner's leaseMs.
-    Pairs across a revision gap (the watcher missed some, or the bucket was lost) are skipped."""
+    A lost bucket (revision 1 again: a new generation) is "holder unknown" too, whatever the last
+    record of the old one said: its first record must come a lease after that one (a vacant or own
+    record is no exception). Other pairs across a revision gap (the watcher missed some) are skipped."""
     out = []
     for prev, cur in zip(recs, recs[1:]):
-        if cur.rev != prev.rev + 1 or cur.op != "PUT" or not cur.holder or cur.epoch is None:
+        if cur.op != "PUT" or not cur.holder or cur.epoch is None:
+            continue
+        if cur.rev == 1 and prev.rev >= 1:  # sorted by stamp: the bucket was lost in between
+            lease = prev.lease_ms if prev.op == "PUT" and prev.lease_ms else cur.lease_ms
+            out.append((prev, cur, cur.created - prev.created, (lease or 0) * 1_000_000))
+            continue
+        if cur.rev != prev.rev + 1:
             continue
         if prev.op == "PUT" and prev.epoch is not None and not cur.epoch > prev.epoch:
             continue  # a renewal, or a release
@@ -615,6 +624,18 @@ def cmd_selftest():
     taken = takeovers(parse_kvlog(early_take))
     assert len(taken) == 1 and not taken[0][2] >= taken[0][3], taken
     assert takeovers(recs) == []  # rev 4 followed a vacant record
+    # A lost bucket: revision 1 again. Even after a vacant record its first record must wait a lease.
+    lost_ok = kv("lost_ok", [(base + 1_000 * us, 7, "", 3), (base + 2_101_000 * us, 1, "h2", 4)])
+    taken = takeovers(parse_kvlog(lost_ok))
+    assert len(taken) == 1 and taken[0][2] >= taken[0][3], taken
+    lost_early = kv("lost_early", [(base + 1_000 * us, 7, "h1", 3), (base + 300_000 * us, 1, "h1", 4)])
+    taken = takeovers(parse_kvlog(lost_early))
+    assert len(taken) == 1 and not taken[0][2] >= taken[0][3], taken
+    # An add between the old generation's last record and the new one's first is judged, not left
+    # unverified: nothing can have been missed in between.
+    held_new = host_intervals("192.0.2.100", ["h2=" + mon("h2_new", [(base + 200_000 * us, "add")])])
+    bad, unverified, _ = check_adds(parse_kvlog(lost_early), held_new)
+    assert len(bad) == 1 and not unverified, (bad, unverified)
     # Stability after h2 took over: renewals only; a later record of another holder breaks it.
     held = host_intervals("192.0.2.100", ["h1=" + h1, "h2=" + h2])
     ok, text = check_stable(recs, held, base + 1_002_000 * us, "h2")
