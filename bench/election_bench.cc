@@ -416,12 +416,15 @@ struct TimedWrite {
   double ms;
 };
 
-TimedWrite timedWrite(NatsLeaseStore& store, const LeaseRecord& record, std::uint64_t expected) {
+// Every write names the bucket generation its base came from, as the elector's writes do (the
+// store checks the stream's creation time before the publish and again after the ack).
+TimedWrite timedWrite(NatsLeaseStore& store, const LeaseRecord& record, std::uint64_t expected,
+                      std::uint64_t generation) {
   using Outcome = std::pair<Result<std::uint64_t>, SteadyTime>;
   auto promise = std::make_shared<std::promise<Outcome>>();
   auto future = promise->get_future();
   const SteadyTime t0 = now();
-  store.write(record, expected, std::nullopt, [promise](Result<std::uint64_t> r) {
+  store.write(record, expected, generation, [promise](Result<std::uint64_t> r) {
     promise->set_value({std::move(r), now()});
   });
   if (future.wait_for(10s) != std::future_status::ready) {
@@ -463,8 +466,18 @@ void runLeaseOps(const Options& o, const std::string& url, const std::string& cl
   std::uniform_int_distribution<int> gap_us(1000, 10000);
   auto idle = [&] { std::this_thread::sleep_for(std::chrono::microseconds(gap_us(rng))); };
   std::uint64_t revision = 0;
+  std::uint64_t generation = 0;
+  {
+    auto promise = std::make_shared<std::promise<Result<LeaseEntry>>>();
+    auto future = promise->get_future();
+    store.read([promise](Result<LeaseEntry> r) { promise->set_value(std::move(r)); });
+    if (future.wait_for(10s) != std::future_status::ready) return failures.add("lease ops: no read callback");
+    auto entry = future.get();
+    if (!entry.isOk()) return failures.add("lease ops: read: " + entry.status().toString());
+    generation = entry->generation;
+  }
   auto step = [&](const LeaseRecord& record, Metric* into, const char* what) {
-    TimedWrite w = timedWrite(store, record, revision);
+    TimedWrite w = timedWrite(store, record, revision, generation);
     if (!w.result.isOk()) {
       failures.add(std::string("lease ops: ") + what + " at rev " + std::to_string(revision) + ": " +
                    w.result.status().toString());

@@ -115,6 +115,11 @@ class NatsConnection {
   // jsSub_deleteConsumer, seen under ASan when a watcher was replaced right at a reconnect to a
   // server that had lost the stream). Stopping only when settled keeps the two apart. Retired
   // work runs on later calls of retire(), destroyLater() and collectRetired(), and at close.
+  // Not covered (nats.c 3.4.1): an ordered consumer is also reset on a detected sequence gap, on
+  // the subscription's delivery thread; a stop racing that reset has the same window, far rarer
+  // (a gap needs a lost message on a live link). Watchers retired while a connection reconnects
+  // again and again within the settle window wait, each with its unread consumer, until it settles
+  // or closes.
   void retire(std::function<void()> stop, std::function<void()> destroy);
   // Runs the retired work that is due. Cheap; the lease store's watch thread calls it each round.
   void collectRetired();

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "election/epoch_floor.h"
+#include "nats/floor_reply.h"
 #include "hacoord/clock.h"
 #include "hacoord/epoch.h"
 #include "hacoord/scheduler.h"
@@ -28,17 +29,6 @@ class NatsResponder;
 
 // hacoord.<cluster>.floor: every node answers with its epoch floor.
 std::string floorSubject(const std::string& cluster);
-
-// The reply: {"epoch":N,"leaseMs":M}.
-struct FloorReply {
-  Epoch epoch;
-  milliseconds lease{0};
-  bool operator==(const FloorReply&) const = default;
-};
-std::string encodeFloorReply(const FloorReply& reply);
-// Strict: a JSON object with an unsigned integer "epoch" and an integer "leaseMs" >= 0 (other keys
-// are ignored: a newer node may add some). InvalidArgument naming the problem otherwise.
-Result<FloorReply> decodeFloorReply(std::string_view body);
 
 // An EpochFloor that forwards to another one (the state file) and keeps a copy of what it holds
 // that any thread may read. The elector uses it on its strand like any floor; the responder reads
