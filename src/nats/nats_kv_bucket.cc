@@ -335,7 +335,12 @@ Result<std::uint64_t> NatsKvBucket::put(const std::string& key, const std::strin
   std::optional<KvStreamState> before;
   if (expected_generation || expected_revision == 0) {
     auto state = stream(what);
-    if (!state.isOk()) return state.status();
+    if (!state.isOk()) {
+      // Nothing was sent: never "outcome unknown".
+      return state.status().code() == StatusCode::kDeadlineExceeded
+                 ? unavailable(what + ": not sent: " + state.status().message())
+                 : state.status();
+    }
     before = *state;
     if (expected_generation && state->generation != *expected_generation) {
       return aborted(what + ": bucket is another generation (stream created at " +
@@ -387,12 +392,20 @@ Result<std::uint64_t> NatsKvBucket::put(const std::string& key, const std::strin
         // then sit in the new stream, where nobody checked it. Refuse it (unsure counts as
         // replaced).
         auto after = readStreamState(connection_, stream_, milliseconds(0));
-        if (!after.isOk() || after->generation != before->generation) {
-          if (after.isOk()) noteGeneration(after->generation);
-          return aborted(what + ": bucket is another generation after the write (" +
-                         (after.isOk() ? "the stream was re-created while it was in flight"
-                                       : "cannot confirm it: " + after.status().message()) +
-                         "); not taking revision " + std::to_string(revision));
+        if (!after.isOk()) {
+          // It landed, but where is unknown (a replicated stream electing a leader leaves stream
+          // info unanswered for seconds): the caller treats it as a write of unknown outcome and
+          // finds out by reading, as after a lost ack.
+          return deadlineExceeded(what + ": landed at revision " + std::to_string(revision) +
+                                  " but the bucket's generation cannot be confirmed (" +
+                                  after.status().message() + "): the outcome is unknown");
+        }
+        if (after->generation != before->generation) {
+          noteGeneration(after->generation);
+          return aborted(what +
+                         ": bucket is another generation after the write (the stream was re-created "
+                         "while it was in flight); not taking revision " +
+                         std::to_string(revision));
         }
       }
       return revision;

@@ -91,7 +91,9 @@ class NatsKvBucket {
   // creation time is checked before the publish and again after the ack. Gives the new revision.
   // Aborted = someone else wrote, another generation (before or after), the bucket was deleted (it
   // is re-created empty), or (one_key) the ack is not where an honest compare-and-set lands;
-  // Unavailable = not connected, no responders, other transport errors; DeadlineExceeded = no ack.
+  // Unavailable = not sent (not connected, the generation could not be read) or no responders, other
+  // transport errors; DeadlineExceeded = outcome unknown (no ack, or an ack whose generation could
+  // not be confirmed afterwards).
   Result<std::uint64_t> put(const std::string& key, const std::string& value, std::uint64_t expected_revision,
                             std::optional<std::uint64_t> expected_generation);
 

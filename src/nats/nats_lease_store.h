@@ -52,10 +52,11 @@ class NatsLeaseStore final : public LeaseStore {
   // message" for 0; over a delete marker, the marker's revision, like kvStore_Create). With
   // `expected_generation` the stream's creation time is checked before the publish and again
   // after the ack. Gives the revision of the ack: expected + 1, or for a create the stream's last
-  // sequence + 1 (above 1 after a purge). Errors: Aborted = wrong last sequence (someone else
-  // wrote), another generation (before or after the publish), the bucket was deleted (re-created
-  // empty), or the ack is not where an honest compare-and-set lands; Unavailable = not connected,
-  // no responders (stream without a leader), other transport errors; DeadlineExceeded = no ack.
+  // sequence + 1 (above 1 after a purge). Errors as NatsKvBucket::put: Aborted = wrong last
+  // sequence (someone else wrote), another generation (before or after the publish), the bucket
+  // was deleted (re-created empty), or the ack is not where an honest compare-and-set lands;
+  // Unavailable = not sent, or no responders (stream without a leader); DeadlineExceeded = outcome
+  // unknown (no ack, or an ack whose generation could not be confirmed).
   void write(const LeaseRecord& record, std::uint64_t expected_revision,
              std::optional<std::uint64_t> expected_generation, WriteDone done) override;
   // Starts the watcher (once; a second call replaces the callback). Every Put is delivered,
