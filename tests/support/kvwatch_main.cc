@@ -1,5 +1,7 @@
 // hacoord_test_kvwatch URL BUCKET KEY: prints every revision of one KV key, one flushed line each,
-// for the system test's ordering checks (scripts/lab_tools.py `handover` and `order`):
+// for the system test's ordering checks (scripts/lab_tools.py `handover` and `order`).
+// hacoord_test_kvwatch --delete-bucket URL BUCKET: deletes the bucket once, as `nats kv del` would.
+//
 //
 //   <created_ns> <revision> <op> <src> <value>
 //
@@ -212,9 +214,24 @@ void pollLoop(jsCtx* js, const std::string& bucket, const std::string& key) {
 
 }  // namespace
 
+// `--delete-bucket URL BUCKET`: what an operator's `nats kv del BUCKET` does, once; exit 0 when the
+// server deleted it.
+int deleteBucket(const char* url, const char* bucket) {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  natsStatus s = natsConnection_ConnectTo(&nc, url);
+  if (s == NATS_OK) s = natsConnection_JetStream(&js, nc, nullptr);
+  if (s == NATS_OK) s = js_DeleteKeyValue(js, bucket);
+  if (s != NATS_OK) std::fprintf(stderr, "delete bucket %s on %s: %s\n", bucket, url, statusText(s).c_str());
+  jsCtx_Destroy(js);
+  natsConnection_Destroy(nc);
+  return s == NATS_OK ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "--delete-bucket") return deleteBucket(argv[2], argv[3]);
   if (argc != 4) {
-    std::fprintf(stderr, "usage: %s URL BUCKET KEY\n", argv[0]);
+    std::fprintf(stderr, "usage: %s URL BUCKET KEY | --delete-bucket URL BUCKET\n", argv[0]);
     return 2;
   }
   const char* url = argv[1];

@@ -2,8 +2,8 @@
 # System test (root): 3 `hacoord daemon`s in network namespaces on a bridge, nats-server -js in a hub
 # namespace, a client pinging the VIP every 10 ms. Faults: kill -9, SIGTERM, demote, promote,
 # SIGSTOP/SIGCONT, link down, leader cut off from NATS only (blackhole route), nats-server restart
-# (shorter and longer than the TTL), nats-server losing the lease bucket. Throughout, every host's
-# address events (`ip -ts monitor`, real-time priority) give exact holding intervals and the test
+# (shorter and longer than the TTL), nats-server losing the lease bucket, the bucket deleted live.
+# Throughout, every host's address events (`ip -ts monitor`, real-time priority) give exact holding intervals and the test
 # fails if two ever overlap; a poller also samples every 20 ms (holder changes for the report). After each scenario: exactly the leader (per `hacoord status --json`) holds the VIP
 # and the client's neighbour entry is its MAC.
 # Also throughout, the client sends an ARP who-has for the VIP every 20 ms and the test fails if one
@@ -371,6 +371,25 @@ new_epoch=$(lab_epoch)
 report "bucket lost" "$t0" "$t1" "$old" "$LEADER" "(epoch $old_epoch -> $new_epoch)"
 for h in "${LAB_HOSTS[@]}"; do wait_healthy "$h" bucket-lost; done
 settle bucket-lost-healthy; no_double bucket-lost-healthy
+
+# ---- 12. the lease bucket is deleted while everything runs (an operator's `nats kv del`) ----------
+# The same promise with nats-server up: the leader's next renewal finds no base and it stops; the
+# followers (and the KV watcher) find the bucket gone, someone re-creates it empty, and nobody
+# takes it before a lease has passed (lab_order checks the first record of the new generation).
+echo "== scenario: the lease bucket is deleted live (nats kv del)"
+old=$LEADER
+old_epoch=$(lab_epoch)
+[ -n "$old_epoch" ] || fail "bucket-deleted: cannot read the epoch before the fault"
+t0=$(lab_now_ms)
+ip netns exec "$(lab_ns hub)" "$KVWATCH" --delete-bucket "nats://$LAB_HUB_IP:4222" HACOORD_lab ||
+  fail "bucket-deleted: the delete failed"
+settle bucket-deleted
+t1=$(lab_now_ms)
+no_double bucket-deleted
+new_epoch=$(lab_epoch)
+[ -n "$new_epoch" ] && [ "$new_epoch" -gt "$old_epoch" ] ||
+  fail "bucket-deleted: epoch went from $old_epoch to '$new_epoch' (must rise)"
+report "bucket deleted" "$t0" "$t1" "$old" "$LEADER" "(epoch $old_epoch -> $new_epoch)"
 
 echo
 echo "== outage figures (TTL ${TTL} ms, renew ${RENEW} ms, client pings every 10 ms)"
