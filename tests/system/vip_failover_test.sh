@@ -348,48 +348,48 @@ nats_restart() {  # NAME DOWN_S
 nats_restart nats-short 1
 nats_restart nats-long 4
 
+# bucket_gone NAME LABEL FAULT...: runs FAULT (the bucket goes away), then: one leader again with
+# the VIP, never two holders, nobody took the re-created bucket before a lease had passed (lab_order
+# on the first record of the new generation), and an epoch above every epoch seen before (the
+# nodes' state files): revisions restart at 1 and the leader's record is gone, which followers
+# must take as "holder unknown", never "vacant".
+bucket_gone() {
+  local name=$1 label=$2 old old_epoch new_epoch t0 t1
+  shift 2
+  old=$LEADER
+  old_epoch=$(lab_epoch)
+  [ -n "$old_epoch" ] || fail "$name: cannot read the epoch before the fault"
+  t0=$(lab_now_ms)
+  "$@" || fail "$name: the fault itself failed"
+  settle "$name"
+  t1=$(lab_now_ms)
+  no_double "$name"
+  new_epoch=$(lab_epoch)
+  [ -n "$new_epoch" ] && [ "$new_epoch" -gt "$old_epoch" ] ||
+    fail "$name: epoch went from $old_epoch to '$new_epoch' (must rise)"
+  report "$label" "$t0" "$t1" "$old" "$LEADER" "(epoch $old_epoch -> $new_epoch)"
+}
+
 # ---- 11. the lease bucket is lost: nats-server restarts without its stream --------------------------
-# Revisions restart at 0 and the leader's record is gone: followers must take that as "holder
-# unknown" (never "vacant"), the bucket is re-created, and the next leader's epoch is above every
-# epoch seen before (the nodes' state files), with never two VIP holders on the way.
+wipe_stream() {
+  lab_nats_stop
+  local stream_dir
+  stream_dir=$(find "$LAB_DIR/js" -type d -name "KV_HACOORD_lab" | head -1)
+  [ -n "$stream_dir" ] || { echo "no stream directory KV_HACOORD_lab under $LAB_DIR/js"; return 1; }
+  rm -rf "$stream_dir"
+  lab_nats_start
+}
 echo "== scenario: the lease bucket is lost (nats-server restarts with the stream wiped)"
-old=$LEADER
-old_epoch=$(lab_epoch)
-[ -n "$old_epoch" ] || fail "bucket-lost: cannot read the epoch before the fault"
-t0=$(lab_now_ms)
-lab_nats_stop
-stream_dir=$(find "$LAB_DIR/js" -type d -name "KV_HACOORD_lab" | head -1)
-[ -n "$stream_dir" ] || fail "bucket-lost: no stream directory KV_HACOORD_lab under $LAB_DIR/js"
-rm -rf "$stream_dir"
-lab_nats_start || fail "bucket-lost: nats-server did not come back"
-settle bucket-lost
-t1=$(lab_now_ms)
-no_double bucket-lost
-new_epoch=$(lab_epoch)
-[ -n "$new_epoch" ] && [ "$new_epoch" -gt "$old_epoch" ] ||
-  fail "bucket-lost: epoch went from $old_epoch to '$new_epoch' (must rise)"
-report "bucket lost" "$t0" "$t1" "$old" "$LEADER" "(epoch $old_epoch -> $new_epoch)"
+bucket_gone bucket-lost "bucket lost" wipe_stream
 for h in "${LAB_HOSTS[@]}"; do wait_healthy "$h" bucket-lost; done
 settle bucket-lost-healthy; no_double bucket-lost-healthy
 
 # ---- 12. the lease bucket is deleted while everything runs (an operator's `nats kv del`) ----------
-# The same promise with nats-server up: the leader's next renewal finds no base and it stops; the
-# followers (and the KV watcher) find the bucket gone, someone re-creates it empty, and nobody
-# takes it before a lease has passed (lab_order checks the first record of the new generation).
+# nats-server stays up: the leader's next renewal finds no base and it stops; the followers (and
+# the KV watcher) find the bucket gone, and someone re-creates it empty.
 echo "== scenario: the lease bucket is deleted live (nats kv del)"
-old=$LEADER
-old_epoch=$(lab_epoch)
-[ -n "$old_epoch" ] || fail "bucket-deleted: cannot read the epoch before the fault"
-t0=$(lab_now_ms)
-ip netns exec "$(lab_ns hub)" "$KVWATCH" --delete-bucket "nats://$LAB_HUB_IP:4222" HACOORD_lab ||
-  fail "bucket-deleted: the delete failed"
-settle bucket-deleted
-t1=$(lab_now_ms)
-no_double bucket-deleted
-new_epoch=$(lab_epoch)
-[ -n "$new_epoch" ] && [ "$new_epoch" -gt "$old_epoch" ] ||
-  fail "bucket-deleted: epoch went from $old_epoch to '$new_epoch' (must rise)"
-report "bucket deleted" "$t0" "$t1" "$old" "$LEADER" "(epoch $old_epoch -> $new_epoch)"
+bucket_gone bucket-deleted "bucket deleted" \
+  ip netns exec "$(lab_ns hub)" "$KVWATCH" --delete-bucket "nats://$LAB_HUB_IP:4222" HACOORD_lab
 
 echo
 echo "== outage figures (TTL ${TTL} ms, renew ${RENEW} ms, client pings every 10 ms)"
