@@ -103,6 +103,11 @@ TEST_F(ManagerTest, LeaveHandsOverAndJoinRestoresCandidacyOverNats) {
 
   ASSERT_TRUE(Manager::leave(config("cli"), "a").isOk());
   ASSERT_TRUE(eventually([&] { return b->node().isLeader(); }, 2000ms)) << "a did not hand over";
+  // b took over in a handover a moment ago (well inside its 2 s cooldown): a plain demote is
+  // refused (one handover per cooldown across the cluster); the operator's forced one goes below.
+  const Status plain = Manager::demote(config("cli"), "");
+  EXPECT_EQ(plain.code(), StatusCode::kFailedPrecondition) << plain.toString();
+  EXPECT_NE(plain.message().find("took over in a handover"), std::string::npos) << plain.toString();
   EXPECT_FALSE(a->status().candidate);
 
   auto all = Manager::clusterStatus(config("cli"), 1500ms);
@@ -112,11 +117,6 @@ TEST_F(ManagerTest, LeaveHandsOverAndJoinRestoresCandidacyOverNats) {
   EXPECT_EQ((*all)[0].role, "follower");
   EXPECT_EQ((*all)[1].role, "leader");
 
-  // b took over in a handover a moment ago: a plain demote is refused (one handover per cooldown
-  // across the cluster), the operator's forced one goes.
-  const Status plain = Manager::demote(config("cli"), "");
-  EXPECT_EQ(plain.code(), StatusCode::kFailedPrecondition) << plain.toString();
-  EXPECT_NE(plain.message().find("took over in a handover"), std::string::npos) << plain.toString();
   ControlOptions forced;
   forced.force = true;
   // a is not a candidate: after b hands over too, a must not take the lease.
