@@ -86,9 +86,9 @@ class NatsConnection {
   // Violation for Publish to ..."), so a plain request would wait for its whole timeout:
   // here that refusal ends the wait at once with PermissionDenied "permission denied: user X may
   // not publish to <subject>". Otherwise as a plain request: no responder → NotFound("no
-  // responders on <subject>") at once (nobody serves it: an answer, not a transient error); no reply in time → DeadlineExceeded("no reply on
-  // <subject> within N ms"); the link drops meanwhile → Unavailable; not connected → Unavailable
-  // without waiting.
+  // responders on <subject>") at once (nobody serves it: an answer, not a transient error); no reply in time
+  // → DeadlineExceeded("no reply on <subject> within N ms"); the link drops meanwhile → Unavailable; not
+  // connected → Unavailable without waiting.
   Result<std::string> request(const std::string& subject, const std::string& body, milliseconds timeout);
 
   // For callers that publish by other means (a gather): take a mark before publishing, then ask
