@@ -428,6 +428,7 @@ Status VipManager::extend(Epoch epoch, TimePoint valid_until) {
   }
   auto found = netlink_->find(link_.ifindex, address_);
   if (!found.isOk()) return failLocked(found.status());
+  on_interface_ = found->has_value();
   if (!*found) {
     // Expired (a renewal came late) or deleted by someone: this node still leads, so put it back.
     kLog->warn("VIP {} missing at renewal (epoch {}): re-adding", address_.addressText(), epoch.value());
@@ -481,6 +482,7 @@ Status VipManager::reconcile(bool should_hold, Epoch epoch, TimePoint valid_unti
   }
   auto found = netlink_->find(link_.ifindex, address_);
   if (!found.isOk()) return failLocked(found.status());
+  on_interface_ = found->has_value();
 
   if (!should_hold) {
     held_ = false;

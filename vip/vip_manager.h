@@ -103,7 +103,9 @@ class VipManager {
   Result<bool> present() const;
   // For status and metrics readers that must never wait (the HTTP handler on hc-io, the NATS
   // status responder): what the manager last knew, published after each of its operations. The
-  // VIP on the interface as the last add, remove, reconcile or present() found it.
+  // VIP on the interface as the last add, remove, lookup (extend, reconcile, the periodic refresh)
+  // or present() found it. Without a kernel lifetime extend() looks at nothing, so an address
+  // someone else removed shows as present until the next refresh (vip.garpRefreshMs).
   bool lastSeenPresent() const;
   VipMetrics metrics() const;
   std::string address() const;  // the address without prefix, e.g. "192.0.2.100"

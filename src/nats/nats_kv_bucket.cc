@@ -331,10 +331,12 @@ Result<std::uint64_t> NatsKvBucket::put(const std::string& key, const std::strin
   const std::string what = "write " + settings_.name + "/" + key;
   if (!connection_.connected()) return unavailable(what + ": not connected to NATS");
   // A write naming a generation, and a create (it must know where it may land), read the stream
-  // first (re-creating a missing bucket).
+  // first (re-creating a missing bucket). A compare-and-set on an existing revision waits at most
+  // probeWait() for that: a renewal must not stall a whole request timeout on stream info while a
+  // replicated stream elects a leader (its publish would find no responders anyway).
   std::optional<KvStreamState> before;
   if (expected_generation || expected_revision == 0) {
-    auto state = stream(what);
+    auto state = stream(what, expected_revision == 0 ? milliseconds(0) : probeWait());
     if (!state.isOk()) {
       // Nothing was sent: never "outcome unknown".
       return state.status().code() == StatusCode::kDeadlineExceeded
@@ -379,33 +381,26 @@ Result<std::uint64_t> NatsKvBucket::put(const std::string& key, const std::strin
         const std::uint64_t honest = expected != 0 ? expected + 1 : before->last_seq + 1;
         if (revision != honest) {
           kLog->warn(
-              "{}: landed at revision {} instead of {}: a concurrent write was accepted on the same revision "
-              "(or the "
-              "bucket holds other keys); treated as a lost race",
+              "{}: landed at revision {} instead of {}: a concurrent write was accepted on the same "
+              "revision; treated as a lost race",
               what, revision, honest);
           return aborted(what + ": landed at revision " + std::to_string(revision) + " instead of " +
                          std::to_string(honest) + ": another write passed the same compare-and-set");
         }
       }
       if (expected_generation) {
-        // The stream may have been replaced between the check and the publish: the value may
-        // then sit in the new stream, where nobody checked it. Refuse it (unsure counts as
-        // replaced).
         auto after = readStreamState(connection_, stream_, milliseconds(0));
-        if (!after.isOk()) {
-          // It landed, but where is unknown (a replicated stream electing a leader leaves stream
-          // info unanswered for seconds): the caller treats it as a write of unknown outcome and
-          // finds out by reading, as after a lost ack.
-          return deadlineExceeded(what + ": landed at revision " + std::to_string(revision) +
-                                  " but the bucket's generation cannot be confirmed (" +
-                                  after.status().message() + "): the outcome is unknown");
-        }
-        if (after->generation != before->generation) {
-          noteGeneration(after->generation);
-          return aborted(what +
-                         ": bucket is another generation after the write (the stream was re-created "
-                         "while it was in flight); not taking revision " +
-                         std::to_string(revision));
+        if (!after.isOk() || after->generation != *expected_generation) {
+          // The stream may have been replaced between the check and the publish: the value may
+          // then sit in the new one, on a revision number that only matched by chance. Unsure
+          // counts as replaced (Aborted, never "outcome unknown": the elector would adopt a write
+          // of unknown outcome from its revision and epoch alone, whatever its generation).
+          if (after.isOk()) noteGeneration(after->generation);
+          return aborted(what + ": landed at revision " + std::to_string(revision) + " but " +
+                         (after.isOk()
+                              ? "the bucket is another generation (re-created while it was in flight)"
+                              : "its generation cannot be confirmed (" + after.status().message() + ")") +
+                         ": not taking it");
         }
       }
       return revision;

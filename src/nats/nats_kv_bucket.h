@@ -92,8 +92,8 @@ class NatsKvBucket {
   // Aborted = someone else wrote, another generation (before or after), the bucket was deleted (it
   // is re-created empty), or (one_key) the ack is not where an honest compare-and-set lands;
   // Unavailable = not sent (not connected, the generation could not be read) or no responders, other
-  // transport errors; DeadlineExceeded = outcome unknown (no ack, or an ack whose generation could
-  // not be confirmed afterwards).
+  // transport errors; DeadlineExceeded = no ack (outcome unknown). An ack whose generation cannot be
+  // confirmed afterwards is Aborted: unsure counts as another generation.
   Result<std::uint64_t> put(const std::string& key, const std::string& value, std::uint64_t expected_revision,
                             std::optional<std::uint64_t> expected_generation);
 

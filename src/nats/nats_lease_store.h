@@ -55,8 +55,8 @@ class NatsLeaseStore final : public LeaseStore {
   // sequence + 1 (above 1 after a purge). Errors as NatsKvBucket::put: Aborted = wrong last
   // sequence (someone else wrote), another generation (before or after the publish), the bucket
   // was deleted (re-created empty), or the ack is not where an honest compare-and-set lands;
-  // Unavailable = not sent, or no responders (stream without a leader); DeadlineExceeded = outcome
-  // unknown (no ack, or an ack whose generation could not be confirmed).
+  // Unavailable = not sent, or no responders (stream without a leader); DeadlineExceeded = no ack
+  // (outcome unknown).
   void write(const LeaseRecord& record, std::uint64_t expected_revision,
              std::optional<std::uint64_t> expected_generation, WriteDone done) override;
   // Starts the watcher (once; a second call replaces the callback). Every Put is delivered,
