@@ -86,8 +86,6 @@ std::uint64_t NatsKvWatcher::latestRevision() {
   return state.isOk() && state->messages > 0 ? state->last_seq : 0;
 }
 
-void NatsKvWatcher::emit(KvWatchEvent event) { on_event_(event); }
-
 void NatsKvWatcher::run() {
   using SteadyTime = std::chrono::steady_clock;
   NatsConnection& connection = bucket_.connection();
@@ -134,7 +132,7 @@ void NatsKvWatcher::run() {
     retry = kRetryMin;
     watcher_ = w;  // if stop() came while kvStore_Watch ran, the loop below ends at once
     lock.unlock();
-    emit({KvWatchEvent::Kind::kStart, generation, {}});
+    on_event_({KvWatchEvent::Kind::kStart, generation, {}});
     lock.lock();
 
     bool broken = false;
@@ -166,11 +164,11 @@ void NatsKvWatcher::run() {
         seen = std::max(seen, event.entry.revision);
         if (seen >= suspect) suspect = 0;
         last_activity = SteadyTime::now();
-        emit(std::move(event));
+        on_event_(std::move(event));
       } else if (s == NATS_OK) {
         // nats.c's "initial values done" marker (also when there were none).
         synced = true;
-        emit({KvWatchEvent::Kind::kSynced, generation, {}});
+        on_event_({KvWatchEvent::Kind::kSynced, generation, {}});
       }
       if ((s == NATS_OK || s == NATS_TIMEOUT) && SteadyTime::now() >= generation_check_at) {
         generation_check_at = SteadyTime::now() + kCheckAfter;

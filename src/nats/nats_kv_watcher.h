@@ -65,7 +65,6 @@ class NatsKvWatcher {
   void backoff(std::unique_lock<std::mutex>& lock, milliseconds delay);
   // The highest revision of the watched keys by a direct read; 0 when absent or unreachable.
   std::uint64_t latestRevision();
-  void emit(KvWatchEvent event);
 
   NatsKvBucket& bucket_;
   const std::string key_;

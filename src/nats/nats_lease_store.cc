@@ -21,21 +21,25 @@ std::string clusterOf(const std::string& bucket) {
   return bucket;
 }
 
-// A stored value that is not a lease record still has a revision the elector must CAS against.
-LeaseEntry decodeEntry(const std::string& bucket, std::uint64_t revision, std::string_view value,
-                       std::string* error, std::atomic<std::uint64_t>* last_logged) {
-  auto decoded = decodeLease(value);
-  if (decoded.isOk()) return LeaseEntry::ofRecord(revision, std::move(decoded).value());
+// A stored message as a lease entry of `generation`. A Delete / Purge marker (by hand: hacoord
+// never deletes) means "holder unknown" there; so does a value that is not a lease record, which
+// still has a revision the elector must CAS against.
+LeaseEntry leaseEntryOf(const std::string& bucket, const KvEntry& e, std::uint64_t generation,
+                        std::string* error, std::atomic<std::uint64_t>* last_logged) {
+  LeaseEntry entry = LeaseEntry::ofMarker(e.revision, generation);
+  if (e.marker) return entry;
+  auto decoded = decodeLease(e.value);
+  if (decoded.isOk()) return LeaseEntry::ofRecord(e.revision, std::move(decoded).value(), generation);
   if (error != nullptr) *error = decoded.status().message();
   // Once per revision: the poll and the watch would otherwise repeat it every renew interval.
   // Without a tracker (readLeaseOnce) the caller reports `error` itself.
-  if (last_logged != nullptr && last_logged->exchange(revision) != revision) {
+  if (last_logged != nullptr && last_logged->exchange(e.revision) != e.revision) {
     kLog->error(
         "bucket {} key {} revision {} is not a lease record ({}); the holder is "
         "unknown until it is replaced",
-        bucket, NatsLeaseStore::kLeaderKey, revision, decoded.status().message());
+        bucket, NatsLeaseStore::kLeaderKey, e.revision, decoded.status().message());
   }
-  return LeaseEntry::ofUndecodable(revision);
+  return LeaseEntry::ofUndecodable(e.revision, generation);
 }
 
 }  // namespace
@@ -124,21 +128,11 @@ void NatsLeaseStore::write(const LeaseRecord& record, std::uint64_t expected_rev
   });
 }
 
-LeaseEntry NatsLeaseStore::entryOf(std::uint64_t revision, bool marker, std::string_view value,
-                                   std::uint64_t generation) {
-  // A Delete / Purge marker (by hand: hacoord never deletes) means "holder unknown" there.
-  LeaseEntry entry = marker
-                         ? LeaseEntry::ofMarker(revision)
-                         : decodeEntry(bucket_->name(), revision, value, nullptr, &last_undecodable_logged_);
-  entry.generation = generation;
-  return entry;
-}
-
 Result<LeaseEntry> NatsLeaseStore::doRead() {
   auto read = bucket_->get(kLeaderKey);
   if (!read.isOk()) return read.status();
   if (!read->entry) return LeaseEntry{0, {}, LeaseEntryKind::kAbsent, read->generation};
-  return entryOf(read->entry->revision, read->entry->marker, read->entry->value, read->generation);
+  return leaseEntryOf(bucket_->name(), *read->entry, read->generation, nullptr, &last_undecodable_logged_);
 }
 
 void NatsLeaseStore::watch(WatchFn on_change) {
@@ -164,7 +158,8 @@ void NatsLeaseStore::onWatchEvent(const KvWatchEvent& event) {
     case KvWatchEvent::Kind::kEntry:
       watch_delivered_ = true;
       delivered_generation_ = event.generation;
-      deliver(entryOf(event.entry.revision, event.entry.marker, event.entry.value, event.generation));
+      deliver(
+          leaseEntryOf(bucket_->name(), event.entry, event.generation, nullptr, &last_undecodable_logged_));
       return;
     case KvWatchEvent::Kind::kSynced:
       // Nothing came: the key is absent. After a new generation, say so (the first watcher leaves
@@ -201,11 +196,8 @@ Result<LeaseSnapshot> readLeaseOnce(NatsConnection& connection, const std::strin
   if (!read.isOk()) return read.status();
   LeaseSnapshot snapshot;
   if (!read->entry) return snapshot;
-  const KvEntry& e = *read->entry;
-  snapshot.entry = e.marker ? LeaseEntry::ofMarker(e.revision)
-                            : decodeEntry(bucket, e.revision, e.value, &snapshot.decode_error, nullptr);
-  snapshot.entry.generation = read->generation;
-  snapshot.created_unix_ns = e.created_unix_ns;
+  snapshot.entry = leaseEntryOf(bucket, *read->entry, read->generation, &snapshot.decode_error, nullptr);
+  snapshot.created_unix_ns = read->entry->created_unix_ns;
   return snapshot;
 }
 

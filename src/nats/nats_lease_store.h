@@ -9,7 +9,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <string_view>
 #include <thread>
 
 #include "hacoord/lease.h"
@@ -89,9 +88,6 @@ class NatsLeaseStore final : public LeaseStore {
   void onWatchEvent(const KvWatchEvent& event);
   void deliver(LeaseEntry entry);
   Result<LeaseEntry> doRead();
-  // A stored message as a lease entry (a value that is not a lease record: undecodable, logged
-  // once per revision).
-  LeaseEntry entryOf(std::uint64_t revision, bool marker, std::string_view value, std::uint64_t generation);
 
   std::unique_ptr<NatsKvBucket> bucket_;
   Scheduler& scheduler_;
