@@ -24,8 +24,11 @@ enum class StatusCode {
   kAborted,             // lost a compare-and-set or used a stale epoch: re-read, never retry blindly
   kUnavailable,         // transient: retry later (NATS down, no responders)
   kInternal,
-  kDataLoss,  // stored data could not be decoded
+  kDataLoss,           // stored data could not be decoded
+  kResourceExhausted,  // a limit was hit (message size, queue, concurrency): back off or send less
 };
+// The highest code, for tables that walk every code.
+inline constexpr StatusCode kLastStatusCode = StatusCode::kResourceExhausted;
 
 std::string_view statusCodeName(StatusCode code);
 
@@ -53,6 +56,7 @@ inline Status failedPrecondition(std::string m) { return {StatusCode::kFailedPre
 inline Status deadlineExceeded(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
 inline Status notFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status internalError(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status resourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
 
 // A value or the Status that explains why there is none.
 template <typename T>

@@ -95,7 +95,7 @@ Status decodeControlReply(std::string_view body) {
   }
   if (!problems.ok()) return Status(StatusCode::kDataLoss, problems.toStatus("control reply").message());
   if (ok) return Status::ok();
-  for (int c = static_cast<int>(StatusCode::kCancelled); c <= static_cast<int>(StatusCode::kDataLoss); ++c) {
+  for (int c = static_cast<int>(StatusCode::kCancelled); c <= static_cast<int>(kLastStatusCode); ++c) {
     if (statusCodeName(static_cast<StatusCode>(c)) == code) {
       return Status(static_cast<StatusCode>(c), error);
     }

@@ -156,7 +156,7 @@ TEST(ControlCodecTest, EveryStatusCodeSurvivesTheReply) {
   const std::vector<std::string> messages = {
       "", "not the leader", "line1\nline2\t\"quoted\" \\ caf\xc3\xa9",
       "last handover 12 ms ago; at most one per election.cooldownMs (5000 ms)"};
-  for (int c = static_cast<int>(StatusCode::kOk); c <= static_cast<int>(StatusCode::kDataLoss); ++c) {
+  for (int c = static_cast<int>(StatusCode::kOk); c <= static_cast<int>(kLastStatusCode); ++c) {
     const auto code = static_cast<StatusCode>(c);
     for (const auto& message : messages) {
       const Status sent = code == StatusCode::kOk ? Status::ok() : Status(code, message);
