@@ -53,7 +53,8 @@ struct NodeFiles {
 // Issues a leaf signed by the CA in `ca_dir` into `out_dir`/<node>.{crt,key} and copies ca.crt
 // there. Refuses (InvalidArgument) when out_dir is ca_dir or holds ca.key; AlreadyExists when the
 // node's files exist. Returns the leaf's fingerprint (lower-case hex SHA-256 of its DER).
-Result<std::string> issueCert(const std::string& ca_dir, const std::string& out_dir, const IssueOptions& options);
+Result<std::string> issueCert(const std::string& ca_dir, const std::string& out_dir,
+                              const IssueOptions& options);
 
 // The lower-case hex SHA-256 of the DER of the first certificate in a PEM file.
 Result<std::string> fingerprintOfPemFile(const std::string& path);
