@@ -10,7 +10,7 @@
 namespace hacoord::mesh {
 namespace {
 
-const auto kLog = logging::get("mesh");
+constinit const ModuleLog kLog("mesh");
 
 constexpr Duration kTick = std::chrono::milliseconds(100);
 constexpr Duration kSlip = std::chrono::seconds(1);  // a tick this late: our own timers slipped
@@ -930,6 +930,13 @@ void MeshCore::anyStep(std::shared_ptr<AnyAttempt> a) {
 // ---- Metadata
 
 Status MeshCore::setMeta(std::string key, std::string value) {
+  if (key.empty() || key.size() > kMaxNameBytes) {
+    return invalidArgument("metadata key must be 1-" + std::to_string(kMaxNameBytes) + " bytes");
+  }
+  if (value.size() > kMaxMetaBytes - key.size()) {
+    return resourceExhausted("metadata value of " + std::to_string(value.size()) + " bytes is above the limit of " +
+                             std::to_string(kMaxMetaBytes) + " for keys and values together");
+  }
   auto next = meta_;
   next[std::move(key)] = std::move(value);
   std::size_t bytes = 0;

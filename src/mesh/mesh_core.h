@@ -228,7 +228,7 @@ class MeshCore {
   bool preferred(const Link& candidate, const Link& current) const;
   void onLinkMessage(const std::string& id, const Link* link, Message m);
   void onLinkClosed(const std::string& id, const Link* link, const Status& why);
-  void dropLink(Peer& p, DeadReason reason, const std::string& why, bool redial);
+  void dropLink(Peer& p, PeerState state, DeadReason reason, const std::string& why, bool redial);
   void setState(Peer& p, PeerState state, DeadReason reason);
   // Frames.
   void sendTo(Peer& p, Message m);

@@ -127,7 +127,7 @@ bool FakeMeshNetwork::blocked(const std::string& from, const std::string& to) co
 
 void FakeMeshNetwork::deliver(const std::shared_ptr<Conn>& conn, int dir, Message m) {
   const int to = 1 - dir;
-  if (conn->closed[to] && !conn->held[dir].empty()) return;
+  if (conn->closed[to]) return;  // the other end is gone: what it would receive is lost (RST)
   if (blocked(conn->node[dir], conn->node[to]) || !conn->held[dir].empty()) {
     // Partitioned (or earlier data still held: order is kept): TCP keeps retransmitting.
     conn->held_bytes[dir] += m.payload.size();
@@ -199,6 +199,7 @@ void FakeMeshNetwork::flush(const std::shared_ptr<Conn>& conn, int dir) {
     } else {
       conn->closed[dir] = true;  // already closed on that side; now the FIN goes out
       const int to = 1 - dir;
+      if (conn->closed[to]) continue;
       const TimePoint at = std::max(loop_.now() + drawDelay(), conn->last_delivery[dir]);
       conn->last_delivery[dir] = at;
       conn->scheduler[to]->runAtGlobal(at, [conn, to] {
@@ -220,9 +221,7 @@ void FakeMeshNetwork::partitionOneWay(const std::string& from, const std::string
 void FakeMeshNetwork::heal(const std::string& a, const std::string& b) {
   blocked_.erase({a, b});
   blocked_.erase({b, a});
-  for (auto& w : conns_) {
-    auto c = w.lock();
-    if (!c) continue;
+  for (auto& c : conns_) {
     for (int d = 0; d < 2; ++d) {
       if (!c->held[d].empty() && !blocked(c->node[d], c->node[1 - d])) flush(c, d);
     }
@@ -235,9 +234,7 @@ void FakeMeshNetwork::healAll() {
 }
 
 void FakeMeshNetwork::reset(const std::string& a, const std::string& b) {
-  for (auto& w : conns_) {
-    auto c = w.lock();
-    if (!c) continue;
+  for (auto& c : conns_) {
     if ((c->node[0] == a && c->node[1] == b) || (c->node[0] == b && c->node[1] == a)) {
       closeConn(c, unavailable("connection reset"), -1);
     }
@@ -247,9 +244,7 @@ void FakeMeshNetwork::reset(const std::string& a, const std::string& b) {
 void FakeMeshNetwork::crash(const std::string& node) {
   auto eit = endpoints_.find(node);
   if (eit != endpoints_.end()) eit->second->listening = false;
-  for (auto& w : conns_) {
-    auto c = w.lock();
-    if (!c) continue;
+  for (auto& c : conns_) {
     for (int s = 0; s < 2; ++s) {
       if (c->node[s] != node || c->closed[s]) continue;
       // The dead process's side says nothing more; the kernel sends FIN after what was in flight.
@@ -261,9 +256,8 @@ void FakeMeshNetwork::crash(const std::string& node) {
 
 std::size_t FakeMeshNetwork::openLinks(const std::string& a, const std::string& b) const {
   std::size_t n = 0;
-  for (const auto& w : conns_) {
-    auto c = w.lock();
-    if (!c || c->closed[0] || c->closed[1]) continue;
+  for (const auto& c : conns_) {
+    if (c->closed[0] || c->closed[1]) continue;
     if ((c->node[0] == a && c->node[1] == b) || (c->node[0] == b && c->node[1] == a)) ++n;
   }
   return n;
@@ -275,9 +269,7 @@ void FakeMeshNetwork::unregisterEndpoint(Endpoint* e) {
   auto it = endpoints_.find(e->node);
   if (it != endpoints_.end() && it->second == e) endpoints_.erase(it);
   // The process is gone: whatever it still held closes like a crash.
-  for (auto& w : conns_) {
-    auto c = w.lock();
-    if (!c) continue;
+  for (auto& c : conns_) {
     for (int s = 0; s < 2; ++s) {
       if (c->node[s] == e->node && c->scheduler[s] == e->scheduler && !c->closed[s]) {
         c->link[s].reset();
@@ -333,8 +325,10 @@ void FakeMeshNetwork::dial(Endpoint& from, const std::string& node, const std::v
   conn->link[0] = std::make_shared<FakeLink>(*this, conn, 0, to_id, to_fp);
   conn->link[1] = std::make_shared<FakeLink>(*this, conn, 1, from_id, from_fp);
   conn->last_delivery[0] = conn->last_delivery[1] = loop_.now() + d1;
+  conns_.erase(std::remove_if(conns_.begin(), conns_.end(),
+                              [](const auto& c) { return c->closed[0] && c->closed[1] && c->held[0].empty() && c->held[1].empty(); }),
+               conns_.end());
   conns_.push_back(conn);
-  conns_.erase(std::remove_if(conns_.begin(), conns_.end(), [](const auto& w) { return w.expired(); }), conns_.end());
   auto accept = to.on_accept;
   to.scheduler->runAtGlobal(loop_.now() + d1, [conn, accept] {
     if (!conn->closed[1] && accept) accept(conn->link[1]);

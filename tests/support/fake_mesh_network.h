@@ -107,7 +107,7 @@ class FakeMeshNetwork {
   std::set<std::string> cut_from_members_;
   std::map<std::string, Endpoint*> endpoints_;  // by node
   std::map<std::string, std::pair<std::string, std::string>> presented_;  // node -> (id, fingerprint)
-  std::vector<std::weak_ptr<Conn>> conns_;
+  std::vector<std::shared_ptr<Conn>> conns_;  // pruned once both ends are closed
   std::map<std::string, mesh::MemberRecord> registry_;
   std::set<FakeMemberSource*> sources_;
   std::uint64_t delivered_ = 0;
