@@ -439,6 +439,7 @@ void MeshCore::onLinkMessage(const std::string& id, const Link* link, Message m)
              "sent " + std::string(frameTypeName(static_cast<std::uint8_t>(m.type))) + " before HELLO", true);
     return;
   }
+  if (p.hello && p.state == PeerState::kSuspect) setState(p, PeerState::kAlive, DeadReason::kNone);  // heard again
   switch (m.type) {
     case FrameType::kHello:
       return onHello(p, m);

@@ -385,7 +385,9 @@ void FakeMeshNetwork::cutFromMembers(const std::string& node, bool cut) {
   cut_from_members_.erase(node);
   // Back on NATS: its watcher resyncs to the whole current state.
   for (auto* s : sources_) {
-    if (s->node() == node && s->started()) resync(s);
+    if (s->node() != node || !s->started()) continue;
+    s->republish();  // its refresh puts the record again
+    resync(s);
   }
 }
 
@@ -450,7 +452,12 @@ void FakeMemberSource::start(Events events) {
 }
 
 void FakeMemberSource::publish(const mesh::MemberRecord& self) {
+  self_ = self;
   net_.publishMember(node_, self);
+}
+
+void FakeMemberSource::republish() {
+  if (self_) net_.publishMember(node_, *self_);
 }
 
 void FakeMemberSource::stop() {

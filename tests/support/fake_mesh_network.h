@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -143,6 +144,7 @@ class FakeMemberSource final : public mesh::MemberSource {
   void deliverUpsert(const mesh::MemberRecord& r);
   void deliverGone(const std::string& node);
   void resyncTo(const std::map<std::string, mesh::MemberRecord>& snapshot);
+  void republish();  // the periodic refresh: our record again
   const std::string& node() const { return node_; }
   FakeScheduler& scheduler() { return scheduler_; }
   bool started() const { return started_; }
@@ -154,6 +156,7 @@ class FakeMemberSource final : public mesh::MemberSource {
   Events events_;
   bool started_ = false;
   std::set<std::string> known_;  // nodes it has reported and not reported gone
+  std::optional<mesh::MemberRecord> self_;
 };
 
 }  // namespace hacoord::test
