@@ -123,6 +123,9 @@ Result<FrameHeader> decodeHeader(std::string_view bytes);
 // add up to more than max_message_bytes fails with ResourceExhausted naming both sizes, and so
 // does more than kMaxOpenMessages partial messages at once. After an error the decoder stays
 // failed (the connection must be closed). Memory held is bounded by the limits.
+// Fragments after the first must carry no name and the first's lane and flags (END aside), or the
+// stream fails with InvalidArgument; the message keeps the first fragment's timeout_ms and the
+// highest sender_epoch of its fragments.
 class FrameDecoder {
  public:
   static constexpr std::size_t kMaxOpenMessages = 64;
