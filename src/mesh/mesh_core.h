@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "hacoord/clock.h"
+#include "hacoord/mesh.h"
 #include "hacoord/scheduler.h"
 #include "hacoord/status.h"
 #include "mesh/frame.h"
@@ -44,85 +45,6 @@
 #include "mesh/member.h"
 
 namespace hacoord::mesh {
-
-enum class PeerState { kConnecting, kAlive, kSuspect, kDead };
-enum class DeadReason {
-  kNone,
-  kUnreachable,  // silent or connection lost while its members record is fresh (a partition)
-  kDeparted,     // its record is gone, or it said GOAWAY(shutdown)
-  kRestarted,    // a new incarnation
-  kIdentity,     // certificate not in its members record
-  kProtocol,     // malformed frames, bad HELLO, no common version
-};
-std::string_view peerStateName(PeerState s);
-std::string_view deadReasonName(DeadReason r);
-
-struct PeerInfo {
-  std::string id;
-  std::string division;
-  std::string type;
-  std::uint64_t incarnation = 0;
-  PeerState state = PeerState::kConnecting;
-  DeadReason reason = DeadReason::kNone;
-  bool connected = false;
-  std::string address;  // the connection's remote address, "" when not connected
-  Duration rtt_ewma{0};
-  Duration rtt_p99{0};
-  std::uint32_t load = 0;  // the peer's in-flight handlers, from its last PONG
-  std::uint64_t meta_version = 0;
-  std::map<std::string, std::string> meta;
-};
-
-// Matches a peer on division (whole path segments: "dc1/r2" matches "dc1/r2" and "dc1/r2/h3", not
-// "dc1/r20"; "" matches all) and type ("" matches all).
-struct PeerFilter {
-  std::string division;
-  std::string type;
-  bool matches(const PeerInfo& p) const;
-};
-bool divisionMatches(std::string_view prefix, std::string_view division);
-
-struct CallOptions {
-  Duration timeout{0};           // mandatory: > 0
-  bool wait_for_ready = false;   // wait (until the deadline) for a peer that is not alive yet
-  bool idempotent = false;       // `any` may retry it on another peer after a send
-};
-
-// What a handler knows about the request it serves.
-class CallContext {
- public:
-  CallContext(std::string peer, std::string method, TimePoint deadline, std::uint64_t epoch)
-      : peer_(std::move(peer)), method_(std::move(method)), deadline_(deadline), epoch_(epoch) {}
-  const std::string& peer() const { return peer_; }
-  const std::string& method() const { return method_; }
-  TimePoint deadline() const { return deadline_; }  // on the mesh's clock
-  std::uint64_t senderEpoch() const { return epoch_; }
-  // True once the caller cancelled or gave up (deadline), or the connection is gone. Thread-safe.
-  bool cancelled() const { return cancelled_->load(); }
-
- private:
-  friend class MeshCore;
-  std::string peer_;
-  std::string method_;
-  TimePoint deadline_;
-  std::uint64_t epoch_;
-  std::shared_ptr<std::atomic<bool>> cancelled_ = std::make_shared<std::atomic<bool>>(false);
-};
-
-using Reply = std::function<void(Result<std::string>)>;  // callable once, from any thread
-using Handler = std::function<void(const CallContext&, std::string request, Reply reply)>;
-template <class T>
-using Done = std::function<void(T)>;
-
-struct PeerReply {
-  std::string peer;
-  Result<std::string> reply;
-};
-
-struct HandlerOptions {
-  std::size_t max_concurrency = 64;
-  std::size_t max_queue = 1024;
-};
 
 struct MeshOptions {
   std::string node;
@@ -143,20 +65,6 @@ struct MeshOptions {
   std::size_t max_message_bytes = kDefaultMaxMessageBytes;
   std::size_t send_budget = 8 * 1024 * 1024;  // bytes queued per peer before `call` waits
   std::uint64_t seed = 0;                     // tie-breaks and jitter (0: random)
-};
-
-struct MeshCounters {
-  std::uint64_t calls_sent = 0;
-  std::uint64_t calls_failed = 0;
-  std::uint64_t calls_timed_out = 0;
-  std::uint64_t requests_served = 0;
-  std::uint64_t requests_expired = 0;   // dropped unrun: expired on arrival or in the queue
-  std::uint64_t requests_rejected = 0;  // ResourceExhausted (concurrency queue full), NotFound
-  std::uint64_t broadcast_dropped = 0;
-  std::uint64_t links_refused_identity = 0;  // no record or unknown fingerprint
-  std::uint64_t links_duplicate = 0;
-  std::uint64_t protocol_errors = 0;
-  std::uint64_t slipped_ticks = 0;  // our own timers late: no deaths declared that tick
 };
 
 class MeshCore {
