@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <string_view>
 
 #include <nats/nats.h>
 
@@ -472,29 +473,40 @@ Status NatsKvBucket::remove(const std::string& key) {
 Result<std::vector<std::string>> NatsKvBucket::keys() {
   const std::string what = "list the keys of " + settings_.name;
   if (!connection_.connected()) return unavailable(what + ": not connected to NATS");
-  kvWatchOptions opts;
-  kvWatchOptions_Init(&opts);
-  opts.Timeout = connection_.requestTimeout().count();
-  kvKeysList list{nullptr, 0};
-  natsStatus s = kvStore_Keys(&list, kv_, &opts);
-  if (s == NATS_OK) {
-    std::vector<std::string> out;
-    out.reserve(static_cast<std::size_t>(list.Count));
-    for (int i = 0; i < list.Count; ++i) out.emplace_back(list.Keys[i]);
-    kvKeysList_Destroy(&list);
-    return out;
+  // One stream-info request with a subjects filter, not kvStore_Keys: that one makes an ordered
+  // consumer (a subscription and a server-side consumer) per call and tears it down at once, which
+  // a poll every few seconds from every node would do forever.
+  const std::string prefix = "$KV." + settings_.name + ".";
+  const std::string filter = prefix + ">";
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Stream.Info.SubjectsFilter = filter.c_str();
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, connection_.js(), stream_.c_str(), &jo, &jerr);
+  if (s != NATS_OK) {
+    if (streamMissing(s, jerr)) {
+      auto state = stream(what);  // re-created (open() only): it has no keys
+      if (!state.isOk()) return state.status();
+      return std::vector<std::string>{};
+    }
+    return transportError(s, what, connection_.requestTimeout());
   }
-  kvKeysList_Destroy(&list);
-  if (s == NATS_NOT_FOUND) {
-    // nats.c answers NOT_FOUND both for "no keys" and for a deleted stream: the stream says which
-    // (re-created when missing, then empty too).
-    auto state = stream(what);
-    if (!state.isOk()) return state.status();
-    return std::vector<std::string>{};
+  noteGeneration(static_cast<std::uint64_t>(si->Created));
+  std::vector<std::string> out;
+  if (const jsStreamStateSubjects* subjects = si->State.Subjects; subjects != nullptr) {
+    out.reserve(static_cast<std::size_t>(subjects->Count));
+    for (int i = 0; i < subjects->Count; ++i) {
+      const jsStreamStateSubject& subject = subjects->List[i];
+      const std::string_view name = subject.Subject != nullptr ? subject.Subject : "";
+      if (subject.Msgs > 0 && name.size() > prefix.size() && name.substr(0, prefix.size()) == prefix) {
+        out.emplace_back(name.substr(prefix.size()));
+      }
+    }
   }
-  Status err = transportError(s, what, connection_.requestTimeout());
-  if (recreateIfMissing(what).code() == StatusCode::kNotFound) return std::vector<std::string>{};
-  return err;
+  jsStreamInfo_Destroy(si);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::optional<KvEntry> NatsKvBucket::lastMarker(const std::string& key) {

@@ -108,8 +108,10 @@ class NatsKvBucket {
   // Puts a delete marker on `key` (kvStore_Delete: watchers see it). Errors as putValue; a missing
   // bucket is not re-created for it (nothing to delete).
   Status remove(const std::string& key);
-  // The keys holding a value now (delete / purge markers and expired keys are not listed). A
-  // missing bucket is re-created (open() only) and has none. Unavailable / DeadlineExceeded as get.
+  // The keys holding a message now, sorted: a value, or a delete / purge marker (the stream does
+  // not tell them apart without reading each key); keys whose messages expired (MaxAge) or were
+  // purged away are not listed. One stream-info request with a subjects filter. A missing bucket
+  // is re-created (open() only) and has none. Unavailable / DeadlineExceeded as get.
   Result<std::vector<std::string>> keys();
 
   // The stream's state now, re-creating a missing bucket first (open() only); caches the

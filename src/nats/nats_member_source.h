@@ -41,8 +41,10 @@ struct NatsMemberSourceOptions {
 //   delivered for that node -> on_upsert; a delete / purge marker -> on_gone; a value that does not
 //   decode (logged once per node and revision) -> on_gone; at each (re)sync of the watcher, the
 //   nodes absent from its snapshot -> on_gone;
-// - a poll of the bucket's keys every refresh interval, because MaxAge expiry emits no watch event
-//   on nats-server 2.9: a node delivered before the poll started and absent from it -> on_gone.
+// - a poll of the bucket's keys (NatsKvBucket::keys) every refresh interval, because MaxAge expiry
+//   emits no watch event on nats-server 2.9: a node last seen by the watcher before the poll
+//   started whose key has no message any more -> on_gone (a delete marker still counts as a
+//   message: deletes are the watcher's to report).
 // on_gone is only said for a node that was delivered (and not gone since). Our own record is
 // delivered like any other (the mesh ignores itself).
 //

@@ -191,14 +191,16 @@ TEST_F(NatsMemberSourceTest, TheServersStreamHasTheMaxAgeAndHistoryAndBadOptions
 TEST_F(NatsMemberSourceTest, TwoSourcesSeeEachOtherAndAChangeIsDeliveredOnce) {
   test::RuntimeScheduler scheduler_a;
   test::RuntimeScheduler scheduler_b;
+  // Declared before the sources: it outlives every callback they deliver (one's departure reaches
+  // the other while it stops).
+  Recorder log_a(scheduler_a);
+  Recorder log_b(scheduler_b);
   auto conn_b = connect("members-b");
   ASSERT_NE(conn_b, nullptr);
   auto a = open(*conn_, 300ms, scheduler_a);
   auto b = open(*conn_b, 300ms, scheduler_b);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
-  Recorder log_a(scheduler_a);
-  Recorder log_b(scheduler_b);
   a->start(log_a.events());
   b->start(log_b.events());
   a->publish(recordOf("a", 1));
@@ -243,14 +245,16 @@ TEST_F(NatsMemberSourceTest, TwoSourcesSeeEachOtherAndAChangeIsDeliveredOnce) {
 TEST_F(NatsMemberSourceTest, StopDeletesTheRecordAndTheOtherSideSeesItGoneLongBeforeExpiry) {
   test::RuntimeScheduler scheduler_a;
   test::RuntimeScheduler scheduler_b;
+  // Declared before the sources: it outlives every callback they deliver (one's departure reaches
+  // the other while it stops).
+  Recorder log_a(scheduler_a);
+  Recorder log_b(scheduler_b);
   auto conn_b = connect("members-b");
   ASSERT_NE(conn_b, nullptr);
   auto a = open(*conn_, 5000ms, scheduler_a);  // MaxAge 15 s: an expiry would take that long
   auto b = open(*conn_b, 5000ms, scheduler_b);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
-  Recorder log_a(scheduler_a);
-  Recorder log_b(scheduler_b);
   a->start(log_a.events());
   b->start(log_b.events());
   b->publish(recordOf("b", 7));
@@ -271,9 +275,11 @@ TEST_F(NatsMemberSourceTest, StopDeletesTheRecordAndTheOtherSideSeesItGoneLongBe
 
 TEST_F(NatsMemberSourceTest, ARecordThatExpiresByMaxAgeIsReportedGone) {
   test::RuntimeScheduler scheduler;
+  // Declared before the sources: it outlives every callback they deliver (one's departure reaches
+  // the other while it stops).
+  Recorder log(scheduler);
   auto a = open(*conn_, 300ms, scheduler);  // MaxAge 900 ms
   ASSERT_NE(a, nullptr);
-  Recorder log(scheduler);
   a->start(log.events());
   // A node that wrote once and stopped re-putting (crashed): no delete marker, no watch event.
   auto raw = rawBucket(300ms);
@@ -293,9 +299,11 @@ TEST_F(NatsMemberSourceTest, ARecordThatExpiresByMaxAgeIsReportedGone) {
 TEST_F(NatsMemberSourceTest, GarbageUnderAMemberKeyIsGoneAndLoggedOnce) {
   test::LogCapture capture("nats");
   test::RuntimeScheduler scheduler;
+  // Declared before the sources: it outlives every callback they deliver (one's departure reaches
+  // the other while it stops).
+  Recorder log(scheduler);
   auto a = open(*conn_, 2000ms, scheduler);
   ASSERT_NE(a, nullptr);
-  Recorder log(scheduler);
   a->start(log.events());
   auto raw = rawBucket(2000ms);
   ASSERT_NE(raw, nullptr);
@@ -324,14 +332,16 @@ TEST_F(NatsMemberSourceTest, GarbageUnderAMemberKeyIsGoneAndLoggedOnce) {
 TEST_F(NatsMemberSourceTest, ABucketDeletedLiveIsRecreatedAndTheRecordsComeBack) {
   test::RuntimeScheduler scheduler_a;
   test::RuntimeScheduler scheduler_b;
+  // Declared before the sources: it outlives every callback they deliver (one's departure reaches
+  // the other while it stops).
+  Recorder log_a(scheduler_a);
+  Recorder log_b(scheduler_b);
   auto conn_b = connect("members-b");
   ASSERT_NE(conn_b, nullptr);
   auto a = open(*conn_, 300ms, scheduler_a);
   auto b = open(*conn_b, 300ms, scheduler_b);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
-  Recorder log_a(scheduler_a);
-  Recorder log_b(scheduler_b);
   a->start(log_a.events());
   b->start(log_b.events());
   a->publish(recordOf("a", 1));
@@ -368,18 +378,32 @@ TEST_F(NatsMemberSourceTest, ABucketDeletedLiveIsRecreatedAndTheRecordsComeBack)
   EXPECT_EQ(log_a.offScheduler() + log_b.offScheduler(), 0);
 }
 
-TEST_F(NatsMemberSourceTest, KeysListsValuesButNotMarkersAndIsEmptyForAnEmptyBucket) {
-  auto raw = rawBucket(2000ms);
+TEST_F(NatsMemberSourceTest, KeysListsKeysWithAMessageAndNotExpiredOnes) {
+  auto raw = rawBucket(300ms);  // MaxAge 900 ms
   ASSERT_NE(raw, nullptr);
   auto none = raw->keys();
   ASSERT_TRUE(none.isOk()) << none.status().toString();
   EXPECT_TRUE(none->empty());
-  ASSERT_TRUE(raw->putValue("m.a", "1").isOk());
   ASSERT_TRUE(raw->putValue("m.b", "2").isOk());
+  ASSERT_TRUE(raw->putValue("m.a", "1").isOk());
   ASSERT_TRUE(raw->remove("m.a").isOk());
   auto keys = raw->keys();
   ASSERT_TRUE(keys.isOk()) << keys.status().toString();
-  EXPECT_EQ(*keys, std::vector<std::string>{"m.b"});
+  EXPECT_EQ(*keys, (std::vector<std::string>{"m.a", "m.b"})) << "sorted; a marker is a message";
+  // Expiry removes both (no watch event would say so).
+  EXPECT_TRUE(eventually(
+      [&] {
+        auto now = raw->keys();
+        return now.isOk() && now->empty();
+      },
+      5000ms));
+  // A deleted bucket is re-created by a listing (open() settings) and lists nothing.
+  ASSERT_TRUE(raw->putValue("m.c", "3").isOk());
+  ASSERT_TRUE(test::deleteKvBucket(*conn_, "HACOORD_mt_MEMBERS"));
+  auto after = raw->keys();
+  ASSERT_TRUE(after.isOk()) << after.status().toString();
+  EXPECT_TRUE(after->empty());
+  EXPECT_NE(test::streamCreated(*conn_, "KV_HACOORD_mt_MEMBERS"), 0u);
 }
 
 }  // namespace
