@@ -71,7 +71,8 @@ class NatsMemberSource final : public mesh::MemberSource {
   // Starts the watcher and the poll (once; a second call is ignored).
   void start(Events events) override;
   // Puts `self` at once (on hc-members) and again every refresh interval; a later call replaces
-  // the record. Never blocks the caller.
+  // the record (a node publishes under one name: a record under an earlier name is left to
+  // expire). Never blocks the caller. A failed put is retried after min(refresh, 1 s).
   void publish(const mesh::MemberRecord& self) override;
   // Stops the refresh, deletes our record if we published one (waits for that write: at most
   // about one request timeout), stops the watcher and the poll. No event is delivered afterwards,
