@@ -11,6 +11,8 @@
 //                            a renewal (NatsLeaseStore)
 //   hc-kvwatch  1 per store  its NatsKvWatcher: kvWatcher_Next blocks (nats.c 3.4.1 has no callback
 //                            watcher)
+//   hc-members  1 per source the members bucket's puts, key polls and final delete (NatsMemberSource)
+//   hc-mbwatch  1 per source its NatsKvWatcher of every key
 // nats.c adds threads of its own (per connection: read loop and flusher; per process: timers and
 // async callbacks); they only copy data and post to a strand. Every thread of ours is started with
 // Runtime::startThread, which names it.

@@ -3,7 +3,9 @@
 #include "nats/nats_kv_bucket.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <string_view>
 
 #include <nats/nats.h>
 
@@ -44,8 +46,14 @@ bool streamMissing(natsStatus s, jsErrCode jerr) {
 }
 
 std::string describeSettings(const KvBucketSettings& s) {
-  return "history " + std::to_string(s.history) + ", no max age, file storage, " +
-         std::to_string(s.replicas) + " replica(s)";
+  return "history " + std::to_string(s.history) + ", " +
+         (s.max_age.count() > 0 ? "max age " + std::to_string(s.max_age.count()) + " ms"
+                                : std::string("no max age")) +
+         ", file storage, " + std::to_string(s.replicas) + " replica(s)";
+}
+
+std::int64_t maxAgeNanos(const KvBucketSettings& s) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(s.max_age).count();
 }
 
 // The stream's creation time and last sequence. NotFound when the stream does not exist; `wait`
@@ -78,7 +86,7 @@ Status createBucket(NatsConnection& connection, const KvBucketSettings& settings
   kvConfig_Init(&cfg);
   cfg.Bucket = settings.name.c_str();
   cfg.History = static_cast<uint8_t>(settings.history);
-  cfg.TTL = 0;  // no MaxAge, ever: what a bucket holds never expires
+  cfg.TTL = maxAgeNanos(settings);  // nanoseconds (nats.c passes it on as the stream's MaxAge)
   cfg.Replicas = settings.replicas;
   cfg.StorageType = js_FileStorage;
   jsOptions jo;
@@ -120,8 +128,9 @@ Status checkBucketConfig(NatsConnection& connection, const KvBucketSettings& set
   }
   *created = static_cast<std::uint64_t>(si->Created);
   const jsStreamConfig* c = si->Config;
-  const bool same = c != nullptr && c->MaxMsgsPerSubject == settings.history && c->MaxAge == 0 &&
-                    c->Storage == js_FileStorage && c->Replicas == settings.replicas;
+  const bool same = c != nullptr && c->MaxMsgsPerSubject == settings.history &&
+                    c->MaxAge == maxAgeNanos(settings) && c->Storage == js_FileStorage &&
+                    c->Replicas == settings.replicas;
   std::string found;
   if (c != nullptr) {
     found = "history " + std::to_string(c->MaxMsgsPerSubject) + ", max age " +
@@ -148,6 +157,10 @@ Result<std::unique_ptr<NatsKvBucket>> NatsKvBucket::open(NatsConnection& connect
   if (settings.history < 1 || settings.history > 64) {
     return invalidArgument("bucket " + name + ": history must be 1..64, got " +
                            std::to_string(settings.history));
+  }
+  if (settings.max_age.count() != 0 && settings.max_age < milliseconds(100)) {
+    return invalidArgument("bucket " + name + ": max age must be 0 (none) or >= 100 ms, got " +
+                           std::to_string(settings.max_age.count()) + " ms");
   }
   if (!connection.connected()) {
     return unavailable("cannot open bucket " + name + ": not connected to NATS (" + connection.serversText() +
@@ -429,6 +442,71 @@ Result<std::uint64_t> NatsKvBucket::put(const std::string& key, const std::strin
     return err;
   }
   return aborted(what + ": wrong last sequence (the delete marker moved on)");
+}
+
+Result<std::uint64_t> NatsKvBucket::putValue(const std::string& key, const std::string& value) {
+  const std::string what = "write " + settings_.name + "/" + key;
+  if (!connection_.connected()) return unavailable(what + ": not connected to NATS");
+  // At most two rounds: the second after the bucket was found missing and re-created.
+  for (int round = 0;; ++round) {
+    std::uint64_t revision = 0;
+    natsStatus s = kvStore_Put(&revision, kv_, key.c_str(), value.data(), static_cast<int>(value.size()));
+    if (s == NATS_OK) return revision;
+    Status err = transportError(s, what, connection_.requestTimeout());
+    // A publish to a deleted stream finds no responders (or times out): find out, re-create it.
+    if (round == 0 && (s == NATS_NOT_FOUND || recreateIfMissing(what).code() == StatusCode::kNotFound)) {
+      if (s == NATS_NOT_FOUND) (void)stream(what);
+      continue;
+    }
+    return err;
+  }
+}
+
+Status NatsKvBucket::remove(const std::string& key) {
+  const std::string what = "delete " + settings_.name + "/" + key;
+  if (!connection_.connected()) return unavailable(what + ": not connected to NATS");
+  natsStatus s = kvStore_Delete(kv_, key.c_str());
+  if (s == NATS_OK) return Status::ok();
+  return transportError(s, what, connection_.requestTimeout());
+}
+
+Result<std::vector<std::string>> NatsKvBucket::keys() {
+  const std::string what = "list the keys of " + settings_.name;
+  if (!connection_.connected()) return unavailable(what + ": not connected to NATS");
+  // One stream-info request with a subjects filter, not kvStore_Keys: that one makes an ordered
+  // consumer (a subscription and a server-side consumer) per call and tears it down at once, which
+  // a poll every few seconds from every node would do forever.
+  const std::string prefix = "$KV." + settings_.name + ".";
+  const std::string filter = prefix + ">";
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Stream.Info.SubjectsFilter = filter.c_str();
+  jsStreamInfo* si = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetStreamInfo(&si, connection_.js(), stream_.c_str(), &jo, &jerr);
+  if (s != NATS_OK) {
+    if (streamMissing(s, jerr)) {
+      auto state = stream(what);  // re-created (open() only): it has no keys
+      if (!state.isOk()) return state.status();
+      return std::vector<std::string>{};
+    }
+    return transportError(s, what, connection_.requestTimeout());
+  }
+  noteGeneration(static_cast<std::uint64_t>(si->Created));
+  std::vector<std::string> out;
+  if (const jsStreamStateSubjects* subjects = si->State.Subjects; subjects != nullptr) {
+    out.reserve(static_cast<std::size_t>(subjects->Count));
+    for (int i = 0; i < subjects->Count; ++i) {
+      const jsStreamStateSubject& subject = subjects->List[i];
+      const std::string_view name = subject.Subject != nullptr ? subject.Subject : "";
+      if (subject.Msgs > 0 && name.size() > prefix.size() && name.substr(0, prefix.size()) == prefix) {
+        out.emplace_back(name.substr(prefix.size()));
+      }
+    }
+  }
+  jsStreamInfo_Destroy(si);
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::optional<KvEntry> NatsKvBucket::lastMarker(const std::string& key) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "hacoord/clock.h"
 #include "hacoord/status.h"
@@ -27,6 +28,8 @@ struct KvBucketSettings {
   std::string name;               // the bucket; its stream is KV_<name>
   int replicas = 1;               // copies (> 1 needs a clustered JetStream)
   int history = 1;                // values kept per key
+  milliseconds max_age{0};        // the stream's MaxAge: every message expires this long after its
+                                  // write (0: never; the lease bucket). The server wants >= 100 ms
   bool one_key = false;           // holds a single key: a compare-and-set lands at exactly
                                   // expected + 1, which detects a second accepted write
   std::string label = "bucket";   // how logs name it ("lease bucket")
@@ -66,7 +69,8 @@ struct KvRead {
 // thread; callers keep them off strands. The NatsConnection must outlive the bucket.
 class NatsKvBucket {
  public:
-  // Binds to the bucket, or creates it when missing (file storage, no max age: nothing expires).
+  // Binds to the bucket, or creates it when missing (file storage; settings.max_age, by default
+  // none: nothing expires).
   // InvalidArgument when it exists with other settings, or when replicas > 1 on a server that is
   // not clustered; Unavailable / DeadlineExceeded when JetStream cannot be reached.
   static Result<std::unique_ptr<NatsKvBucket>> open(NatsConnection& connection, KvBucketSettings settings);
@@ -96,6 +100,19 @@ class NatsKvBucket {
   // confirmed afterwards is Aborted: unsure counts as another generation.
   Result<std::uint64_t> put(const std::string& key, const std::string& value, std::uint64_t expected_revision,
                             std::optional<std::uint64_t> expected_generation);
+
+  // Writes `value` whatever the key holds (no compare-and-set: a key only its owner writes, like a
+  // members record) and gives the new revision. A missing bucket is re-created (open() only) and
+  // the write made there. Unavailable = not sent or no responders; DeadlineExceeded = no ack.
+  Result<std::uint64_t> putValue(const std::string& key, const std::string& value);
+  // Puts a delete marker on `key` (kvStore_Delete: watchers see it). Errors as putValue; a missing
+  // bucket is not re-created for it (nothing to delete).
+  Status remove(const std::string& key);
+  // The keys holding a message now, sorted: a value, or a delete / purge marker (the stream does
+  // not tell them apart without reading each key); keys whose messages expired (MaxAge) or were
+  // purged away are not listed. One stream-info request with a subjects filter. A missing bucket
+  // is re-created (open() only) and has none. Unavailable / DeadlineExceeded as get.
+  Result<std::vector<std::string>> keys();
 
   // The stream's state now, re-creating a missing bucket first (open() only); caches the
   // generation. `wait` bounds the first request (0: the request timeout).
