@@ -36,9 +36,11 @@ struct IssueOptions {
   std::string node;
   std::chrono::hours validity{24 * 365};
   // For tests that need bad certificates (never reachable from the CLI): start of validity
-  // relative to now, extra URI SANs, a DNS SAN, no URI SAN at all.
+  // relative to now (notAfter is notBefore + validity), extra URI SANs after the node's, DNS
+  // SANs, no URI SAN of the node's own (extra_uri_sans are still added).
   std::chrono::seconds not_before_offset{-60};
   std::vector<std::string> extra_uri_sans;
+  std::vector<std::string> extra_dns_sans;
   bool omit_uri_san = false;
 };
 
@@ -51,9 +53,13 @@ struct NodeFiles {
 };
 
 // Issues a leaf signed by the CA in `ca_dir` into `out_dir`/<node>.{crt,key} and copies ca.crt
-// there. Refuses (InvalidArgument) when out_dir is ca_dir or holds ca.key; AlreadyExists when the
-// node's files exist. Returns the leaf's fingerprint (lower-case hex SHA-256 of its DER).
-Result<std::string> issueCert(const std::string& ca_dir, const std::string& out_dir, const IssueOptions& options);
+// there. Refuses (InvalidArgument) when out_dir is ca_dir or holds ca.key, and node id "ca" (its
+// files would be ca.crt / ca.key); AlreadyExists when the node's files exist, or a ca.crt that is
+// not this CA's (the same CA's ca.crt is kept, so several nodes can share a directory). Creates
+// out_dir (0700) if missing; on failure removes what it created. Returns the leaf's fingerprint
+// (lower-case hex SHA-256 of its DER).
+Result<std::string> issueCert(const std::string& ca_dir, const std::string& out_dir,
+                              const IssueOptions& options);
 
 // The lower-case hex SHA-256 of the DER of the first certificate in a PEM file.
 Result<std::string> fingerprintOfPemFile(const std::string& path);
