@@ -303,6 +303,17 @@ struct TlsTransport::Shared : std::enable_shared_from_this<Shared> {
   std::string listen_address;               // guarded by mu
   std::set<std::shared_ptr<DialOp>> dials;  // guarded by mu
 
+  // Accept and dial callbacks: never after the transport was destroyed (its owner may destroy the
+  // Scheduler next).
+  std::mutex post_mu;
+  bool detached = false;  // guarded by post_mu
+  void post(Scheduler::Task task) {
+    std::lock_guard lock(post_mu);
+    if (!detached) {
+      scheduler.post(std::move(task));
+    }
+  }
+
   std::shared_ptr<ssl::context> context() const {
     std::lock_guard lock(mu);
     return ctx;
@@ -442,7 +453,12 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
 
   // The last Link handle is gone: close as close() would, and deliver nothing more.
   void abandon() {
-    abandoned_.store(true);
+    {
+      // After this nothing more is posted to the Scheduler for this link (which may be destroyed
+      // right after its last link).
+      std::lock_guard lock(post_mu_);
+      abandoned_.store(true);
+    }
     closing_.store(true);
     asio::post(ex_, [self = shared_from_this()] {
       self->beginClose(GoAwayReason::kShutdown, "link released",
@@ -677,8 +693,16 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
     }
   }
 
+  // To the Scheduler, unless the link was released.
+  void postEvent(Scheduler::Task task) {
+    std::lock_guard lock(post_mu_);
+    if (!abandoned_.load()) {
+      shared_->scheduler.post(std::move(task));
+    }
+  }
+
   void postClosed() {
-    shared_->scheduler.post([self = shared_from_this(), status = closed_status_] {
+    postEvent([self = shared_from_this(), status = closed_status_] {
       if (!self->abandoned_.load() && self->events_.on_closed) {
         self->events_.on_closed(status);
       }
@@ -767,7 +791,7 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
           peer_goaway_ = "GOAWAY(" + std::string(goAwayReasonName(g->reason)) + ") " + g->text;
         }
       }
-      shared_->scheduler.post([self = shared_from_this(), m = std::move(m)]() mutable {
+      postEvent([self = shared_from_this(), m = std::move(m)]() mutable {
         if (!self->abandoned_.load() && self->events_.on_message) {
           self->events_.on_message(std::move(m));
         }
@@ -817,6 +841,7 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
   // Scheduler side.
   bool start_called_ = false;
   LinkEvents events_;
+  std::mutex post_mu_;  // abandon() vs postEvent()
   std::atomic<bool> abandoned_{false};
   std::atomic<bool> closing_{false};
   std::atomic<std::size_t> queued_{0};
@@ -996,7 +1021,7 @@ struct DialOp : std::enable_shared_from_this<DialOp> {
     kLog->info("{}: linked to {} at {} (fingerprint {})", shared->options.node, conn->peerId(),
                conn->remote(), conn->fingerprint());
     auto link = std::make_shared<TlsLink>(std::move(conn));
-    shared->scheduler.post([fn = std::move(done), link = std::move(link)]() mutable {
+    shared->post([fn = std::move(done), link = std::move(link)]() mutable {
       fn(std::shared_ptr<Link>(std::move(link)));
     });
   }
@@ -1007,7 +1032,7 @@ struct DialOp : std::enable_shared_from_this<DialOp> {
       return;
     }
     abortIo();
-    shared->scheduler.post([fn = std::move(done), why = std::move(why)] { fn(why); });
+    shared->post([fn = std::move(done), why = std::move(why)] { fn(why); });
   }
 
   // On the strand.
@@ -1058,7 +1083,7 @@ void handleAccepted(const std::shared_ptr<TlsTransport::Shared>& shared, tcp::so
       kLog->info("{}: accepted a link from {} at {} (fingerprint {})", shared->options.node, conn->peerId(),
                  conn->remote(), conn->fingerprint());
       auto link = std::make_shared<TlsLink>(conn);
-      shared->scheduler.post([shared, link = std::move(link)]() mutable {
+      shared->post([shared, link = std::move(link)]() mutable {
         if (!shared->stopped.load() && shared->on_accept) {
           shared->on_accept(std::move(link));
         }
@@ -1115,7 +1140,11 @@ Result<std::unique_ptr<TlsTransport>> TlsTransport::create(asio::io_context& io,
 
 TlsTransport::TlsTransport(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
 
-TlsTransport::~TlsTransport() { stop(); }
+TlsTransport::~TlsTransport() {
+  stop();
+  std::lock_guard lock(shared_->post_mu);
+  shared_->detached = true;
+}
 
 Status TlsTransport::listen(AcceptFn on_accept) {
   const auto& o = shared_->options;
@@ -1175,7 +1204,7 @@ void TlsTransport::dial(const std::string& node, const std::vector<std::string>&
   }
   if (stopped) {
     op->finished.store(true);
-    shared_->scheduler.post([fn = std::move(op->done), node] {
+    shared_->post([fn = std::move(op->done), node] {
       fn(Status(StatusCode::kCancelled, "dial to " + node + ": the transport was stopped"));
     });
     return;
@@ -1208,7 +1237,7 @@ void TlsTransport::stop() {
     if (op->finished.exchange(true)) {
       continue;
     }
-    shared_->scheduler.post([fn = std::move(op->done), node = op->node] {
+    shared_->post([fn = std::move(op->done), node = op->node] {
       fn(Status(StatusCode::kCancelled, "dial to " + node + ": the transport was stopped"));
     });
     asio::post(op->ex, [op] { op->abortIo(); });

@@ -599,7 +599,9 @@ TEST_F(TlsTransportTest, CloseSendsGoAwayAndClosesOnce) {
     EXPECT_EQ(*g, (GoAway{GoAwayReason::kShutdown, "bye"}));
     EXPECT_EQ(at_a->order, (std::vector<std::string>{"m:0", "m:1", "closed"}));
     EXPECT_EQ(at_a->closes[0].code(), StatusCode::kUnavailable) << at_a->closes[0].toString();
-    EXPECT_NE(at_a->closes[0].message().find("GOAWAY(shutdown) bye"), std::string::npos)
+    EXPECT_NE(at_a->closes[0].message().find(
+                  "GOAWAY(" + std::string(goAwayReasonName(GoAwayReason::kShutdown)) + ") bye"),
+              std::string::npos)
         << at_a->closes[0].toString();
   }
   {
