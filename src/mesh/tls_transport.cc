@@ -107,11 +107,15 @@ std::string millisText(Duration d) {
 struct Refusal {
   RefusedReason reason = RefusedReason::kTlsHandshake;
   std::string detail;
+  bool by_peer = false;  // the peer refused us (not counted as our refusal)
 };
 
 // Per-connection state the OpenSSL callbacks write (reached through SSL ex_data).
 struct HandshakeState {
   std::optional<Refusal> refusal;
+  // Dialer: the acceptor sent a session ticket, which it does only once it has accepted our
+  // certificate (in TLS 1.3 the client's handshake ends before the server has checked it).
+  std::function<void()> on_ticket;
 };
 
 int handshakeStateIndex() {
@@ -143,6 +147,18 @@ int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const
         Refusal{RefusedReason::kAlpn, "the client offered ALPN [" + offered + "], not " + std::string(kAlpn)};
   }
   return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+// The acceptor's session ticket: proof that it accepted our certificate. The session itself is
+// never kept (sessions are never resumed).
+int onNewSession(SSL* ssl, SSL_SESSION* /*session*/) {
+  if (auto* hs = static_cast<HandshakeState*>(SSL_get_ex_data(ssl, handshakeStateIndex()));
+      hs && hs->on_ticket) {
+    auto fn = std::move(hs->on_ticket);
+    hs->on_ticket = nullptr;
+    fn();
+  }
+  return 0;
 }
 
 RefusedReason classifyVerifyError(int err) {
@@ -242,9 +258,13 @@ Result<std::shared_ptr<ssl::context>> makeSslContext(const TlsTransport::Options
       SSL_CTX_set_max_proto_version(c, TLS1_3_VERSION) != 1) {
     return internalError("cannot restrict TLS to 1.3: " + opensslError());
   }
-  // Sessions are never resumed: every connection proves its certificate again.
-  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_OFF);
-  SSL_CTX_set_num_tickets(c, 0);
+  // Sessions are never resumed: every connection proves its certificate again. The acceptor
+  // still sends one ticket, after it has checked the dialer's certificate: the dialer takes it as
+  // the acceptor's consent (onNewSession), so a refused dial never becomes a Link on either side.
+  // The client cache mode only makes OpenSSL call onNewSession; nothing is stored.
+  SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(c, onNewSession);
+  SSL_CTX_set_num_tickets(c, 1);
   if (SSL_CTX_load_verify_locations(c, o.ca_file.c_str(), nullptr) != 1) {
     return invalidArgument("cannot load the cluster CA " + o.ca_file + ": " + opensslError());
   }
@@ -406,7 +426,11 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
       self->started_ = true;
       if (self->finished_) {
         self->postClosed();
-      } else {
+      } else if (self->parked_) {
+        auto [ec, n] = *self->parked_;
+        self->parked_.reset();
+        self->onRead(ec, n);
+      } else if (!self->read_in_flight_) {
         self->doRead();
       }
     });
@@ -498,7 +522,6 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
   }
 
   void onHandshake(const error_code& ec) {
-    timer_.cancel();
     if (ec) {
       if (hs_.refusal) {
         finishHandshake(hs_.refusal);
@@ -536,12 +559,24 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
     }
     peer_id_ = std::move(id).value();
     fingerprint_ = fingerprintOf(leaf);
-    established_ = true;
-    finishHandshake(std::nullopt);
+    if (!dialed_) {
+      finishHandshake(std::nullopt);
+      return;
+    }
+    // The dialer waits for the acceptor's verdict on its certificate: a session ticket (accepted),
+    // application data (accepted), or an alert / close (refused). The read stays the link's first.
+    hs_.on_ticket = [this] {
+      if (!hs_finished_) {
+        finishHandshake(std::nullopt);
+      }
+    };
+    doRead();
   }
 
   void finishHandshake(std::optional<Refusal> r) {
     hs_finished_ = true;
+    hs_.on_ticket = nullptr;
+    timer_.cancel();
     SSL_set_ex_data(stream_.native_handle(), handshakeStateIndex(), nullptr);
     if (r) {
       closeSocket();
@@ -712,13 +747,34 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
   // ---- Reader ----
 
   void doRead() {
-    if (finished_ || read_stopped_) {
+    if (finished_ || read_stopped_ || read_in_flight_) {
       return;
     }
+    read_in_flight_ = true;
     stream_.async_read_some(
         asio::buffer(rbuf_.data(), rbuf_.size()),
-        asio::bind_executor(
-            ex_, [self = shared_from_this()](const error_code& ec, std::size_t n) { self->onRead(ec, n); }));
+        asio::bind_executor(ex_, [self = shared_from_this()](const error_code& ec, std::size_t n) {
+          self->onReadDone(ec, n);
+        }));
+  }
+
+  void onReadDone(const error_code& ec, std::size_t n) {
+    read_in_flight_ = false;
+    if (!hs_finished_) {
+      // A dialer waiting for the acceptor's verdict (see onHandshake()).
+      if (n == 0) {
+        std::string why = hs_timed_out_ ? "no answer within " + millisText(hs_timeout_) : ec.message();
+        finishHandshake(
+            Refusal{RefusedReason::kTlsHandshake, "the peer refused the connection: " + why, true});
+        return;
+      }
+      finishHandshake(std::nullopt);  // data before any ticket: accepted all the same
+    }
+    if (!started_) {
+      parked_.emplace(ec, n);  // the Link delivers nothing before start()
+      return;
+    }
+    onRead(ec, n);
   }
 
   void onRead(const error_code& ec, std::size_t n) {
@@ -745,7 +801,28 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
       }
       return;
     }
+    if (undelivered_.load() > undeliveredLimit()) {
+      read_paused_ = true;  // resumed by the Scheduler's side once it has caught up (delivered())
+      return;
+    }
     doRead();
+  }
+
+  // The most message bytes posted to the Scheduler and not yet run before reading pauses: a slow
+  // Scheduler makes the peer wait (TCP backpressure) instead of growing a queue.
+  std::size_t undeliveredLimit() const { return shared_->options.max_message_bytes + kReadChunk; }
+
+  // On the Scheduler, after a message ran.
+  void delivered(std::size_t bytes) {
+    const std::size_t before = undelivered_.fetch_sub(bytes);
+    if (before > undeliveredLimit() && before - bytes <= undeliveredLimit()) {
+      asio::post(ex_, [self = shared_from_this()] {
+        if (self->read_paused_ && self->undelivered_.load() <= self->undeliveredLimit()) {
+          self->read_paused_ = false;
+          self->doRead();
+        }
+      });
+    }
   }
 
   // Feeds the decoder and delivers whole messages; a bad frame ends the connection (GOAWAY).
@@ -791,10 +868,13 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
           peer_goaway_ = "GOAWAY(" + std::string(goAwayReasonName(g->reason)) + ") " + g->text;
         }
       }
-      postEvent([self = shared_from_this(), m = std::move(m)]() mutable {
+      const std::size_t bytes = m.payload.size() + m.name.size() + kHeaderBytes;
+      undelivered_.fetch_add(bytes);
+      postEvent([self = shared_from_this(), m = std::move(m), bytes]() mutable {
         if (!self->abandoned_.load() && self->events_.on_message) {
           self->events_.on_message(std::move(m));
         }
+        self->delivered(bytes);
       });
     }
     if (oversize) {
@@ -836,7 +916,6 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
   bool hs_finished_ = false;
   bool hs_timed_out_ = false;
   Duration hs_timeout_{};
-  bool established_ = false;
 
   // Scheduler side.
   bool start_called_ = false;
@@ -852,6 +931,10 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
   bool writing_ = false;
   bool shutting_down_ = false;
   bool read_stopped_ = false;
+  bool read_in_flight_ = false;
+  bool read_paused_ = false;
+  std::optional<std::pair<error_code, std::size_t>> parked_;  // a read completed before start()
+  std::atomic<std::size_t> undelivered_{0};
   bool goaway_in_flight_ = false;
   std::optional<Status> local_close_;
   std::optional<std::string> goaway_;
@@ -989,6 +1072,15 @@ struct DialOp : std::enable_shared_from_this<DialOp> {
                     [self = shared_from_this(), addr](std::optional<Refusal> r) {
                       if (self->finished.load()) {
                         return;  // cancelled or timed out: the handshake failed because of that
+                      }
+                      if (r && r->by_peer) {
+                        kLog->info("{}: {} at {} refused our connection: {}", self->shared->options.node,
+                                   self->node, addr, r->detail);
+                        self->errors.push_back(addr + ": " + r->detail);
+                        self->refused = true;
+                        self->conn.reset();
+                        self->tryNext();
+                        return;
                       }
                       if (r) {
                         self->shared->refuse(r->reason, self->node + " at " + addr, false, r->detail);

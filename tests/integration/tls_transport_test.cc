@@ -416,9 +416,13 @@ class RefusalTest : public TlsTransportTest {
     TlsTransport& a = transport("a");
     auto acc = listen(a);
     TlsTransport& c = transport(client);
-    // In TLS 1.3 the client's handshake ends before the server has checked the client's
-    // certificate, so the dial may yield a link the server then drops: only the server is checked.
-    (void)dial(c, "a", a.listenAddress(), 3s);
+    // The dialer waits for the acceptor's verdict (its session ticket), so it gets no link either.
+    auto dialed = dial(c, "a", a.listenAddress(), 3s);
+    ASSERT_FALSE(dialed.isOk()) << client << " got a link that a refused";
+    EXPECT_NE(dialed.status().message().find("the peer refused the connection"), std::string::npos)
+        << dialed.status().toString();
+    EXPECT_EQ(c.counters().connections_dialed, 0u);
+    EXPECT_TRUE(c.refusals().empty()) << "the dialer counted the acceptor's refusal as its own";
     expectOneRefusal(a, reason);
     EXPECT_EQ(acc->count(), 0u) << "a refused connection became a link";
     EXPECT_EQ(a.counters().connections_accepted, 0u);
