@@ -4,7 +4,7 @@ include(CMakePackageConfigHelpers)
 
 # hacoord::hacoord = the election Node; hacoord::manager = the whole daemon (Manager: Node + VIP +
 # health + HTTP), which also needs libnl.
-set(HACOORD_LIBS hacoord_core hacoord_election hacoord_nats hacoord_node hacoord_mesh_tls
+set(HACOORD_LIBS hacoord_core hacoord_election hacoord_mesh_logic hacoord_mesh_tls hacoord_nats hacoord_node
   hacoord_vip hacoord_health hacoord_manager)
 set_target_properties(hacoord_lib PROPERTIES EXPORT_NAME hacoord)
 set_target_properties(hacoord_manager PROPERTIES EXPORT_NAME manager)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang-14, ASan+UBSan, in build-fuzz/) and runs each for SECONDS.
-# Usage: scripts/fuzz.sh [SECONDS (default 60)] [TARGET...]   targets: config_fuzz lease_fuzz status_fuzz control_fuzz floor_fuzz
+# Usage: scripts/fuzz.sh [SECONDS (default 60)] [TARGET...]
+#   targets: config_fuzz lease_fuzz status_fuzz control_fuzz floor_fuzz mesh_frame_fuzz
 # Fails when any target crashes, leaks, hangs or breaks its round-trip check. The input that did
 # it stays in build-fuzz/crashes/<target>/ (and is printed in base64 for CI logs); replay it with
 # `build-fuzz/tests/fuzz/<target> <file>`. Seeds are tests/fuzz/corpus/<target>/ (read only); what
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config_fuzz lease_fuzz status_fuzz control_fuzz floor_fuzz)
+[ ${#targets[@]} -gt 0 ] || targets=(config_fuzz lease_fuzz status_fuzz control_fuzz floor_fuzz mesh_frame_fuzz)
 dir=build-fuzz
 command -v clang++-14 >/dev/null || { echo "fuzz.sh: no clang++-14: run scripts/install-deps.sh"; exit 1; }
 

@@ -107,7 +107,9 @@ struct FrameHeader {
 };
 
 // Appends the frames of `m` to `out` (fragments of at most kMaxFragmentPayload payload bytes; an
-// empty payload is one frame). InvalidArgument for a name longer than kMaxNameBytes.
+// empty payload is one frame). InvalidArgument for a name longer than kMaxNameBytes, and for what
+// decodeHeader() would refuse (unknown type below kFirstIgnorableType, lane, unknown flag bits);
+// kFlagEnd in m.flags is ignored.
 Status encodeMessage(const Message& m, std::string& out);
 
 // Parses and checks the 32 bytes at `bytes` (which must hold at least kHeaderBytes). Errors
@@ -121,6 +123,9 @@ Result<FrameHeader> decodeHeader(std::string_view bytes);
 // add up to more than max_message_bytes fails with ResourceExhausted naming both sizes, and so
 // does more than kMaxOpenMessages partial messages at once. After an error the decoder stays
 // failed (the connection must be closed). Memory held is bounded by the limits.
+// Fragments after the first must carry no name and the first's lane and flags (END aside), or the
+// stream fails with InvalidArgument; the message keeps the first fragment's timeout_ms and the
+// highest sender_epoch of its fragments.
 class FrameDecoder {
  public:
   static constexpr std::size_t kMaxOpenMessages = 64;
@@ -136,6 +141,13 @@ class FrameDecoder {
   struct Partial {
     Message message;
   };
+  // Drops consumed input so the buffer holds about what is still unread.
+  void compact();
+  // Records the error, frees everything held and returns the error (next() returns it from now on).
+  Status fail(Status s);
+  // Adds one checked frame to its partial message; the message once its last fragment is in.
+  Result<std::optional<Message>> reassemble(const FrameHeader& h, std::string_view name,
+                                            std::string_view payload);
   std::size_t max_message_bytes_;
   std::string input_;
   std::size_t input_pos_ = 0;
@@ -147,6 +159,8 @@ class FrameDecoder {
 // ---- Control payloads. Strings are u16-length-prefixed, maps u16 count; all big-endian. Every
 // decoder refuses trailing bytes and truncation with InvalidArgument (DataLoss is for storage).
 
+// Hello's node and GoAway's text are informational: above 65535 bytes they are cut (at a UTF-8
+// boundary) rather than refused.
 struct Hello {
   std::uint16_t proto_min = 1;
   std::uint16_t proto_max = 1;
@@ -207,6 +221,8 @@ struct MetaPush {
   bool operator==(const MetaPush&) const = default;
 };
 inline constexpr std::size_t kMaxMetaBytes = 64 * 1024;  // keys + values
+// Mesh checks sizes before it sends: a key or value above 65535 bytes (or more than 65535 entries)
+// cannot be encoded and aborts. Above kMaxMetaBytes in total is encoded, and the receiver refuses it.
 std::string encodeMeta(const MetaPush& m);
 Result<MetaPush> decodeMeta(std::string_view payload);  // refuses more than kMaxMetaBytes
 
