@@ -3,21 +3,31 @@
 // Identity (DESIGN §6.1, notes/mesh-locks-store.md §1.2): TLS 1.3 only, both sides present a leaf
 // of the cluster CA (the only trust anchor), ALPN "hacoord/1" both ways, and the leaf carries
 // exactly one URI SAN hacoord://<cluster>/<node>. The dialer also demands the node it dialed.
-// Every refused connection is counted by RefusedReason and logged once; it never becomes a Link.
+// Every connection this side refuses is counted by RefusedReason and logged once; it never becomes
+// a Link. In TLS 1.3 the client's handshake ends before the server has checked the client's
+// certificate, so a dialer waits for the acceptor's session ticket (sent only once the acceptor
+// accepted it) before its dial succeeds: a dial the acceptor refused fails on both sides.
 //
 // Bytes (§6.2, §1.4, §1.5): one read loop per connection feeding a FrameDecoder; one writer per
 // connection (a strand, one async_write in flight) that gathers up to ~64 KiB of frames per write
-// from per-lane queues, control first, then rpc:stream:sync 4:2:1 at fragment granularity. A
-// decode error sends GOAWAY and closes that connection only.
+// from per-lane queues, control first, then rpc:stream:sync 4:2:1 at fragment granularity, so a
+// small RPC waits behind at most one bulk fragment. A decode error sends GOAWAY and closes that
+// connection only. Reading pauses while more than max_message_bytes of delivered messages wait on
+// the Scheduler (TCP pushes back on the peer instead of a queue growing here).
+//
+// on_closed's Status: Cancelled after close() (or the owner released the link), Unavailable when
+// the peer closed (EOF, close_notify, truncation: "closed the connection", with its GOAWAY if one
+// came) or on an I/O error ("... failed: <error>"), InvalidArgument / ResourceExhausted after the
+// peer sent a bad frame.
 //
 // Threading: all socket work runs on the io_context, each connection, dial and the acceptor on a
 // strand of their own. Callbacks (accept, dial results, LinkEvents) are posted to the Scheduler
 // given at construction. counters() and refusals() may be read from any thread.
 //
-// Lifetimes: dropping the last reference to a Link closes its connection (abruptly) and stops its
-// events. Destroying the transport stops it; accept and dial callbacks never run afterwards (a dial
-// in progress still gets Cancelled, posted from stop()). Links stay usable after the transport is
-// gone. The Scheduler must outlive the transport and every Link.
+// Lifetimes: dropping the last reference to a Link closes it as close(kShutdown) would and stops
+// its events. A dial's done runs exactly once (Cancelled by stop()) while the transport lives.
+// Destroying the transport stops it; no accept or dial callback is posted afterwards. Links stay
+// usable after the transport is gone. The Scheduler must outlive the transport and every Link.
 //
 // This header keeps Asio and OpenSSL out (pimpl): only the io_context is forward-declared.
 #pragma once
