@@ -31,6 +31,7 @@ using namespace std::chrono_literals;
 
 constexpr auto kWait = 10s;
 const std::string kCluster = "c1";
+const std::string kAlpnWire = "\x09hacoord/1";
 
 // What one link delivered, in order ("m" entries and one "closed" at the end).
 struct Recorder {
@@ -143,7 +144,8 @@ struct RawTlsClient {
   bool connected = false;
   std::string error;
 
-  RawTlsClient(const std::string& addr, const NodeFiles& files, bool alpn, int max_version) {
+  // `alpn`: the protocols offered, in ALPN wire format ("" offers none).
+  RawTlsClient(const std::string& addr, const NodeFiles& files, const std::string& alpn, int max_version) {
     ctx = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_max_proto_version(ctx, max_version);
     SSL_CTX_load_verify_locations(ctx, files.ca().c_str(), nullptr);
@@ -156,9 +158,9 @@ struct RawTlsClient {
     }
     ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
-    if (alpn) {
-      static const unsigned char kProtos[] = "\x09hacoord/1";
-      SSL_set_alpn_protos(ssl, kProtos, sizeof(kProtos) - 1);
+    if (!alpn.empty()) {
+      SSL_set_alpn_protos(ssl, reinterpret_cast<const unsigned char*>(alpn.data()),
+                          static_cast<unsigned int>(alpn.size()));
     }
     connected = SSL_connect(ssl) == 1;
     if (!connected) {
@@ -464,7 +466,7 @@ TEST_F(RefusalTest, PlaintextClient) {
 TEST_F(RefusalTest, Tls12OnlyClient) {
   TlsTransport& a = transport("a");
   auto acc = listen(a);
-  RawTlsClient client(a.listenAddress(), node("b"), /*alpn=*/true, TLS1_2_VERSION);
+  RawTlsClient client(a.listenAddress(), node("b"), kAlpnWire, TLS1_2_VERSION);
   EXPECT_FALSE(client.connected) << "a TLS 1.2 handshake succeeded";
   expectOneRefusal(a, RefusedReason::kTlsHandshake);
   EXPECT_EQ(acc->count(), 0u);
@@ -473,7 +475,7 @@ TEST_F(RefusalTest, Tls12OnlyClient) {
 TEST_F(RefusalTest, ClientWithoutAlpn) {
   TlsTransport& a = transport("a");
   auto acc = listen(a);
-  RawTlsClient client(a.listenAddress(), node("b"), /*alpn=*/false, TLS1_3_VERSION);
+  RawTlsClient client(a.listenAddress(), node("b"), "", TLS1_3_VERSION);
   expectOneRefusal(a, RefusedReason::kAlpn);
   EXPECT_EQ(acc->count(), 0u);
 }
@@ -491,6 +493,37 @@ TEST_F(RefusalTest, SilentClientTimesOut) {
   EXPECT_EQ(acc->count(), 0u);
 }
 
+TEST_F(RefusalTest, ClientOfferingOnlyAnotherAlpn) {
+  TlsTransport& a = transport("a");
+  auto acc = listen(a);
+  RawTlsClient client(a.listenAddress(), node("b"), "\x02h2\x08http/1.1", TLS1_3_VERSION);
+  EXPECT_FALSE(client.connected) << "the server selected an ALPN other than hacoord/1";
+  expectOneRefusal(a, RefusedReason::kAlpn);
+  EXPECT_EQ(acc->count(), 0u);
+}
+
+TEST_F(RefusalTest, HandshakesAboveTheCapAreClosedAtOnce) {
+  TlsTransport::Options o;
+  o.max_concurrent_handshakes = 2;
+  o.handshake_timeout = 30s;
+  TlsTransport& a = transport("a", o);
+  auto acc = listen(a);
+  std::vector<int> silent;
+  for (int i = 0; i < 2; ++i) {
+    silent.push_back(connectTcp(a.listenAddress()));
+    ASSERT_GE(silent.back(), 0);
+  }
+  // Both silent clients hold a handshake slot (30 s each): the third is closed unread.
+  const int third = connectTcp(a.listenAddress());
+  ASSERT_GE(third, 0);
+  EXPECT_TRUE(readUntilClosed(third)) << "a connection above the handshake cap was kept";
+  ::close(third);
+  EXPECT_EQ(a.counters().handshakes_over_cap, 1u);
+  for (int fd : silent) {
+    ::close(fd);
+  }
+}
+
 class FrameLimitTest : public TlsTransportTest {
  protected:
   // a listens; b links to it with a transport (the connection that must survive); then a raw
@@ -503,7 +536,7 @@ class FrameLimitTest : public TlsTransportTest {
     ASSERT_TRUE(good.isOk()) << good.status().toString();
     ASSERT_TRUE(eventually([&] { return acc->count() == 1; }, kWait));
 
-    RawTlsClient raw(a.listenAddress(), node("b"), /*alpn=*/true, TLS1_3_VERSION);
+    RawTlsClient raw(a.listenAddress(), node("b"), kAlpnWire, TLS1_3_VERSION);
     ASSERT_TRUE(raw.connected) << raw.error;
     ASSERT_TRUE(eventually([&] { return acc->count() == 2; }, kWait))
         << "the raw client's link was not accepted";
@@ -619,7 +652,7 @@ TEST_F(TlsTransportTest, CloseSendsGoAwayAndClosesOnce) {
 TEST_F(TlsTransportTest, KilledPeerClosesWithAnErrorOnce) {
   TlsTransport& a = transport("a");
   auto acc = listen(a);
-  RawTlsClient raw(a.listenAddress(), node("b"), /*alpn=*/true, TLS1_3_VERSION);
+  RawTlsClient raw(a.listenAddress(), node("b"), kAlpnWire, TLS1_3_VERSION);
   ASSERT_TRUE(raw.connected) << raw.error;
   ASSERT_TRUE(eventually([&] { return acc->count() == 1; }, kWait));
   auto rec = acc->recorder(0);
@@ -635,6 +668,83 @@ TEST_F(TlsTransportTest, KilledPeerClosesWithAnErrorOnce) {
   EXPECT_EQ(rec->closes[0].code(), StatusCode::kUnavailable) << rec->closes[0].toString();
   EXPECT_NE(rec->closes[0].message().find("failed"), std::string::npos)
       << "expected an I/O error, got " << rec->closes[0].toString();
+}
+
+// A bound TCP port with no listener: connecting to it is refused at once.
+struct ClosedPort {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  std::string addr;
+  ClosedPort() {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa));
+    socklen_t len = sizeof(sa);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+    addr = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+  }
+  ~ClosedPort() { ::close(fd); }
+};
+
+TEST_F(TlsTransportTest, DialTriesAddressesInOrder) {
+  TlsTransport& a = transport("a");
+  auto acc = listen(a);
+  TlsTransport& b = transport("b");
+  ClosedPort closed;
+  auto promise = std::make_shared<std::promise<Result<std::shared_ptr<Link>>>>();
+  auto future = promise->get_future();
+  strand_->runSync([&] {
+    b.dial("a", {"not an address", closed.addr, a.listenAddress()}, 5s,
+           [promise](Result<std::shared_ptr<Link>> r) { promise->set_value(std::move(r)); });
+  });
+  ASSERT_EQ(future.wait_for(kWait), std::future_status::ready);
+  auto r = future.get();
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r.value()->remoteAddress(), a.listenAddress());
+  strand_->runSync([&] { dialed_links_.push_back(r.value()); });
+
+  auto none = dial(b, "a", closed.addr);
+  ASSERT_FALSE(none.isOk());
+  EXPECT_EQ(none.status().code(), StatusCode::kUnavailable) << none.status().toString();
+  EXPECT_NE(none.status().message().find(closed.addr), std::string::npos) << none.status().toString();
+}
+
+TEST_F(TlsTransportTest, DialTimesOutOnASilentListener) {
+  TlsTransport& b = transport("b");
+  const int lfd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+  ASSERT_EQ(::listen(lfd, 4), 0);
+  socklen_t len = sizeof(sa);
+  ::getsockname(lfd, reinterpret_cast<sockaddr*>(&sa), &len);
+  const std::string addr = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+  auto r = dial(b, "a", addr, 300ms);  // the handshake timeout (3 s) is longer
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().toString();
+  ::close(lfd);
+}
+
+TEST_F(TlsTransportTest, StopClosesTheListener) {
+  TlsTransport& a = transport("a");
+  auto acc = listen(a);
+  const std::string addr = a.listenAddress();
+  strand_->runSync([&] { a.stop(); });
+  EXPECT_TRUE(eventually(
+      [&] {
+        const int fd = connectTcp(addr);
+        if (fd >= 0) {
+          ::close(fd);
+        }
+        return fd < 0;
+      },
+      kWait))
+      << "still accepting on " << addr << " after stop()";
+  TlsTransport& b = transport("b");
+  auto r = dial(b, "a", addr, 2s);
+  EXPECT_FALSE(r.isOk()) << "a dial reached a stopped transport";
+  EXPECT_EQ(acc->count(), 0u);
 }
 
 TEST_F(TlsTransportTest, StopCancelsDialsInProgress) {
