@@ -1069,8 +1069,10 @@ struct DialOp : std::enable_shared_from_this<DialOp> {
     conn = std::make_shared<TlsConn>(shared, std::move(*socket), shared->context(), true, node);
     socket.reset();
     conn->handshake(shared->options.handshake_timeout,
-                    [self = shared_from_this(), addr](std::optional<Refusal> r) {
-                      if (self->finished.load()) {
+                    // Weak: the connection holds this callback until its handshake ends.
+                    [weak = weak_from_this(), addr](std::optional<Refusal> r) {
+                      auto self = weak.lock();
+                      if (!self || self->finished.load()) {
                         return;  // cancelled or timed out: the handshake failed because of that
                       }
                       if (r && r->by_peer) {
@@ -1161,26 +1163,33 @@ void handleAccepted(const std::shared_ptr<TlsTransport::Shared>& shared, tcp::so
   setSocketOptions(socket, shared->options.tcp_user_timeout);
   auto conn = std::make_shared<TlsConn>(shared, std::move(socket), shared->context(), false, std::string());
   asio::post(conn->executor(), [shared, conn] {
-    conn->handshake(shared->options.handshake_timeout, [shared, conn](std::optional<Refusal> r) {
-      shared->handshakes.fetch_sub(1);
-      if (r) {
-        shared->refuse(r->reason, conn->remote(), true, r->detail);
-        return;
-      }
-      if (shared->stopped.load()) {
-        conn->closeSocket();
-        return;
-      }
-      shared->accepted.fetch_add(1, std::memory_order_relaxed);
-      kLog->info("{}: accepted a link from {} at {} (fingerprint {})", shared->options.node, conn->peerId(),
-                 conn->remote(), conn->fingerprint());
-      auto link = std::make_shared<TlsLink>(conn);
-      shared->post([shared, link = std::move(link)]() mutable {
-        if (!shared->stopped.load() && shared->on_accept) {
-          shared->on_accept(std::move(link));
-        }
-      });
-    });
+    // Weak: the connection holds this callback until its handshake ends (no cycle if the
+    // io_context is destroyed first); while it runs, the connection is alive.
+    conn->handshake(shared->options.handshake_timeout,
+                    [shared, weak = std::weak_ptr<TlsConn>(conn)](std::optional<Refusal> r) {
+                      shared->handshakes.fetch_sub(1);
+                      auto live = weak.lock();
+                      if (!live) {
+                        return;
+                      }
+                      if (r) {
+                        shared->refuse(r->reason, live->remote(), true, r->detail);
+                        return;
+                      }
+                      if (shared->stopped.load()) {
+                        live->closeSocket();
+                        return;
+                      }
+                      shared->accepted.fetch_add(1, std::memory_order_relaxed);
+                      kLog->info("{}: accepted a link from {} at {} (fingerprint {})", shared->options.node,
+                                 live->peerId(), live->remote(), live->fingerprint());
+                      auto link = std::make_shared<TlsLink>(live);
+                      shared->post([shared, link = std::move(link)]() mutable {
+                        if (!shared->stopped.load() && shared->on_accept) {
+                          shared->on_accept(std::move(link));
+                        }
+                      });
+                    });
   });
 }
 
