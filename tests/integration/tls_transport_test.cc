@@ -576,6 +576,39 @@ TEST_F(FrameLimitTest, UnknownTypeBelow0x80ClosesThatConnection) {
                                          GoAwayReason::kProtocol);
 }
 
+TEST_F(TlsTransportTest, MessageAboveTheReceiversLimitClosesWithGoAway) {
+  TlsTransport::Options small;
+  small.max_message_bytes = 1024 * 1024;
+  TlsTransport& a = transport("a", small);
+  auto acc = listen(a);
+  TlsTransport& b = transport("b");
+  auto link = dial(b, "a", a.listenAddress());
+  ASSERT_TRUE(link.isOk()) << link.status().toString();
+  ASSERT_TRUE(eventually([&] { return acc->count() == 1; }, kWait));
+  auto at_b = std::make_shared<Recorder>();
+  strand_->runSync([&] { link.value()->start(recordTo(at_b)); });
+
+  send(link.value(), smallMessage(Lane::kStream, 1, patterned(2 * 1024 * 1024, 5)));
+  ASSERT_TRUE(eventually([&] { return at_b->closeCount() == 1; }, kWait)) << "the sender's link stayed open";
+  ASSERT_TRUE(eventually([&] { return acc->recorder(0)->closeCount() == 1; }, kWait));
+  EXPECT_EQ(acc->recorder(0)->messageCount(), 0u) << "part of the oversize message was delivered";
+  EXPECT_EQ(a.counters().frames_refused,
+            (std::map<GoAwayReason, std::uint64_t>{{GoAwayReason::kFrameTooLarge, 1}}));
+  {
+    std::lock_guard lock(acc->recorder(0)->mu);
+    EXPECT_EQ(acc->recorder(0)->closes[0].code(), StatusCode::kResourceExhausted)
+        << acc->recorder(0)->closes[0].toString();
+  }
+  std::lock_guard lock(at_b->mu);
+  ASSERT_EQ(at_b->messages.size(), 1u) << "the sender got no GOAWAY";
+  auto g = decodeGoAway(at_b->messages[0].payload);
+  ASSERT_TRUE(g.isOk());
+  EXPECT_EQ(g->reason, GoAwayReason::kFrameTooLarge) << g->text;
+  EXPECT_NE(at_b->closes[0].message().find(std::string(goAwayReasonName(GoAwayReason::kFrameTooLarge))),
+            std::string::npos)
+      << at_b->closes[0].toString();
+}
+
 TEST_F(TlsTransportTest, SmallRpcOvertakesQueuedBulkStream) {
   TlsTransport::Options big;
   big.max_message_bytes = 64 * 1024 * 1024;
