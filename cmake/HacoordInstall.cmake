@@ -2,11 +2,12 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-# hacoord::hacoord = the election Node; hacoord::manager = the whole daemon (Manager: Node + VIP +
-# health + HTTP), which also needs libnl.
+# hacoord::hacoord = the election Node; hacoord::mesh = the peer mesh (Mesh); hacoord::manager = the
+# whole daemon (Manager: Node + mesh + VIP + health + HTTP), which also needs libnl.
 set(HACOORD_LIBS hacoord_core hacoord_election hacoord_mesh_logic hacoord_mesh_tls hacoord_nats hacoord_node
-  hacoord_vip hacoord_health hacoord_manager)
+  hacoord_mesh hacoord_vip hacoord_health hacoord_manager)
 set_target_properties(hacoord_lib PROPERTIES EXPORT_NAME hacoord)
+set_target_properties(hacoord_mesh PROPERTIES EXPORT_NAME mesh)
 set_target_properties(hacoord_manager PROPERTIES EXPORT_NAME manager)
 install(TARGETS ${HACOORD_LIBS} hacoord_lib EXPORT hacoordTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -26,7 +27,7 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/hacoordConfig.cmake
 # Relocatable: the prefix is found from the .pc file's own place, so `cmake --install --prefix`
 # and DESTDIR packages work.
 file(RELATIVE_PATH HACOORD_PC_TO_PREFIX "/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/")
-foreach(pc hacoord hacoord-manager)
+foreach(pc hacoord hacoord-mesh hacoord-manager)
   configure_file(cmake/${pc}.pc.in ${CMAKE_CURRENT_BINARY_DIR}/${pc}.pc @ONLY)
   install(FILES ${CMAKE_CURRENT_BINARY_DIR}/${pc}.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endforeach()

@@ -181,7 +181,14 @@ Status MeshCore::start() {
   MemberRecord self;
   self.node = options_.node;
   self.incarnation = options_.incarnation;
-  self.addrs = options_.advertise.empty() ? std::vector<std::string>{transport_.listenAddress()} : options_.advertise;
+  // Advertised addresses with port 0 stand for the port actually bound (a listen on port 0).
+  const std::string bound = transport_.listenAddress();
+  const std::string bound_port = bound.substr(bound.rfind(':') + 1);
+  for (const auto& a : options_.advertise) {
+    const auto colon = a.rfind(':');
+    self.addrs.push_back(colon != std::string::npos && a.substr(colon + 1) == "0" ? a.substr(0, colon + 1) + bound_port : a);
+  }
+  if (self.addrs.empty()) self.addrs.push_back(bound);
   self.division = options_.division;
   self.type = options_.type;
   self.cert_sha256 = options_.cert_sha256;

@@ -1,0 +1,280 @@
+// Mesh: the composition of MeshCore, TlsTransport and NatsMemberSource on one strand of a Runtime,
+// with handlers and callbacks on a worker pool (hc-mesh).
+//
+// Threading: MeshCore, the transport's callbacks and the member source's events all run on one
+// StrandScheduler (hc-io); public methods post to it (or wait for it with runSync, never from the
+// strand itself). Handlers and the Done callbacks given to the public methods run on the worker
+// pool so an application's code never blocks hc-io.
+//
+// Shutdown order: the core stops and is destroyed on its strand (dropping every Link), then the
+// transport and the member source go, then the strand, then the workers, then NATS.
+#include "hacoord/mesh.h"
+
+#include <utility>  // before Asio: Boost 1.74 under C++20 needs it
+
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <random>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include "core/logging.h"
+#include "core/runtime.h"
+#include "mesh/certs.h"
+#include "mesh/mesh_core.h"
+#include "mesh/tls_transport.h"
+#include "nats/nats_connection.h"
+#include "nats/nats_member_source.h"
+
+namespace hacoord {
+namespace {
+
+constinit const ModuleLog kLog("mesh");
+
+constexpr int kWorkers = 2;
+
+std::string refusedKey(mesh::RefusedReason r) { return std::string(mesh::refusedReasonName(r)); }
+
+}  // namespace
+
+struct Mesh::Impl {
+  Config config;
+  std::shared_ptr<Runtime> runtime;
+  bool own_runtime = false;
+  std::unique_ptr<StrandScheduler> strand;
+  boost::asio::thread_pool workers{kWorkers};
+  LeaseClock clock;
+  std::unique_ptr<NatsConnection> nats;
+  std::unique_ptr<NatsMemberSource> members;
+  std::unique_ptr<mesh::TlsTransport> transport;
+  std::unique_ptr<mesh::MeshCore> core;
+  mesh::MeshOptions options;
+  std::mutex mutex;  // guards stopped
+  bool started = false;
+  bool stopped = false;
+
+  // Runs `fn` on the strand and returns its value (the strand must not be the caller's thread).
+  template <class F>
+  auto onStrand(F fn) -> decltype(fn()) {
+    using R = decltype(fn());
+    std::optional<R> out;
+    strand->runSync([&] { out.emplace(fn()); });
+    if (!out) return R{};
+    return std::move(*out);
+  }
+
+  // Wraps a Done so it runs on the worker pool.
+  template <class T>
+  mesh::Done<T> onWorkers(mesh::Done<T> done) {
+    return [this, done = std::move(done)](T value) mutable {
+      boost::asio::post(workers, [done = std::move(done), value = std::move(value)]() mutable { done(std::move(value)); });
+    };
+  }
+
+};
+
+Result<std::unique_ptr<Mesh>> Mesh::create(const Config& config, std::shared_ptr<Runtime> runtime) {
+  if (!config.mesh.enabled()) return invalidArgument("the config has no \"mesh\" section");
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  if (!runtime) {
+    runtime = std::make_shared<Runtime>();
+    impl->own_runtime = true;
+  }
+  impl->runtime = std::move(runtime);
+  impl->strand = impl->runtime->makeStrand();
+  const MeshConfig& m = config.mesh;
+  auto fingerprint = mesh::fingerprintOfPemFile(m.cert);
+  if (!fingerprint.isOk()) return invalidArgument("mesh.cert: " + fingerprint.status().message());
+  mesh::TlsTransport::Options t;
+  t.cluster = config.cluster_id;
+  t.node = config.node_id;
+  t.ca_file = m.ca;
+  t.cert_file = m.cert;
+  t.key_file = m.key;
+  t.listen_address = m.listen;
+  t.handshake_timeout = m.dial_timeout;
+  t.max_message_bytes = static_cast<std::size_t>(m.max_message_bytes);
+  auto transport = mesh::TlsTransport::create(impl->runtime->io(), *impl->strand, t);
+  if (!transport.isOk()) return transport.status();
+  impl->transport = std::move(*transport);
+  mesh::MeshOptions& o = impl->options;
+  o.node = config.node_id;
+  o.division = m.division;
+  o.type = m.type;
+  // A new incarnation on every start: the wall clock in microseconds rises across restarts.
+  o.incarnation = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  o.advertise = m.advertise;
+  o.cert_sha256 = {*fingerprint};
+  o.ping_interval = m.ping_interval;
+  o.suspect_after = m.suspect_after;
+  o.dead_after = m.dead_after;
+  o.dial_timeout = m.dial_timeout;
+  o.max_message_bytes = static_cast<std::size_t>(m.max_message_bytes);
+  o.send_budget = static_cast<std::size_t>(m.send_budget_bytes);
+  o.seed = o.incarnation;
+  auto nats = NatsConnection::connect(config.nats, "hacoord-" + config.node_id + "-mesh");
+  if (!nats.isOk()) return nats.status();
+  impl->nats = std::move(*nats);
+  NatsMemberSourceOptions mo;
+  mo.cluster_id = config.cluster_id;
+  mo.refresh = m.refresh;
+  mo.replicas = config.election.bucket_replicas;
+  auto members = NatsMemberSource::open(*impl->nats, mo, *impl->strand);
+  if (!members.isOk()) return members.status();
+  impl->members = std::move(*members);
+  Impl* i = impl.get();
+  i->core = std::make_unique<mesh::MeshCore>(
+      i->options, i->clock, *i->strand, *i->transport, *i->members,
+      [i](std::function<void()> f) { boost::asio::post(i->workers, std::move(f)); });
+  return std::unique_ptr<Mesh>(new Mesh(std::move(impl)));
+}
+
+Mesh::Mesh(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Mesh::~Mesh() {
+  stop();
+  Impl& i = *impl_;
+  // The core (and every Link it holds) goes on its strand; then what posts to the strand.
+  i.strand->runSync([&] { i.core.reset(); });
+  i.transport.reset();
+  i.members.reset();
+  i.strand->shutdown();
+  i.workers.join();
+  i.nats.reset();
+  if (i.own_runtime) i.runtime->stop();
+}
+
+Status Mesh::start() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (impl_->stopped) return failedPrecondition("mesh stopped");
+    if (impl_->started) return failedPrecondition("mesh already started");
+    impl_->started = true;
+  }
+  Status s = impl_->onStrand([&] { return impl_->core->start(); });
+  if (s.isOk()) kLog->info("mesh: node {} joined the mesh of cluster {}", impl_->config.node_id, impl_->config.cluster_id);
+  return s;
+}
+
+void Mesh::stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (impl_->stopped) return;
+    impl_->stopped = true;
+    if (!impl_->started) return;
+  }
+  impl_->strand->runSync([&] { impl_->core->stop(); });
+}
+
+const std::string& Mesh::node() const { return impl_->config.node_id; }
+
+std::string Mesh::listenAddress() const { return impl_->transport->listenAddress(); }
+
+std::vector<mesh::PeerInfo> Mesh::peers() const {
+  return impl_->onStrand([&] { return impl_->core->peers(); });
+}
+
+std::optional<mesh::PeerInfo> Mesh::peer(std::string_view id) const {
+  return impl_->onStrand([&] { return impl_->core->peer(id); });
+}
+
+void Mesh::onPeerEvent(std::function<void(const mesh::PeerInfo&)> fn) {
+  auto wrapped = impl_->onWorkers<mesh::PeerInfo>([fn = std::move(fn)](mesh::PeerInfo p) { fn(p); });
+  impl_->strand->runSync([&] { impl_->core->onPeerEvent([wrapped](const mesh::PeerInfo& p) { wrapped(p); }); });
+}
+
+mesh::MeshCounters Mesh::counters() const {
+  return impl_->onStrand([&] { return impl_->core->counters(); });
+}
+
+std::map<std::string, std::uint64_t> Mesh::refusals() const {
+  std::map<std::string, std::uint64_t> out;
+  for (const auto& [reason, n] : impl_->transport->refusals()) out[refusedKey(reason)] = n;
+  return out;
+}
+
+void Mesh::noteEpoch(std::uint64_t epoch) {
+  impl_->strand->post([this, epoch] { impl_->core->noteEpoch(epoch); });
+}
+
+void Mesh::onHigherEpoch(std::function<void(std::uint64_t)> fn) {
+  auto wrapped = impl_->onWorkers<std::uint64_t>(std::move(fn));
+  impl_->strand->runSync([&] { impl_->core->onHigherEpoch(wrapped); });
+}
+
+Status Mesh::handle(std::string method, mesh::Handler handler, mesh::HandlerOptions options) {
+  return impl_->onStrand([&] { return impl_->core->handle(std::move(method), std::move(handler), options); });
+}
+
+void Mesh::call(std::string_view peer, std::string_view method, std::string request, mesh::CallOptions options,
+                mesh::Done<Result<std::string>> done) {
+  auto d = impl_->onWorkers<Result<std::string>>(std::move(done));
+  impl_->strand->post([this, peer = std::string(peer), method = std::string(method), request = std::move(request),
+                       options, d = std::move(d)]() mutable {
+    impl_->core->call(peer, method, std::move(request), options, std::move(d));
+  });
+}
+
+Result<std::string> Mesh::callSync(std::string_view peer, std::string_view method, std::string request,
+                                   mesh::CallOptions options) {
+  std::promise<Result<std::string>> p;
+  auto f = p.get_future();
+  const bool ran = impl_->strand->runSync([&] {
+    impl_->core->call(peer, method, std::move(request), options,
+                      [&p](Result<std::string> r) { p.set_value(std::move(r)); });
+  });
+  if (!ran) return Status(StatusCode::kCancelled, "mesh stopped");
+  return f.get();
+}
+
+std::size_t Mesh::broadcast(std::string_view method, std::string request, const mesh::PeerFilter& filter) {
+  return impl_->onStrand([&] { return impl_->core->broadcast(method, std::move(request), filter); });
+}
+
+void Mesh::all(std::string_view method, std::string request, mesh::CallOptions options, const mesh::PeerFilter& filter,
+               mesh::Done<std::vector<mesh::PeerReply>> done) {
+  auto d = impl_->onWorkers<std::vector<mesh::PeerReply>>(std::move(done));
+  impl_->strand->post([this, method = std::string(method), request = std::move(request), options, filter,
+                       d = std::move(d)]() mutable { impl_->core->all(method, std::move(request), options, filter, d); });
+}
+
+std::vector<mesh::PeerReply> Mesh::allSync(std::string_view method, std::string request, mesh::CallOptions options,
+                                           const mesh::PeerFilter& filter) {
+  std::promise<std::vector<mesh::PeerReply>> p;
+  auto f = p.get_future();
+  const bool ran = impl_->strand->runSync([&] {
+    impl_->core->all(method, std::move(request), options, filter,
+                     [&p](std::vector<mesh::PeerReply> r) { p.set_value(std::move(r)); });
+  });
+  if (!ran) return {};
+  return f.get();
+}
+
+void Mesh::any(std::string_view method, std::string request, mesh::CallOptions options, const mesh::PeerFilter& filter,
+               mesh::Done<mesh::PeerReply> done) {
+  auto d = impl_->onWorkers<mesh::PeerReply>(std::move(done));
+  impl_->strand->post([this, method = std::string(method), request = std::move(request), options, filter,
+                       d = std::move(d)]() mutable { impl_->core->any(method, std::move(request), options, filter, d); });
+}
+
+mesh::PeerReply Mesh::anySync(std::string_view method, std::string request, mesh::CallOptions options,
+                              const mesh::PeerFilter& filter) {
+  std::promise<mesh::PeerReply> p;
+  auto f = p.get_future();
+  const bool ran = impl_->strand->runSync([&] {
+    impl_->core->any(method, std::move(request), options, filter, [&p](mesh::PeerReply r) { p.set_value(std::move(r)); });
+  });
+  if (!ran) return {"", Status(StatusCode::kCancelled, "mesh stopped")};
+  return f.get();
+}
+
+Status Mesh::setMeta(std::string key, std::string value) {
+  return impl_->onStrand([&] { return impl_->core->setMeta(std::move(key), std::move(value)); });
+}
+
+}  // namespace hacoord
