@@ -36,5 +36,6 @@ int runDaemon(const Args& args);
 int runStatus(const Args& args);
 int runControl(const Args& args);  // health, promote, demote, join, leave
 int runInit(const Args& args);
+int runCerts(const Args& args);  // certs init-ca, certs issue
 
 }  // namespace hacoord::cli

@@ -1,4 +1,5 @@
-// hacoord: the command-line entry point (daemon, status, health, promote, demote, join, leave, init).
+// hacoord: the command-line entry point (daemon, status, health, promote, demote, join, leave, init,
+// certs).
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -24,6 +25,11 @@ constexpr const char* kUsage =
     "  join --config FILE [NODE]            NODE (default: this config's node) becomes a candidate\n"
     "  leave --config FILE [NODE]           NODE stops being a candidate (hands over if leader)\n"
     "  init [--cluster ID] [--node ID] [--force] [FILE]  write a commented sample config\n"
+    "  certs init-ca --dir DIR              a new cluster CA: DIR/ca.key (0600), DIR/ca.crt\n"
+    "  certs issue --dir DIR --cluster ID --node ID [--out OUT]\n"
+    "                                       a node certificate from DIR's CA: OUT/ID.key (0600),\n"
+    "                                       OUT/ID.crt, OUT/ca.crt (default OUT: DIR/ID); never\n"
+    "                                       overwrites; prints the sha256 for the members record\n"
     "  version                              print the version\n"
     "\n"
     "exit codes: 0 ok, 1 operation failed, 2 usage error, 3 config error\n";
@@ -107,7 +113,7 @@ int dispatch(int argc, char** argv) {
   }
   // Usage errors are one line on stderr (scripts and log collectors read them); the usage text
   // is one `hacoord help` away.
-  if (!parseArgs(argc, argv, {"config", "cluster", "node"}, args, error)) {
+  if (!parseArgs(argc, argv, {"config", "cluster", "node", "dir", "out"}, args, error)) {
     printError(error + " (see 'hacoord help')");
     return kExitUsage;
   }
@@ -132,6 +138,7 @@ int dispatch(int argc, char** argv) {
   Manager::unblockDaemonSignals();                       // the client commands die of SIGTERM / ^C as usual
   if (args.command == "status") return runStatus(args);
   if (args.command == "init") return runInit(args);
+  if (args.command == "certs") return runCerts(args);
   for (const char* c : {"health", "promote", "demote", "join", "leave"}) {
     if (args.command == c) return runControl(args);
   }

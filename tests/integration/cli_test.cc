@@ -3,6 +3,7 @@
 
 #include "hacoord/config.h"
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "mesh/certs.h"
 #include "support/child_process.h"
 #include "support/eventually.h"
 #include "support/nats_server_fixture.h"
@@ -215,6 +217,79 @@ TEST_F(CliTest, InitWritesACommentedSampleThatLoads) {
   EXPECT_NE(again.err.find("exists"), std::string::npos) << describe(again);
   const RunResult bad = hacoord({"init", "--node", "no spaces"});
   EXPECT_EQ(bad.exit_code, 2) << describe(bad);
+}
+
+unsigned fileMode(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? (st.st_mode & 07777) : 0xffffu;
+}
+
+TEST_F(CliTest, CertsInitCaAndIssueWriteKeysPrivatelyAndNeverOverwrite) {
+  const std::string ca = dir_ + "/ca";
+  const RunResult init = hacoord({"certs", "init-ca", "--dir", ca});
+  ASSERT_EQ(init.exit_code, 0) << describe(init);
+  EXPECT_NE(init.out.find("wrote " + ca + "/ca.key"), std::string::npos) << describe(init);
+  EXPECT_NE(init.out.find("wrote " + ca + "/ca.crt"), std::string::npos) << describe(init);
+  EXPECT_EQ(fileMode(ca), 0700u);
+  EXPECT_EQ(fileMode(ca + "/ca.key"), 0600u);
+  EXPECT_EQ(fileMode(ca + "/ca.crt"), 0644u);
+
+  const RunResult issue = hacoord({"certs", "issue", "--dir", ca, "--cluster", "prod", "--node", "db1"});
+  ASSERT_EQ(issue.exit_code, 0) << describe(issue);
+  const std::string out = ca + "/db1";  // the documented default
+  for (const std::string name : {"db1.key", "db1.crt", "ca.crt"}) {
+    EXPECT_NE(issue.out.find("wrote " + out + "/" + name), std::string::npos) << name << "\n"
+                                                                              << describe(issue);
+  }
+  EXPECT_EQ(fileMode(out + "/db1.key"), 0600u);
+  EXPECT_EQ(fileMode(out + "/db1.crt"), 0644u);
+  EXPECT_EQ(fileMode(out + "/ca.crt"), 0644u);
+  EXPECT_FALSE(std::filesystem::exists(out + "/ca.key"));
+  EXPECT_NE(issue.out.find("identity hacoord://prod/db1\n"), std::string::npos) << describe(issue);
+  auto fingerprint = mesh::fingerprintOfPemFile(out + "/db1.crt");
+  ASSERT_TRUE(fingerprint.isOk()) << fingerprint.status().toString();
+  EXPECT_NE(issue.out.find("sha256 " + *fingerprint + "\n"), std::string::npos) << describe(issue);
+
+  // Nothing is overwritten: the same files are refused, byte for byte unchanged, exit 1.
+  const std::string key_before = readTextFile(out + "/db1.key");
+  const std::string ca_key_before = readTextFile(ca + "/ca.key");
+  const RunResult again = hacoord({"certs", "issue", "--dir", ca, "--cluster", "prod", "--node", "db1"});
+  EXPECT_EQ(again.exit_code, 1) << describe(again);
+  ASSERT_EQ(again.errLines().size(), 1u) << describe(again);
+  EXPECT_NE(again.err.find(out + "/db1.key already exists"), std::string::npos) << describe(again);
+  EXPECT_EQ(readTextFile(out + "/db1.key"), key_before);
+  const RunResult init_again = hacoord({"certs", "init-ca", "--dir", ca});
+  EXPECT_EQ(init_again.exit_code, 1) << describe(init_again);
+  EXPECT_NE(init_again.err.find(ca + "/ca.key already exists"), std::string::npos) << describe(init_again);
+  EXPECT_EQ(readTextFile(ca + "/ca.key"), ca_key_before);
+
+  // The CA directory is never a node directory.
+  const RunResult into_ca =
+      hacoord({"certs", "issue", "--dir", ca, "--cluster", "prod", "--node", "db2", "--out", ca});
+  EXPECT_EQ(into_ca.exit_code, 1) << describe(into_ca);
+  EXPECT_NE(into_ca.err.find("CA directory"), std::string::npos) << describe(into_ca);
+  EXPECT_FALSE(std::filesystem::exists(ca + "/db2.key"));
+
+  // Usage errors: exit 2, one line naming what is wrong.
+  const std::vector<std::pair<std::vector<std::string>, std::string>> usage = {
+      {{"certs"}, "missing subcommand"},
+      {{"certs", "sign"}, "unknown subcommand 'sign'"},
+      {{"certs", "init-ca"}, "--dir is required"},
+      {{"certs", "init-ca", "--dir", ca, "--node", "x"}, "does not take --node"},
+      {{"certs", "issue", "--dir", ca, "--node", "db3"}, "--cluster is required"},
+      {{"certs", "issue", "--dir", ca, "--cluster", "prod"}, "--node is required"},
+      {{"certs", "issue", "--dir", ca, "--cluster", "prod", "--node", "a b"}, "--node 'a b' has ' '"},
+      {{"certs", "issue", "--dir", ca, "--cluster", "-p", "--node", "db3"}, "--cluster '-p' starts with '-'"},
+      {{"certs", "issue", "--dir", ca, "--cluster", "prod", "--node", "db3", "--force"},
+       "does not take --force"},
+  };
+  for (const auto& [args, text] : usage) {
+    const RunResult r = hacoord(args);
+    EXPECT_EQ(r.exit_code, 2) << describe(r);
+    ASSERT_EQ(r.errLines().size(), 1u) << describe(r);
+    EXPECT_NE(r.err.find(text), std::string::npos) << text << "\n" << describe(r);
+  }
+  EXPECT_FALSE(std::filesystem::exists(ca + "/db3"));
 }
 
 // The notify hooks of a daemon config (keepalived's notify_master / notify_backup): the documented
