@@ -29,6 +29,9 @@
 // Destroying the transport stops it; no accept or dial callback is posted afterwards. Links stay
 // usable after the transport is gone. The Scheduler must outlive the transport and every Link.
 //
+// Reload (SIGHUP, not yet wired): the SSL_CTX is built in one function (makeSslContext in the .cc)
+// and held behind a mutex; new connections take the current one, open ones keep theirs.
+//
 // This header keeps Asio and OpenSSL out (pimpl): only the io_context is forward-declared.
 #pragma once
 

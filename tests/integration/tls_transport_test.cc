@@ -759,11 +759,19 @@ TEST_F(TlsTransportTest, DialTimesOutOnASilentListener) {
   ::close(lfd);
 }
 
-TEST_F(TlsTransportTest, StopClosesTheListener) {
+TEST_F(TlsTransportTest, StopClosesTheListenerAndKeepsLinks) {
   TlsTransport& a = transport("a");
   auto acc = listen(a);
   const std::string addr = a.listenAddress();
-  strand_->runSync([&] { a.stop(); });
+  TlsTransport& b = transport("b");
+  auto link = dial(b, "a", addr);
+  ASSERT_TRUE(link.isOk()) << link.status().toString();
+  ASSERT_TRUE(eventually([&] { return acc->count() == 1; }, kWait));
+
+  strand_->runSync([&] {
+    a.stop();
+    b.stop();
+  });
   EXPECT_TRUE(eventually(
       [&] {
         const int fd = connectTcp(addr);
@@ -774,10 +782,17 @@ TEST_F(TlsTransportTest, StopClosesTheListener) {
       },
       kWait))
       << "still accepting on " << addr << " after stop()";
-  TlsTransport& b = transport("b");
-  auto r = dial(b, "a", addr, 2s);
+  TlsTransport& c = transport("c");
+  auto r = dial(c, "a", addr, 2s);
   EXPECT_FALSE(r.isOk()) << "a dial reached a stopped transport";
-  EXPECT_EQ(acc->count(), 0u);
+  EXPECT_EQ(acc->count(), 1u);
+
+  // The link made before stop() still carries messages.
+  send(link.value(), smallMessage(Lane::kRpc, 1, "after stop"));
+  auto rec = acc->recorder(0);
+  ASSERT_TRUE(eventually([&] { return rec->messageCount() == 1; }, kWait))
+      << "stop() broke an established link";
+  EXPECT_EQ(rec->closeCount(), 0u);
 }
 
 TEST_F(TlsTransportTest, StopCancelsDialsInProgress) {
