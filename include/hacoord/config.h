@@ -1,6 +1,7 @@
 // Config: the daemon's and the library's settings, loaded from one strict JSON file (DESIGN §2).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -84,14 +85,41 @@ struct NotifyHooksConfig {
   std::string on_leader_change;
 };
 
+// The mutual-TLS peer mesh (DESIGN §6.1-6.3). Absent (listen "") = no mesh.
+struct MeshConfig {
+  std::string listen;                  // "host:port"; port 0 binds a free port (tests)
+  std::vector<std::string> advertise;  // "host:port" peers dial, at most 8; empty = listen
+  std::string ca;                      // cluster CA certificate (PEM)
+  std::string cert;                    // this node's certificate (URI SAN hacoord://<cluster>/<node>)
+  std::string key;                     // its private key
+  std::string division;                // "dc1/r2": up to 8 segments of [A-Za-z0-9_-]; "" = none
+  std::string type;                    // free-form node type, [A-Za-z0-9_.-], at most 64
+  milliseconds ping_interval{1000};    // PING after this long without traffic
+  milliseconds suspect_after{3000};    // silence before Suspect; > ping_interval
+  milliseconds dead_after{5000};       // silence before Dead; > suspect_after
+  milliseconds dial_timeout{3000};     // TCP connect + TLS handshake
+  milliseconds refresh{5000};          // members record re-put period; the bucket's MaxAge is 3x
+  std::int64_t max_message_bytes = 16 * 1024 * 1024;
+  std::int64_t send_budget_bytes = 8 * 1024 * 1024;  // queued per peer before `call` waits
+
+  bool enabled() const { return !listen.empty(); }
+  // What goes into this node's members record: advertise, or the listen address when empty.
+  // A port 0 there stands for the port actually bound.
+  std::vector<std::string> advertiseAddrs() const {
+    return advertise.empty() ? std::vector<std::string>{listen} : advertise;
+  }
+  milliseconds membersMaxAge() const { return 3 * refresh; }
+};
+
 struct Config {
-  std::string cluster_id;  // [A-Za-z0-9_-]+
-  std::string node_id;     // [A-Za-z0-9_-]+
+  std::string cluster_id;  // isValidId
+  std::string node_id;     // isValidId
   NatsConfig nats;
   ElectionConfig election;
   VipConfig vip;
   HealthConfig health;
   NotifyHooksConfig hooks;
+  MeshConfig mesh;
   // Where the node keeps the highest epoch it has seen (fsynced before it acts on an epoch), so
   // that epochs never repeat even if the KV bucket is lost while every node restarts.
   std::string state_dir = "/var/lib/hacoord";
@@ -101,6 +129,8 @@ struct Config {
   std::string log_level = "info";           // trace debug info warn error critical off
 
   std::string bucketName() const { return "HACOORD_" + cluster_id; }
+  // Discovery (DESIGN §6.1): its own bucket, because MaxAge applies to every key of a bucket.
+  std::string membersBucketName() const { return "HACOORD_" + cluster_id + "_MEMBERS"; }
 };
 
 // Parses and validates. Errors are InvalidArgument with "<source>: <json.path>: <reason>".
@@ -108,6 +138,9 @@ Result<Config> parseConfig(std::string_view json_text, std::string_view source =
 Result<Config> loadConfigFile(const std::string& path);
 // Validates the values of an assembled Config (used by parseConfig and by embedders).
 Status validateConfig(const Config& config);
+// Cluster ids, node ids and health check names: 1-64 characters of [A-Za-z0-9_-], not starting
+// with '-' (it would read as an option on a command line). They become NATS subject tokens, KV
+// bucket names and certificate URI SANs, so '.', '*', '>' and '/' are out. mesh::checkId uses it.
 bool isValidId(std::string_view id);
 
 }  // namespace hacoord

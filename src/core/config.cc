@@ -32,6 +32,20 @@ constexpr std::size_t kMaxIdLength = 64;
 constexpr std::size_t kMaxInterfaceLength = 15;
 // A hook is a command line, not a script: put a longer one in a file and run that.
 constexpr std::size_t kMaxHookBytes = 4096;
+// Mesh timings are seconds in practice; an hour of silence before a peer is declared dead is
+// already far past useful, and the members record's MaxAge is 3x refresh.
+constexpr long long kMaxMeshMillis = 3'600'000;
+// A members record refuses more addresses than this (src/mesh/member.h); so does the config.
+constexpr std::size_t kMaxAdvertise = 8;
+constexpr std::size_t kMaxDivisionSegments = 8;
+constexpr std::size_t kMaxDivisionSegmentLength = 64;
+constexpr std::size_t kMaxTypeLength = 64;
+// One fragment (64 KiB, src/mesh/frame.h) at least; 256 MiB at most for a message, which the
+// receiver buffers whole; 1 GiB of queue per peer.
+constexpr long long kMinMessageBytes = 65'536;
+constexpr long long kMaxMessageBytes = 268'435'456;
+constexpr long long kMinSendBudgetBytes = 65'536;
+constexpr long long kMaxSendBudgetBytes = 1'073'741'824;
 // The kernel outlives an address's lifetime by up to ~0.25 s (vip/vip_manager.h kKernelExpirySlack).
 constexpr long long kKernelExpirySlackMs = 300;
 
@@ -89,6 +103,40 @@ std::string millisProblem(long long ms) {
   return "";
 }
 
+std::string meshMillisProblem(long long ms) {
+  if (ms <= 0) return millisProblem(ms);
+  if (ms > kMaxMeshMillis) return "must be at most 3600000 (one hour)";
+  return "";
+}
+
+bool isIdChar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+// "" or the reason. Whole segments are what division filters match on (DESIGN §6.3), so an empty
+// segment ("dc1//r2") would be a division no filter can name.
+std::string divisionProblem(std::string_view division) {
+  if (division.empty()) return "";
+  std::size_t segments = 0;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t slash = division.find('/', start);
+    const std::string_view segment =
+        division.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
+    ++segments;
+    if (segment.empty()) return "must be segments separated by single '/', with no empty segment";
+    if (segment.size() > kMaxDivisionSegmentLength) return "has a segment longer than 64 characters";
+    if (!std::all_of(segment.begin(), segment.end(), isIdChar))
+      return "segments must be characters from A-Z a-z 0-9 _ -";
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  if (segments > kMaxDivisionSegments) {
+    return "has " + std::to_string(segments) + " segments; at most 8 are allowed";
+  }
+  return "";
+}
+
 // Checks an assembled Config; every problem goes to `problems`, which keeps the first.
 class Validator {
  public:
@@ -104,6 +152,7 @@ class Validator {
     health(c.health);
     hooks(c.hooks);
     http(c);
+    mesh(c.mesh);
     if (std::find(std::begin(kLogLevels), std::end(kLogLevels), c.log_level) == std::end(kLogLevels)) {
       fail("log.level",
            "must be one of trace, debug, info, warn, error, critical, off (got " + quote(c.log_level) + ")");
@@ -132,7 +181,8 @@ class Validator {
 
   void id(const std::string& path, const std::string& value) {
     if (!isValidId(value))
-      fail(path, "must be 1 to 64 characters from A-Z a-z 0-9 _ - (got " + quote(value) + ")");
+      fail(path,
+           "must be 1 to 64 characters from A-Z a-z 0-9 _ -, not starting with - (got " + quote(value) + ")");
   }
 
   // `shown` stands for `value` in the message (a URL with its secret masked).
@@ -401,6 +451,97 @@ class Validator {
     millis("http.requestTimeoutMs", c.http_request_timeout);
   }
 
+  // A wildcard address is where to listen, never where to dial.
+  static bool isWildcardHost(const std::string& host) {
+    in_addr v4{};
+    in6_addr v6{};
+    if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return v4.s_addr == 0;
+    if (inet_pton(AF_INET6, host.c_str(), &v6) == 1) return IN6_IS_ADDR_UNSPECIFIED(&v6);
+    return false;
+  }
+
+  void meshMillis(const std::string& path, milliseconds ms) {
+    const std::string problem = meshMillisProblem(ms.count());
+    if (!problem.empty()) fail(path, problem + ", got " + std::to_string(ms.count()));
+  }
+
+  void mesh(const MeshConfig& m) {
+    if (!m.enabled()) {
+      // Like vip.interface without vip.address: probably a forgotten listen address.
+      const std::pair<const char*, bool> set[] = {
+          {"mesh.advertise", !m.advertise.empty()}, {"mesh.ca", !m.ca.empty()},
+          {"mesh.cert", !m.cert.empty()},           {"mesh.key", !m.key.empty()},
+          {"mesh.division", !m.division.empty()},   {"mesh.type", !m.type.empty()},
+      };
+      for (const auto& [path, is_set] : set) {
+        if (is_set) fail(path, "set without mesh.listen");
+      }
+      return;
+    }
+    bool wildcard_listen = false;
+    if (noNul("mesh.listen", m.listen)) {
+      HostPortRules rules;
+      rules.allow_port_zero = true;  // a free port (tests); the members record carries the bound one
+      Result<HostPort> listen = parseHostPort(m.listen, rules);
+      if (!listen.isOk()) {
+        fail("mesh.listen", listen.status().message() + " (got " + quote(m.listen) + ")");
+      } else {
+        wildcard_listen = isWildcardHost(listen->host);
+      }
+    }
+    if (m.advertise.size() > kMaxAdvertise) {
+      fail("mesh.advertise", "must list at most 8 addresses, got " + std::to_string(m.advertise.size()));
+    }
+    for (std::size_t i = 0; i < m.advertise.size(); ++i) {
+      const std::string path = json::indexPath("mesh.advertise", i);
+      if (!noNul(path, m.advertise[i])) continue;
+      Result<HostPort> addr = parseHostPort(m.advertise[i]);
+      if (!addr.isOk()) {
+        fail(path, addr.status().message() + " (got " + quote(m.advertise[i]) + ")");
+      } else if (isWildcardHost(addr->host)) {
+        fail(path, "must be an address peers can dial, not a wildcard (got " + quote(m.advertise[i]) + ")");
+      }
+    }
+    if (wildcard_listen && m.advertise.empty()) {
+      fail("mesh.advertise",
+           "required when mesh.listen is a wildcard address (" + quote(m.listen) + "): peers cannot dial it");
+    }
+    for (const auto& [path, file] :
+         {std::pair{"mesh.ca", &m.ca}, std::pair{"mesh.cert", &m.cert}, std::pair{"mesh.key", &m.key}}) {
+      if (file->empty()) {
+        fail(path, "required when mesh.listen is set");
+      } else {
+        noNul(path, *file);
+      }
+    }
+    if (const std::string problem = divisionProblem(m.division); !problem.empty()) {
+      fail("mesh.division", problem + " (got " + quote(m.division) + ")");
+    }
+    const bool type_ok =
+        std::all_of(m.type.begin(), m.type.end(), [](unsigned char c) { return isIdChar(c) || c == '.'; });
+    if (m.type.size() > kMaxTypeLength || !type_ok) {
+      fail("mesh.type", "must be at most 64 characters from A-Z a-z 0-9 _ . - (got " + quote(m.type) + ")");
+    }
+    meshMillis("mesh.pingIntervalMs", m.ping_interval);
+    meshMillis("mesh.suspectAfterMs", m.suspect_after);
+    meshMillis("mesh.deadAfterMs", m.dead_after);
+    meshMillis("mesh.dialTimeoutMs", m.dial_timeout);
+    meshMillis("mesh.refreshMs", m.refresh);
+    // A peer must get to ping before it can be suspected, and be suspected before it is dead.
+    if (m.ping_interval >= m.suspect_after) {
+      fail("mesh.pingIntervalMs", "must be less than mesh.suspectAfterMs (" +
+                                      std::to_string(m.ping_interval.count()) +
+                                      " >= " + std::to_string(m.suspect_after.count()) + ")");
+    }
+    if (m.suspect_after >= m.dead_after) {
+      fail("mesh.suspectAfterMs", "must be less than mesh.deadAfterMs (" +
+                                      std::to_string(m.suspect_after.count()) +
+                                      " >= " + std::to_string(m.dead_after.count()) + ")");
+    }
+    range("mesh.maxMessageBytes", m.max_message_bytes, kMinMessageBytes, kMaxMessageBytes);
+    range("mesh.sendBudgetBytes", m.send_budget_bytes, kMinSendBudgetBytes, kMaxSendBudgetBytes);
+  }
+
   json::Problems& problems_;
 };
 
@@ -413,6 +554,34 @@ std::optional<milliseconds> readMillis(const json::Object& o, std::string_view k
 }
 void readMillis(const json::Object& o, std::string_view key, milliseconds& out) {
   if (auto ms = readMillis(o, key)) out = *ms;
+}
+
+void readMeshMillis(const json::Object& o, std::string_view key, milliseconds& out) {
+  if (auto ms = o.get(key).integer(meshMillisProblem)) out = milliseconds(*ms);
+}
+
+void parseMesh(const json::Object& o, MeshConfig& m) {
+  // Present but without a listen address would be a mesh that is silently off.
+  if (o.require("listen").present() && o.read("listen", m.listen) && m.listen.empty()) {
+    o.fail("listen", "required");
+  }
+  if (auto advertise = o.get("advertise").array("strings")) {
+    for (const json::Value& addr : *advertise) {
+      if (auto s = addr.string()) m.advertise.push_back(std::move(*s));
+    }
+  }
+  o.read("ca", m.ca);
+  o.read("cert", m.cert);
+  o.read("key", m.key);
+  o.read("division", m.division);
+  o.read("type", m.type);
+  readMeshMillis(o, "pingIntervalMs", m.ping_interval);
+  readMeshMillis(o, "suspectAfterMs", m.suspect_after);
+  readMeshMillis(o, "deadAfterMs", m.dead_after);
+  readMeshMillis(o, "dialTimeoutMs", m.dial_timeout);
+  readMeshMillis(o, "refreshMs", m.refresh);
+  o.read("maxMessageBytes", m.max_message_bytes, kMinMessageBytes, kMaxMessageBytes);
+  o.read("sendBudgetBytes", m.send_budget_bytes, kMinSendBudgetBytes, kMaxSendBudgetBytes);
 }
 
 void parseNats(const json::Object& o, NatsConfig& n) {
@@ -516,8 +685,8 @@ void parseHttp(const json::Object& o, Config& c) {
 
 Config parseRoot(const json::Value& root, json::Problems& problems) {
   Config c;
-  auto o = root.object(
-      {"clusterId", "nodeId", "stateDir", "nats", "election", "vip", "health", "hooks", "http", "log"});
+  auto o = root.object({"clusterId", "nodeId", "stateDir", "nats", "election", "vip", "health", "hooks",
+                        "http", "log", "mesh"});
   if (!o) return c;
   o->require("clusterId", c.cluster_id);
   o->require("nodeId", c.node_id);
@@ -542,6 +711,11 @@ Config parseRoot(const json::Value& root, json::Problems& problems) {
   if (auto http = o->get("http").object({"listen", "maxConnections", "requestTimeoutMs"}))
     parseHttp(*http, c);
   if (auto log = o->get("log").object({"level"})) log->read("level", c.log_level);
+  if (auto mesh = o->get("mesh").object({"listen", "advertise", "ca", "cert", "key", "division", "type",
+                                         "pingIntervalMs", "suspectAfterMs", "deadAfterMs", "dialTimeoutMs",
+                                         "refreshMs", "maxMessageBytes", "sendBudgetBytes"})) {
+    parseMesh(*mesh, c.mesh);
+  }
   // The family is known only now; an absent netmask means a single host route.
   if (c.vip.enabled() && c.vip.netmask == -1) {
     in_addr unused{};
@@ -562,10 +736,8 @@ json::Rules configRules() {
 }  // namespace
 
 bool isValidId(std::string_view id) {
-  if (id.empty() || id.size() > kMaxIdLength) return false;
-  return std::all_of(id.begin(), id.end(), [](unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
-  });
+  if (id.empty() || id.size() > kMaxIdLength || id.front() == '-') return false;
+  return std::all_of(id.begin(), id.end(), isIdChar);
 }
 
 Status validateConfig(const Config& config) {

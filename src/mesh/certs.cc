@@ -20,6 +20,8 @@
 #include <memory>
 #include <sstream>
 
+#include "hacoord/config.h"
+
 namespace hacoord::mesh {
 namespace {
 
@@ -410,26 +412,28 @@ std::string shown(std::string_view id) {
 }  // namespace
 
 Status checkId(std::string_view what, std::string_view id) {
+  // hacoord::isValidId decides, so that every id a certificate can be issued for can also be
+  // configured (clusterId, nodeId); the checks below only say which part of the rule is broken.
+  if (isValidId(id)) return Status::ok();
   const std::string name(what);
-  if (id.empty()) return invalidArgument(name + " is empty; it must be 1-64 characters of [A-Za-z0-9_.-]");
+  if (id.empty()) return invalidArgument(name + " is empty; it must be 1-64 characters of [A-Za-z0-9_-]");
   if (id.size() > kMaxIdLength) {
     return invalidArgument(name + " is " + std::to_string(id.size()) +
                            " characters long; at most 64 are allowed");
   }
+  // A character is in the alphabet when an id of it after a letter is valid.
+  const auto in_alphabet = [](char c) { return isValidId(std::string{'a', c}); };
   for (std::size_t i = 0; i < id.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(id[i]);
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                    c == '.' || c == '-';
-    if (!ok) {
+    if (!in_alphabet(id[i])) {
       return invalidArgument(name + " '" + shown(id) + "' has '" + shown(id.substr(i, 1)) + "' at position " +
-                             std::to_string(i + 1) + "; only A-Z a-z 0-9 _ . - are allowed");
+                             std::to_string(i + 1) + "; only A-Z a-z 0-9 _ - are allowed");
     }
   }
-  if (id.front() == '.' || id.front() == '-') {
-    return invalidArgument(name + " '" + shown(id) + "' starts with '" + std::string(1, id.front()) +
-                           "'; it must start with a letter, digit or _");
+  if (id.front() == '-') {
+    return invalidArgument(name + " '" + shown(id) +
+                           "' starts with '-'; it must start with a letter, digit or _");
   }
-  return Status::ok();
+  return invalidArgument(name + " '" + shown(id) + "' is not a valid id");
 }
 
 std::string nodeUri(std::string_view cluster, std::string_view node) {

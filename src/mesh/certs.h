@@ -1,11 +1,11 @@
 // Cluster CA and node certificates (DESIGN §6.1): `hacoord certs init-ca` / `issue`, and the
 // identity a node's certificate carries.
 //
-// Identity is exactly one URI SAN hacoord://<clusterId>/<nodeId>. Ids: 1-64 characters of
-// [A-Za-z0-9_.-], not starting with '.' or '-'. Keys are P-256; the CA is CA:TRUE, pathlen 0,
-// keyCertSign; leaves have serverAuth+clientAuth and a 16-byte random serial. Private keys are
-// written with O_EXCL and mode 0600; nothing is ever overwritten; the CA key is never written
-// into a node's directory.
+// Identity is exactly one URI SAN hacoord://<clusterId>/<nodeId>. Ids follow hacoord::isValidId
+// (the config's rule): 1-64 characters of [A-Za-z0-9_-], not starting with '-'. Keys are P-256; the CA is
+// CA:TRUE, pathlen 0, keyCertSign; leaves have serverAuth+clientAuth and a 16-byte random serial. Private
+// keys are written with O_EXCL and mode 0600; nothing is ever overwritten; the CA key is never written into a
+// node's directory.
 #pragma once
 
 #include <chrono>
@@ -17,7 +17,8 @@
 
 namespace hacoord::mesh {
 
-// InvalidArgument naming the rule broken, for a cluster or node id.
+// InvalidArgument naming the rule broken, for a cluster or node id; OK exactly when
+// hacoord::isValidId(id), so no certificate is issued for an id no config can name.
 Status checkId(std::string_view what, std::string_view id);
 std::string nodeUri(std::string_view cluster, std::string_view node);  // hacoord://c/n
 

@@ -26,6 +26,8 @@
 
 #include <gtest/gtest.h>
 
+#include "hacoord/config.h"
+
 namespace hacoord::mesh {
 namespace {
 
@@ -266,14 +268,14 @@ TEST_F(CertsTest, LeafVerifiesAgainstItsCaForServerAndClientButNotAgainstAnother
 TEST_F(CertsTest, LeafCarriesExactlyOneUriSanAndBothKeyUsages) {
   makeCa();
   const std::string out = dir_ + "/n1";
-  issue(out, opts("node.a-1"));
-  const NodeFiles files{out, "node.a-1"};
+  issue(out, opts("node_a-1"));
+  const NodeFiles files{out, "node_a-1"};
   X509Ptr leaf = loadCert(files.cert());
   ASSERT_TRUE(leaf);
   int others = -1;
-  EXPECT_EQ(uriSans(leaf.get(), &others), std::vector<std::string>{nodeUri("prod_1", "node.a-1")});
+  EXPECT_EQ(uriSans(leaf.get(), &others), std::vector<std::string>{nodeUri("prod_1", "node_a-1")});
   EXPECT_EQ(others, 0);
-  EXPECT_EQ(nodeUri("prod_1", "node.a-1"), "hacoord://prod_1/node.a-1");
+  EXPECT_EQ(nodeUri("prod_1", "node_a-1"), "hacoord://prod_1/node_a-1");
   EXPECT_EQ(X509_get_extended_key_usage(leaf.get()), static_cast<uint32_t>(XKU_SSL_SERVER | XKU_SSL_CLIENT));
   EXPECT_EQ(X509_get_key_usage(leaf.get()), static_cast<uint32_t>(KU_DIGITAL_SIGNATURE));
   EXPECT_EQ(X509_check_ca(leaf.get()), 0);
@@ -436,8 +438,34 @@ TEST_F(CertsTest, IssueWithoutACaNamesTheMissingFileAndCreatesNothing) {
 
 TEST(CertIds, AcceptsTheDocumentedAlphabet) {
   for (const std::string& id :
-       std::vector<std::string>{"a", "Z", "0", "_x", "node-1", "n_1.example", "a.", std::string(64, 'x')}) {
+       std::vector<std::string>{"a", "Z", "0", "_x", "node-1", "n_1", "a-", "a_-9", std::string(64, 'x')}) {
     EXPECT_TRUE(checkId("node id", id).isOk()) << id << ": " << checkId("node id", id).toString();
+    EXPECT_TRUE(isValidId(id)) << id;
+  }
+}
+
+// One rule with the config (hacoord::isValidId): a certificate for an id no config can name, or a
+// configured node that cannot get a certificate, would only fail at the first handshake.
+TEST(CertIds, AgreesWithTheConfigRule) {
+  std::vector<std::string> ids = {"",
+                                  "a",
+                                  "-a",
+                                  "_a",
+                                  "a.b",
+                                  ".a",
+                                  "a.",
+                                  "a/b",
+                                  "a b",
+                                  "n\n",
+                                  std::string(64, 'x'),
+                                  std::string(65, 'x'),
+                                  std::string("a\0b", 3)};
+  for (int c = 0; c < 256; ++c) {
+    ids.push_back(std::string(1, static_cast<char>(c)));
+    ids.push_back("a" + std::string(1, static_cast<char>(c)));
+  }
+  for (const std::string& id : ids) {
+    EXPECT_EQ(checkId("node id", id).isOk(), isValidId(id)) << "'" << id << "'";
   }
 }
 
@@ -454,7 +482,9 @@ TEST_F(CertsTest, RejectsBadIdsNamingTheRuleAndWritesNothing) {
       {"a b", "has ' ' at position 2"},
       {"a:b", "has ':' at position 2"},
       {"-a", "starts with '-'"},
-      {".a", "starts with '.'"},
+      {".a", "has '.' at position 1"},
+      {"n_1.example", "has '.' at position 4; only A-Z a-z 0-9 _ - are allowed"},
+      {"a.", "has '.' at position 2"},
       {"n\n", "has '\\x0a' at position 2"},
       {"caf\xc3\xa9", "has '\\xc3' at position 4"},
   };

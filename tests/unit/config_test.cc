@@ -42,6 +42,14 @@ std::string vipDoc(const std::string& body) { return doc(R"("vip": {)" + body + 
 std::string vipWith(const std::string& more) {
   return vipDoc(R"("address": "192.0.2.100", "interface": "eth0", )" + more);
 }
+// A valid mesh section plus `more` (", "-separated members).
+std::string meshDoc(const std::string& body) { return doc(R"("mesh": {)" + body + "}"); }
+std::string meshAt(const std::string& listen, const std::string& more = "") {
+  std::string body =
+      R"("listen": ")" + listen + R"(", "ca": "/m/ca.crt", "cert": "/m/n1.crt", "key": "/m/n1.key")";
+  return meshDoc(more.empty() ? body : body + ", " + more);
+}
+std::string meshWith(const std::string& more) { return meshAt("10.0.0.1:7400", more); }
 std::string checksDoc(const std::string& checks) { return doc(R"("health": {"checks": [)" + checks + "]}"); }
 std::string checkDoc(const std::string& body) { return checksDoc("{" + body + "}"); }
 std::string tcpCheckWith(const std::string& more) {
@@ -96,7 +104,7 @@ TEST_P(RejectionTest, MessageIsExact) {
   EXPECT_EQ(errorOf(GetParam().json), "node.json: " + GetParam().message) << GetParam().json;
 }
 
-const std::string kIdRule = "must be 1 to 64 characters from A-Z a-z 0-9 _ - ";
+const std::string kIdRule = "must be 1 to 64 characters from A-Z a-z 0-9 _ -, not starting with - ";
 
 const std::vector<Rejection> kUnknownKeys = {
     {"Root", doc(R"("bogus": 1)"), "bogus: unknown key"},
@@ -119,6 +127,9 @@ const std::vector<Rejection> kUnknownKeys = {
     {"StateDirCase", doc(R"("statedir": "/var/lib/x")"), "statedir: unknown key (did you mean stateDir?)"},
     {"NatsPassword", natsWith(R"("password": "s3cret")"), "nats.password: unknown key"},
     {"Log", doc(R"("log": {"bogus": 1})"), "log.bogus: unknown key"},
+    {"Mesh", meshWith(R"("bogus": 1)"), "mesh.bogus: unknown key"},
+    {"MeshNearMiss", meshWith(R"("pingInterval": 1000)"),
+     "mesh.pingInterval: unknown key (did you mean pingIntervalMs?)"},
     {"CaseTypoGetsSuggestion", electionDoc(R"("leaseTTLMs": 2000)"),
      "election.leaseTTLMs: unknown key (did you mean leaseTtlMs?)"},
     {"SpellingTypoGetsSuggestion", vipDoc(R"("netmaks": 24)"),
@@ -216,6 +227,15 @@ const std::vector<Rejection> kWrongTypes = {
     {"HttpMaxConnectionsFraction", doc(R"("http": {"listen": "127.0.0.1:0", "maxConnections": 6.5})"),
      "http.maxConnections: expected an integer, got a number with a fraction or exponent"},
     {"LogLevelNumber", doc(R"("log": {"level": 2})"), "log.level: expected a string, got number"},
+    {"MeshString", doc(R"("mesh": "10.0.0.1:7400")"), "mesh: expected an object, got string"},
+    {"MeshListenNumber", meshDoc(R"("listen": 7400)"), "mesh.listen: expected a string, got number"},
+    {"MeshAdvertiseString", meshWith(R"("advertise": "10.0.0.1:7400")"),
+     "mesh.advertise: expected an array of strings, got string"},
+    {"MeshAdvertiseNumber", meshWith(R"("advertise": ["10.0.0.1:7400", 7400])"),
+     "mesh.advertise[1]: expected a string, got number"},
+    {"MeshCaNull", meshDoc(R"("listen": "h:1", "ca": null)"), "mesh.ca: expected a string, got null"},
+    {"MeshMaxMessageBytesString", meshWith(R"("maxMessageBytes": "65536")"),
+     "mesh.maxMessageBytes: expected an integer, got string"},
 };
 INSTANTIATE_TEST_SUITE_P(WrongType, RejectionTest, ::testing::ValuesIn(kWrongTypes), rejectionName);
 
@@ -453,6 +473,93 @@ const std::vector<Rejection> kBadValues = {
      R"(log.level: must be one of trace, debug, info, warn, error, critical, off (got "warning"))"},
     {"LogLevelUpperCase", doc(R"("log": {"level": "INFO"})"),
      R"(log.level: must be one of trace, debug, info, warn, error, critical, off (got "INFO"))"},
+    {"NodeIdLeadingDash", R"({"clusterId": "demo", "nodeId": "-n1", "nats": {"servers": ["nats://h:1"]}})",
+     "nodeId: " + kIdRule + R"((got "-n1"))"},
+    // Mesh: required keys.
+    {"MeshListenMissing", meshDoc(R"("ca": "/m/ca.crt", "cert": "/m/n1.crt", "key": "/m/n1.key")"),
+     "mesh.listen: required"},
+    {"MeshEmpty", meshDoc(""), "mesh.listen: required"},
+    {"MeshListenEmpty", meshDoc(R"("listen": "", "ca": "/m/ca.crt")"), "mesh.listen: required"},
+    {"MeshCaMissing", meshDoc(R"("listen": "10.0.0.1:7400", "cert": "/m/n1.crt", "key": "/m/n1.key")"),
+     "mesh.ca: required when mesh.listen is set"},
+    {"MeshCertMissing", meshDoc(R"("listen": "10.0.0.1:7400", "ca": "/m/ca.crt", "key": "/m/n1.key")"),
+     "mesh.cert: required when mesh.listen is set"},
+    {"MeshKeyMissing", meshDoc(R"("listen": "10.0.0.1:7400", "ca": "/m/ca.crt", "cert": "/m/n1.crt")"),
+     "mesh.key: required when mesh.listen is set"},
+    {"MeshKeyEmpty",
+     meshDoc(R"("listen": "10.0.0.1:7400", "ca": "/m/ca.crt", "cert": "/m/n1.crt", "key": "")"),
+     "mesh.key: required when mesh.listen is set"},
+    {"MeshCertNul", meshDoc(R"("listen": "h:1", "ca": "/c", "cert": "/m/a\u0000b", "key": "/k")"),
+     "mesh.cert: must not contain a NUL character"},
+    // Mesh: addresses.
+    {"MeshListenNoPort", meshAt("10.0.0.1"), R"(mesh.listen: expected host:port (got "10.0.0.1"))"},
+    {"MeshListenBadPort", meshAt("10.0.0.1:65536"),
+     R"(mesh.listen: port must be between 0 and 65535 (got "10.0.0.1:65536"))"},
+    {"MeshListenBareIpv6", meshAt("::1:7400"),
+     R"(mesh.listen: an IPv6 host needs brackets, e.g. [::1]:4222 (got "::1:7400"))"},
+    {"MeshListenWildcard4", meshAt("0.0.0.0:7400"),
+     R"(mesh.advertise: required when mesh.listen is a wildcard address ("0.0.0.0:7400"): peers cannot dial it)"},
+    {"MeshListenWildcard6", meshAt("[::]:7400"),
+     R"(mesh.advertise: required when mesh.listen is a wildcard address ("[::]:7400"): peers cannot dial it)"},
+    {"MeshListenWildcard6Long", meshAt("[0:0::0]:7400", R"("advertise": [])"),
+     R"(mesh.advertise: required when mesh.listen is a wildcard address ("[0:0::0]:7400"): peers cannot dial it)"},
+    {"MeshAdvertiseNoPort", meshWith(R"("advertise": ["10.0.0.1:7400", "db-a.example.com"])"),
+     R"(mesh.advertise[1]: expected host:port (got "db-a.example.com"))"},
+    {"MeshAdvertisePortZero", meshWith(R"("advertise": ["10.0.0.1:0"])"),
+     R"(mesh.advertise[0]: port must be between 1 and 65535 (got "10.0.0.1:0"))"},
+    {"MeshAdvertiseWildcard", meshAt("0.0.0.0:7400", R"("advertise": ["0.0.0.0:7400"])"),
+     R"(mesh.advertise[0]: must be an address peers can dial, not a wildcard (got "0.0.0.0:7400"))"},
+    {"MeshAdvertiseTooMany",
+     meshWith(R"("advertise": ["a:1", "b:1", "c:1", "d:1", "e:1", "f:1", "g:1", "h:1", "i:1"])"),
+     "mesh.advertise: must list at most 8 addresses, got 9"},
+    // Mesh: division and type.
+    {"MeshDivisionDoubleSlash", meshWith(R"("division": "dc1//r2")"),
+     R"(mesh.division: must be segments separated by single '/', with no empty segment (got "dc1//r2"))"},
+    {"MeshDivisionLeadingSlash", meshWith(R"("division": "/dc1")"),
+     R"(mesh.division: must be segments separated by single '/', with no empty segment (got "/dc1"))"},
+    {"MeshDivisionTrailingSlash", meshWith(R"("division": "dc1/")"),
+     R"(mesh.division: must be segments separated by single '/', with no empty segment (got "dc1/"))"},
+    {"MeshDivisionSlashOnly", meshWith(R"("division": "/")"),
+     R"(mesh.division: must be segments separated by single '/', with no empty segment (got "/"))"},
+    {"MeshDivisionTooManySegments", meshWith(R"("division": "a/b/c/d/e/f/g/h/i")"),
+     R"(mesh.division: has 9 segments; at most 8 are allowed (got "a/b/c/d/e/f/g/h/i"))"},
+    {"MeshDivisionBadCharacter", meshWith(R"("division": "dc1/r.2")"),
+     R"(mesh.division: segments must be characters from A-Z a-z 0-9 _ - (got "dc1/r.2"))"},
+    {"MeshDivisionSpace", meshWith(R"("division": "dc 1")"),
+     R"(mesh.division: segments must be characters from A-Z a-z 0-9 _ - (got "dc 1"))"},
+    {"MeshDivisionLongSegment", meshWith(R"("division": "dc1/)" + std::string(65, 'r') + R"(")"),
+     "mesh.division: has a segment longer than 64 characters (got \"dc1/" + std::string(65, 'r') + "\")"},
+    {"MeshTypeSpace", meshWith(R"("type": "web server")"),
+     R"(mesh.type: must be at most 64 characters from A-Z a-z 0-9 _ . - (got "web server"))"},
+    {"MeshTypeSlash", meshWith(R"("type": "db/primary")"),
+     R"(mesh.type: must be at most 64 characters from A-Z a-z 0-9 _ . - (got "db/primary"))"},
+    {"MeshTypeTooLong", meshWith(R"("type": ")" + std::string(65, 't') + R"(")"),
+     "mesh.type: must be at most 64 characters from A-Z a-z 0-9 _ . - (got \"" + std::string(65, 't') +
+         "\")"},
+    // Mesh: timings.
+    {"MeshPingNotBelowSuspect", meshWith(R"("pingIntervalMs": 3000)"),
+     "mesh.pingIntervalMs: must be less than mesh.suspectAfterMs (3000 >= 3000)"},
+    {"MeshSuspectNotBelowDead", meshWith(R"("suspectAfterMs": 5000)"),
+     "mesh.suspectAfterMs: must be less than mesh.deadAfterMs (5000 >= 5000)"},
+    {"MeshDeadBelowSuspect", meshWith(R"("deadAfterMs": 2000)"),
+     "mesh.suspectAfterMs: must be less than mesh.deadAfterMs (3000 >= 2000)"},
+    {"MeshPingAboveDead", meshWith(R"("pingIntervalMs": 4000, "suspectAfterMs": 3500)"),
+     "mesh.pingIntervalMs: must be less than mesh.suspectAfterMs (4000 >= 3500)"},
+    {"MeshDeadOverAnHour", meshWith(R"("deadAfterMs": 3600001)"),
+     "mesh.deadAfterMs: must be at most 3600000 (one hour), got 3600001"},
+    {"MeshRefreshOverAnHour", meshWith(R"("refreshMs": 86400000)"),
+     "mesh.refreshMs: must be at most 3600000 (one hour), got 86400000"},
+    {"MeshDialTimeoutZero", meshWith(R"("dialTimeoutMs": 0)"),
+     "mesh.dialTimeoutMs: must be a positive number of milliseconds, got 0"},
+    // Mesh: sizes.
+    {"MeshMaxMessageBytesTooSmall", meshWith(R"("maxMessageBytes": 65535)"),
+     "mesh.maxMessageBytes: must be between 65536 and 268435456, got 65535"},
+    {"MeshMaxMessageBytesTooBig", meshWith(R"("maxMessageBytes": 268435457)"),
+     "mesh.maxMessageBytes: must be between 65536 and 268435456, got 268435457"},
+    {"MeshSendBudgetTooSmall", meshWith(R"("sendBudgetBytes": 1024)"),
+     "mesh.sendBudgetBytes: must be between 65536 and 1073741824, got 1024"},
+    {"MeshSendBudgetTooBig", meshWith(R"("sendBudgetBytes": 1073741825)"),
+     "mesh.sendBudgetBytes: must be between 65536 and 1073741824, got 1073741825"},
 };
 
 INSTANTIATE_TEST_SUITE_P(BadValue, RejectionTest, ::testing::ValuesIn(kBadValues), rejectionName);
@@ -522,6 +629,27 @@ TEST(ConfigMillis, EveryKeyRejectsEveryBadValue) {
     for (const auto& [value, reason] : bad) {
       EXPECT_EQ(errorOf(key.build(value)), "node.json: " + key.path + ": " + reason)
           << key.path << " = " << value;
+    }
+  }
+}
+
+// The mesh's timings share the parsing but stop at one hour.
+TEST(ConfigMillis, MeshKeysRejectEveryBadValue) {
+  const std::string kFraction = "expected an integer, got a number with a fraction or exponent";
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"0", "must be a positive number of milliseconds, got 0"},
+      {"-1", "must be a positive number of milliseconds, got -1"},
+      {"3600001", "must be at most 3600000 (one hour), got 3600001"},
+      {"9223372036854775807", "must be at most 3600000 (one hour), got 9223372036854775807"},
+      {"1.5", kFraction},
+      {"\"100\"", "expected an integer, got string"},
+      {"null", "expected an integer, got null"},
+  };
+  for (const char* key : {"pingIntervalMs", "suspectAfterMs", "deadAfterMs", "dialTimeoutMs", "refreshMs"}) {
+    for (const auto& [value, reason] : bad) {
+      EXPECT_EQ(errorOf(meshWith("\"" + std::string(key) + "\": " + value)),
+                "node.json: mesh." + std::string(key) + ": " + reason)
+          << key << " = " << value;
     }
   }
 }
@@ -702,6 +830,61 @@ TEST(ConfigDefaults, MinimalDocumentGetsEveryDefault) {
   EXPECT_EQ(c.hooks.on_leader_change, "");
   EXPECT_EQ(c.http_max_connections, 64);
   EXPECT_EQ(c.http_request_timeout, milliseconds(5000));
+  EXPECT_FALSE(c.mesh.enabled());
+  EXPECT_EQ(c.mesh.listen, "");
+  EXPECT_TRUE(c.mesh.advertise.empty());
+}
+
+TEST(ConfigDefaults, MeshSectionGetsEveryDefault) {
+  Config c = parseOk(meshWith(R"("division": "")"));
+  EXPECT_TRUE(c.mesh.enabled());
+  EXPECT_EQ(c.mesh.listen, "10.0.0.1:7400");
+  EXPECT_TRUE(c.mesh.advertise.empty());
+  EXPECT_EQ(c.mesh.advertiseAddrs(), std::vector<std::string>{"10.0.0.1:7400"});
+  EXPECT_EQ(c.mesh.ca, "/m/ca.crt");
+  EXPECT_EQ(c.mesh.cert, "/m/n1.crt");
+  EXPECT_EQ(c.mesh.key, "/m/n1.key");
+  EXPECT_EQ(c.mesh.division, "");
+  EXPECT_EQ(c.mesh.type, "");
+  EXPECT_EQ(c.mesh.ping_interval, milliseconds(1000));
+  EXPECT_EQ(c.mesh.suspect_after, milliseconds(3000));
+  EXPECT_EQ(c.mesh.dead_after, milliseconds(5000));
+  EXPECT_EQ(c.mesh.dial_timeout, milliseconds(3000));
+  EXPECT_EQ(c.mesh.refresh, milliseconds(5000));
+  EXPECT_EQ(c.mesh.membersMaxAge(), milliseconds(15000));
+  EXPECT_EQ(c.mesh.max_message_bytes, 16777216);
+  EXPECT_EQ(c.mesh.send_budget_bytes, 8388608);
+  EXPECT_EQ(c.membersBucketName(), "HACOORD_demo_MEMBERS");
+  EXPECT_NE(c.membersBucketName(), c.bucketName());
+}
+
+TEST(ConfigBounds, MeshValuesJustInside) {
+  Config c = parseOk(
+      meshAt("0.0.0.0:0",
+             R"("advertise": ["db-a.example.com:7400", "[2001:db8::1]:7400"],)"
+             R"( "division": "a/b/c/d/e/f/g/h", "type": "pg.primary-16_x", "pingIntervalMs": 1,)"
+             R"( "suspectAfterMs": 2, "deadAfterMs": 3600000, "dialTimeoutMs": 3600000, "refreshMs": 1,)"
+             R"( "maxMessageBytes": 268435456, "sendBudgetBytes": 65536)"));
+  EXPECT_EQ(c.mesh.listen, "0.0.0.0:0");
+  EXPECT_EQ(c.mesh.advertiseAddrs(),
+            (std::vector<std::string>{"db-a.example.com:7400", "[2001:db8::1]:7400"}));
+  EXPECT_EQ(c.mesh.division, "a/b/c/d/e/f/g/h");
+  EXPECT_EQ(c.mesh.type, "pg.primary-16_x");
+  EXPECT_EQ(c.mesh.ping_interval, milliseconds(1));
+  EXPECT_EQ(c.mesh.suspect_after, milliseconds(2));
+  EXPECT_EQ(c.mesh.dead_after, milliseconds(3600000));
+  EXPECT_EQ(c.mesh.dial_timeout, milliseconds(3600000));
+  EXPECT_EQ(c.mesh.refresh, milliseconds(1));
+  EXPECT_EQ(c.mesh.max_message_bytes, 268435456);
+  EXPECT_EQ(c.mesh.send_budget_bytes, 65536);
+  // A loopback listen on port 0 (tests): peers learn the bound port from the members record.
+  EXPECT_EQ(parseOk(meshAt("127.0.0.1:0")).mesh.advertiseAddrs(), std::vector<std::string>{"127.0.0.1:0"});
+  EXPECT_EQ(parseOk(meshAt("[::1]:7400", R"("division": "dc1")")).mesh.division, "dc1");
+  EXPECT_EQ(parseOk(meshWith(R"("maxMessageBytes": 65536)")).mesh.max_message_bytes, 65536);
+  EXPECT_EQ(parseOk(meshWith(R"("type": ")" + std::string(64, 't') + R"(")")).mesh.type,
+            std::string(64, 't'));
+  EXPECT_EQ(parseOk(meshWith(R"("division": ")" + std::string(64, 'd') + R"(")")).mesh.division,
+            std::string(64, 'd'));
 }
 
 TEST(ConfigDefaults, EmptySectionsAreAllowed) {
@@ -753,6 +936,10 @@ TEST(ConfigBounds, IsValidId) {
   EXPECT_TRUE(isValidId(std::string(64, 'z')));
   EXPECT_FALSE(isValidId(""));
   EXPECT_FALSE(isValidId(std::string(65, 'z')));
+  EXPECT_TRUE(isValidId("_a"));
+  EXPECT_TRUE(isValidId("a-"));
+  EXPECT_FALSE(isValidId("-"));
+  EXPECT_FALSE(isValidId("-a"));
   for (std::string bad : {"a.b", "a b", "a*", "a>", "a/b", "ä", "a:b", "n\n"}) {
     EXPECT_FALSE(isValidId(bad)) << bad;
   }
@@ -1034,6 +1221,27 @@ TEST(ConfigValidate, ReportsJsonPaths) {
         "config: http.requestTimeoutMs: must be a positive number of milliseconds, got 0");
   check([](Config& c) { c.vip.allow_without_kernel_lifetime = true; },
         "config: vip.allowWithoutKernelLifetime: set without vip.address");
+  check([](Config& c) { c.mesh.cert = "/m/n1.crt"; }, "config: mesh.cert: set without mesh.listen");
+  check([](Config& c) { c.mesh.division = "dc1"; }, "config: mesh.division: set without mesh.listen");
+  check([](Config& c) { c.mesh.listen = "10.0.0.1:7400"; },
+        "config: mesh.ca: required when mesh.listen is set");
+  check(
+      [](Config& c) {
+        c.mesh.listen = "[::]:7400";
+        c.mesh.ca = "/c";
+        c.mesh.cert = "/c";
+        c.mesh.key = "/k";
+      },
+      R"(config: mesh.advertise: required when mesh.listen is a wildcard address ("[::]:7400"): peers cannot dial it)");
+  check(
+      [](Config& c) {
+        c.mesh.listen = "10.0.0.1:7400";
+        c.mesh.ca = "/c";
+        c.mesh.cert = "/c";
+        c.mesh.key = "/k";
+        c.mesh.max_message_bytes = 1;
+      },
+      "config: mesh.maxMessageBytes: must be between 65536 and 268435456, got 1");
   check(
       [](Config& c) {
         c.vip.address = "192.0.2.1";
@@ -1176,7 +1384,7 @@ TEST(ConfigSamples, MinimalHasOnlyRequiredKeys) {
   Result<Config> r = loadConfigFile((kSourceDir / "config" / "minimal.json").string());
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   std::string text = readText(kSourceDir / "config" / "minimal.json");
-  for (const char* key : {"election", "vip", "health", "http", "log", "credentials", "tls"}) {
+  for (const char* key : {"election", "vip", "health", "http", "log", "credentials", "tls", "mesh"}) {
     EXPECT_EQ(text.find(std::string("\"") + key + "\""), std::string::npos) << key;
   }
 }
@@ -1228,7 +1436,21 @@ const std::vector<std::string> kAllKeys = {"clusterId",
                                            "hooks.onLoseLeadership",
                                            "hooks.onLeaderChange",
                                            "http.maxConnections",
-                                           "http.requestTimeoutMs"};
+                                           "http.requestTimeoutMs",
+                                           "mesh.listen",
+                                           "mesh.advertise",
+                                           "mesh.ca",
+                                           "mesh.cert",
+                                           "mesh.key",
+                                           "mesh.division",
+                                           "mesh.type",
+                                           "mesh.pingIntervalMs",
+                                           "mesh.suspectAfterMs",
+                                           "mesh.deadAfterMs",
+                                           "mesh.dialTimeoutMs",
+                                           "mesh.refreshMs",
+                                           "mesh.maxMessageBytes",
+                                           "mesh.sendBudgetBytes"};
 
 TEST(ConfigSamples, FullSetsEveryKey) {
   Result<Config> r = loadConfigFile((kSourceDir / "config" / "full.json").string());
@@ -1252,6 +1474,13 @@ TEST(ConfigSamples, FullSetsEveryKey) {
   EXPECT_FALSE(r->hooks.on_leader_change.empty());
   EXPECT_NE(r->http_max_connections, Config{}.http_max_connections);
   EXPECT_NE(r->http_request_timeout, Config{}.http_request_timeout);
+  EXPECT_TRUE(r->mesh.enabled());
+  EXPECT_FALSE(r->mesh.advertise.empty());
+  EXPECT_TRUE(r->mesh.ca.starts_with("/etc/hacoord/mesh/"));
+  EXPECT_TRUE(r->mesh.cert.starts_with("/etc/hacoord/mesh/"));
+  EXPECT_TRUE(r->mesh.key.starts_with("/etc/hacoord/mesh/"));
+  EXPECT_FALSE(r->mesh.division.empty());
+  EXPECT_FALSE(r->mesh.type.empty());
 }
 
 // nats.user/passwordFile and nats.credentials exclude each other, so full.json shows the user and
