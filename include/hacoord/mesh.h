@@ -68,9 +68,9 @@ struct PeerFilter {
 bool divisionMatches(std::string_view prefix, std::string_view division);
 
 struct CallOptions {
-  Duration timeout{0};           // mandatory: > 0
-  bool wait_for_ready = false;   // wait (until the deadline) for a peer that is not alive yet
-  bool idempotent = false;       // `any` may retry it on another peer after a send
+  Duration timeout{0};          // mandatory: > 0
+  bool wait_for_ready = false;  // wait (until the deadline) for a peer that is not alive yet
+  bool idempotent = false;      // `any` may retry it on another peer after a send
 };
 
 // What a handler knows about the request it serves.
@@ -136,7 +136,8 @@ class Mesh {
   // Builds a mesh from a daemon config (cluster and node id, nats, mesh). InvalidArgument when the
   // config has no mesh section or its files are unusable (naming the file). `runtime` is shared
   // with a Manager/Node when given; otherwise the mesh runs its own.
-  static Result<std::unique_ptr<Mesh>> create(const Config& config, std::shared_ptr<Runtime> runtime = nullptr);
+  static Result<std::unique_ptr<Mesh>> create(const Config& config,
+                                              std::shared_ptr<Runtime> runtime = nullptr);
   ~Mesh();  // stop()
   Mesh(const Mesh&) = delete;
   Mesh& operator=(const Mesh&) = delete;
@@ -165,12 +166,12 @@ class Mesh {
   Result<std::string> callSync(std::string_view peer, std::string_view method, std::string request,
                                mesh::CallOptions options);
   std::size_t broadcast(std::string_view method, std::string request, const mesh::PeerFilter& filter = {});
-  void all(std::string_view method, std::string request, mesh::CallOptions options, const mesh::PeerFilter& filter,
-           mesh::Done<std::vector<mesh::PeerReply>> done);
-  std::vector<mesh::PeerReply> allSync(std::string_view method, std::string request, mesh::CallOptions options,
-                                       const mesh::PeerFilter& filter = {});
-  void any(std::string_view method, std::string request, mesh::CallOptions options, const mesh::PeerFilter& filter,
-           mesh::Done<mesh::PeerReply> done);
+  void all(std::string_view method, std::string request, mesh::CallOptions options,
+           const mesh::PeerFilter& filter, mesh::Done<std::vector<mesh::PeerReply>> done);
+  std::vector<mesh::PeerReply> allSync(std::string_view method, std::string request,
+                                       mesh::CallOptions options, const mesh::PeerFilter& filter = {});
+  void any(std::string_view method, std::string request, mesh::CallOptions options,
+           const mesh::PeerFilter& filter, mesh::Done<mesh::PeerReply> done);
   mesh::PeerReply anySync(std::string_view method, std::string request, mesh::CallOptions options,
                           const mesh::PeerFilter& filter = {});
   Status setMeta(std::string key, std::string value);

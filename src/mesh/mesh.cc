@@ -69,10 +69,10 @@ struct Mesh::Impl {
   template <class T>
   mesh::Done<T> onWorkers(mesh::Done<T> done) {
     return [this, done = std::move(done)](T value) mutable {
-      boost::asio::post(workers, [done = std::move(done), value = std::move(value)]() mutable { done(std::move(value)); });
+      boost::asio::post(
+          workers, [done = std::move(done), value = std::move(value)]() mutable { done(std::move(value)); });
     };
   }
-
 };
 
 Result<std::unique_ptr<Mesh>> Mesh::create(const Config& config, std::shared_ptr<Runtime> runtime) {
@@ -105,9 +105,9 @@ Result<std::unique_ptr<Mesh>> Mesh::create(const Config& config, std::shared_ptr
   o.division = m.division;
   o.type = m.type;
   // A new incarnation on every start: the wall clock in microseconds rises across restarts.
-  o.incarnation = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count());
+  o.incarnation = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                 std::chrono::system_clock::now().time_since_epoch())
+                                                 .count());
   o.advertise = m.advertise;
   o.cert_sha256 = {*fingerprint};
   o.ping_interval = m.ping_interval;
@@ -157,7 +157,9 @@ Status Mesh::start() {
     impl_->started = true;
   }
   Status s = impl_->onStrand([&] { return impl_->core->start(); });
-  if (s.isOk()) kLog->info("mesh: node {} joined the mesh of cluster {}", impl_->config.node_id, impl_->config.cluster_id);
+  if (s.isOk())
+    kLog->info("mesh: node {} joined the mesh of cluster {}", impl_->config.node_id,
+               impl_->config.cluster_id);
   return s;
 }
 
@@ -185,7 +187,8 @@ std::optional<mesh::PeerInfo> Mesh::peer(std::string_view id) const {
 
 void Mesh::onPeerEvent(std::function<void(const mesh::PeerInfo&)> fn) {
   auto wrapped = impl_->onWorkers<mesh::PeerInfo>([fn = std::move(fn)](mesh::PeerInfo p) { fn(p); });
-  impl_->strand->runSync([&] { impl_->core->onPeerEvent([wrapped](const mesh::PeerInfo& p) { wrapped(p); }); });
+  impl_->strand->runSync(
+      [&] { impl_->core->onPeerEvent([wrapped](const mesh::PeerInfo& p) { wrapped(p); }); });
 }
 
 mesh::MeshCounters Mesh::counters() const {
@@ -211,11 +214,11 @@ Status Mesh::handle(std::string method, mesh::Handler handler, mesh::HandlerOpti
   return impl_->onStrand([&] { return impl_->core->handle(std::move(method), std::move(handler), options); });
 }
 
-void Mesh::call(std::string_view peer, std::string_view method, std::string request, mesh::CallOptions options,
-                mesh::Done<Result<std::string>> done) {
+void Mesh::call(std::string_view peer, std::string_view method, std::string request,
+                mesh::CallOptions options, mesh::Done<Result<std::string>> done) {
   auto d = impl_->onWorkers<Result<std::string>>(std::move(done));
-  impl_->strand->post([this, peer = std::string(peer), method = std::string(method), request = std::move(request),
-                       options, d = std::move(d)]() mutable {
+  impl_->strand->post([this, peer = std::string(peer), method = std::string(method),
+                       request = std::move(request), options, d = std::move(d)]() mutable {
     impl_->core->call(peer, method, std::move(request), options, std::move(d));
   });
 }
@@ -236,15 +239,16 @@ std::size_t Mesh::broadcast(std::string_view method, std::string request, const 
   return impl_->onStrand([&] { return impl_->core->broadcast(method, std::move(request), filter); });
 }
 
-void Mesh::all(std::string_view method, std::string request, mesh::CallOptions options, const mesh::PeerFilter& filter,
-               mesh::Done<std::vector<mesh::PeerReply>> done) {
+void Mesh::all(std::string_view method, std::string request, mesh::CallOptions options,
+               const mesh::PeerFilter& filter, mesh::Done<std::vector<mesh::PeerReply>> done) {
   auto d = impl_->onWorkers<std::vector<mesh::PeerReply>>(std::move(done));
-  impl_->strand->post([this, method = std::string(method), request = std::move(request), options, filter,
-                       d = std::move(d)]() mutable { impl_->core->all(method, std::move(request), options, filter, d); });
+  impl_->strand->post(
+      [this, method = std::string(method), request = std::move(request), options, filter,
+       d = std::move(d)]() mutable { impl_->core->all(method, std::move(request), options, filter, d); });
 }
 
-std::vector<mesh::PeerReply> Mesh::allSync(std::string_view method, std::string request, mesh::CallOptions options,
-                                           const mesh::PeerFilter& filter) {
+std::vector<mesh::PeerReply> Mesh::allSync(std::string_view method, std::string request,
+                                           mesh::CallOptions options, const mesh::PeerFilter& filter) {
   std::promise<std::vector<mesh::PeerReply>> p;
   auto f = p.get_future();
   const bool ran = impl_->strand->runSync([&] {
@@ -255,11 +259,12 @@ std::vector<mesh::PeerReply> Mesh::allSync(std::string_view method, std::string 
   return f.get();
 }
 
-void Mesh::any(std::string_view method, std::string request, mesh::CallOptions options, const mesh::PeerFilter& filter,
-               mesh::Done<mesh::PeerReply> done) {
+void Mesh::any(std::string_view method, std::string request, mesh::CallOptions options,
+               const mesh::PeerFilter& filter, mesh::Done<mesh::PeerReply> done) {
   auto d = impl_->onWorkers<mesh::PeerReply>(std::move(done));
-  impl_->strand->post([this, method = std::string(method), request = std::move(request), options, filter,
-                       d = std::move(d)]() mutable { impl_->core->any(method, std::move(request), options, filter, d); });
+  impl_->strand->post(
+      [this, method = std::string(method), request = std::move(request), options, filter,
+       d = std::move(d)]() mutable { impl_->core->any(method, std::move(request), options, filter, d); });
 }
 
 mesh::PeerReply Mesh::anySync(std::string_view method, std::string request, mesh::CallOptions options,
@@ -267,7 +272,8 @@ mesh::PeerReply Mesh::anySync(std::string_view method, std::string request, mesh
   std::promise<mesh::PeerReply> p;
   auto f = p.get_future();
   const bool ran = impl_->strand->runSync([&] {
-    impl_->core->any(method, std::move(request), options, filter, [&p](mesh::PeerReply r) { p.set_value(std::move(r)); });
+    impl_->core->any(method, std::move(request), options, filter,
+                     [&p](mesh::PeerReply r) { p.set_value(std::move(r)); });
   });
   if (!ran) return {"", Status(StatusCode::kCancelled, "mesh stopped")};
   return f.get();

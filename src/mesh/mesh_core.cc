@@ -105,7 +105,7 @@ struct MeshCore::Peer {
   TimePoint load_at{};
   std::uint64_t meta_version = 0;
   std::map<std::string, std::string> meta;
-  std::size_t in_flight = 0;                                 // our calls to it, pending
+  std::size_t in_flight = 0;                                    // our calls to it, pending
   std::map<std::uint64_t, std::shared_ptr<Incoming>> incoming;  // its requests to us, by id
 };
 
@@ -186,7 +186,8 @@ Status MeshCore::start() {
   const std::string bound_port = bound.substr(bound.rfind(':') + 1);
   for (const auto& a : options_.advertise) {
     const auto colon = a.rfind(':');
-    self.addrs.push_back(colon != std::string::npos && a.substr(colon + 1) == "0" ? a.substr(0, colon + 1) + bound_port : a);
+    self.addrs.push_back(
+        colon != std::string::npos && a.substr(colon + 1) == "0" ? a.substr(0, colon + 1) + bound_port : a);
   }
   if (self.addrs.empty()) self.addrs.push_back(bound);
   self.division = options_.division;
@@ -228,10 +229,12 @@ void MeshCore::onMemberUpsert(const MemberRecord& record) {
     slot->last_heard = clock_.now();
   }
   Peer& p = *slot;
-  const bool changed = !p.record || p.record->incarnation != record.incarnation || p.record->addrs != record.addrs;
+  const bool changed =
+      !p.record || p.record->incarnation != record.incarnation || p.record->addrs != record.addrs;
   p.record = record;
   if (p.link && !contains(record.cert_sha256, p.link->fingerprint())) {
-    dropLink(p, PeerState::kDead, DeadReason::kIdentity, "its certificate is no longer in its members record", true);
+    dropLink(p, PeerState::kDead, DeadReason::kIdentity, "its certificate is no longer in its members record",
+             true);
     return;
   }
   if (p.link && p.hello && record.incarnation > p.hello_incarnation) {
@@ -278,11 +281,12 @@ void MeshCore::dial(const std::string& id) {
   if (p.link || p.dialing || !p.record) return;
   p.dialing = true;
   const std::uint64_t attempt = ++p.dial_attempt;
-  transport_.dial(id, p.record->addrs, options_.dial_timeout,
-                  [this, id, attempt, guard = std::weak_ptr<bool>(alive_)](Result<std::shared_ptr<Link>> link) {
-                    if (guard.expired()) return;
-                    onDialed(id, attempt, std::move(link));
-                  });
+  transport_.dial(
+      id, p.record->addrs, options_.dial_timeout,
+      [this, id, attempt, guard = std::weak_ptr<bool>(alive_)](Result<std::shared_ptr<Link>> link) {
+        if (guard.expired()) return;
+        onDialed(id, attempt, std::move(link));
+      });
 }
 
 void MeshCore::onDialed(const std::string& id, std::uint64_t attempt, Result<std::shared_ptr<Link>> link) {
@@ -328,7 +332,8 @@ void MeshCore::adopt(std::shared_ptr<Link> link) {
   auto it = peers_.find(id);
   if (id == options_.node || it == peers_.end() || !it->second->record) {
     ++counters_.links_refused_identity;
-    kLog->warn("mesh: refused a connection from {} ({}): no members record for that node", id, link->remoteAddress());
+    kLog->warn("mesh: refused a connection from {} ({}): no members record for that node", id,
+               link->remoteAddress());
     refuse(GoAwayReason::kIdentity, "no members record for " + id);
     return;
   }
@@ -350,7 +355,8 @@ void MeshCore::adopt(std::shared_ptr<Link> link) {
     p.link.reset();
     p.hello = false;
     failCallsOf(p, unavailable("connection to " + id + " replaced"));
-    old->close(GoAwayReason::kDuplicate, "another connection between " + options_.node + " and " + id + " won");
+    old->close(GoAwayReason::kDuplicate,
+               "another connection between " + options_.node + " and " + id + " won");
   }
   scheduler_.cancel(p.dial_timer);
   p.dial_timer = 0;
@@ -446,7 +452,8 @@ void MeshCore::onLinkMessage(const std::string& id, const Link* link, Message m)
              "sent " + std::string(frameTypeName(static_cast<std::uint8_t>(m.type))) + " before HELLO", true);
     return;
   }
-  if (p.hello && p.state == PeerState::kSuspect) setState(p, PeerState::kAlive, DeadReason::kNone);  // heard again
+  if (p.hello && p.state == PeerState::kSuspect)
+    setState(p, PeerState::kAlive, DeadReason::kNone);  // heard again
   switch (m.type) {
     case FrameType::kHello:
       return onHello(p, m);
@@ -497,7 +504,8 @@ void MeshCore::onHello(Peer& p, const Message& m) {
   }
   if (p.record && h->incarnation < p.record->incarnation) {
     // An older process of that node than the one its record announces: not the peer we want.
-    dropLink(p, PeerState::kDead, DeadReason::kRestarted, "stale incarnation " + std::to_string(h->incarnation), true);
+    dropLink(p, PeerState::kDead, DeadReason::kRestarted,
+             "stale incarnation " + std::to_string(h->incarnation), true);
     return;
   }
   p.hello = true;
@@ -541,7 +549,8 @@ void MeshCore::onPong(Peer& p, const Message& m) {
   if (!pong.isOk()) return;
   const std::int64_t rtt = clock_.now().time_since_epoch().count() - pong->echoed_ns;
   if (rtt < 0) return;
-  p.rtt_ewma_ns = p.rtt_samples.empty() ? static_cast<double>(rtt) : p.rtt_ewma_ns * 0.875 + static_cast<double>(rtt) * 0.125;
+  p.rtt_ewma_ns = p.rtt_samples.empty() ? static_cast<double>(rtt)
+                                        : p.rtt_ewma_ns * 0.875 + static_cast<double>(rtt) * 0.125;
   p.rtt_samples.push_back(rtt);
   if (p.rtt_samples.size() > kRttSamples) p.rtt_samples.pop_front();
   p.load = pong->in_flight;
@@ -598,9 +607,10 @@ void MeshCore::onRequest(Peer& p, Message m) {
     if (method.queue.size() >= method.options.max_queue) {
       ++counters_.requests_rejected;
       p.incoming.erase(m.id);
-      respond(resourceExhausted("method \"" + m.name + "\" on node " + options_.node + " is at its limit of " +
-                                std::to_string(method.options.max_concurrency) + " running and " +
-                                std::to_string(method.options.max_queue) + " queued requests"));
+      respond(resourceExhausted("method \"" + m.name + "\" on node " + options_.node +
+                                " is at its limit of " + std::to_string(method.options.max_concurrency) +
+                                " running and " + std::to_string(method.options.max_queue) +
+                                " queued requests"));
       return;
     }
     method.queue.push_back(std::move(in));
@@ -682,8 +692,10 @@ Status MeshCore::handle(std::string method, Handler handler, HandlerOptions opti
     return invalidArgument("method name must be 1-" + std::to_string(kMaxNameBytes) + " bytes");
   }
   if (!handler) return invalidArgument("method \"" + method + "\": empty handler");
-  if (options.max_concurrency == 0) return invalidArgument("method \"" + method + "\": max_concurrency must be > 0");
-  if (methods_.count(method) != 0) return Status(StatusCode::kAlreadyExists, "method \"" + method + "\" already has a handler");
+  if (options.max_concurrency == 0)
+    return invalidArgument("method \"" + method + "\": max_concurrency must be > 0");
+  if (methods_.count(method) != 0)
+    return Status(StatusCode::kAlreadyExists, "method \"" + method + "\" already has a handler");
   auto m = std::make_unique<Method>();
   m->name = method;
   m->handler = std::move(handler);
@@ -697,11 +709,11 @@ Status MeshCore::handle(std::string method, Handler handler, HandlerOptions opti
 void MeshCore::call(std::string_view peer, std::string_view method, std::string request, CallOptions options,
                     Done<Result<std::string>> done) {
   startCall(peer, method, std::move(request), options,
-             [done = std::move(done)](Result<std::string> r, bool) { done(std::move(r)); });
+            [done = std::move(done)](Result<std::string> r, bool) { done(std::move(r)); });
 }
 
-void MeshCore::startCall(std::string_view peer, std::string_view method, std::string request, CallOptions options,
-                          CallDone done) {
+void MeshCore::startCall(std::string_view peer, std::string_view method, std::string request,
+                         CallOptions options, CallDone done) {
   auto pc = std::make_unique<Pending>();
   pc->peer = std::string(peer);
   pc->method = std::string(method);
@@ -714,8 +726,8 @@ void MeshCore::startCall(std::string_view peer, std::string_view method, std::st
   } else if (pc->method.empty() || pc->method.size() > kMaxNameBytes) {
     bad = invalidArgument("method name must be 1-" + std::to_string(kMaxNameBytes) + " bytes");
   } else if (pc->request.size() > options_.max_message_bytes) {
-    bad = resourceExhausted("request of " + std::to_string(pc->request.size()) + " bytes is above maxMessageBytes " +
-                            std::to_string(options_.max_message_bytes));
+    bad = resourceExhausted("request of " + std::to_string(pc->request.size()) +
+                            " bytes is above maxMessageBytes " + std::to_string(options_.max_message_bytes));
   } else if (stopped_) {
     bad = Status(StatusCode::kCancelled, "mesh stopped");
   }
@@ -751,7 +763,8 @@ void MeshCore::startCall(std::string_view peer, std::string_view method, std::st
 }
 
 Status MeshCore::unavailableStatus(const Peer* p, std::string_view id) const {
-  if (p == nullptr || !p->record) return unavailable("peer " + std::string(id) + " is not a member (no members record)");
+  if (p == nullptr || !p->record)
+    return unavailable("peer " + std::string(id) + " is not a member (no members record)");
   std::string s = "peer " + std::string(id) + " is " + std::string(peerStateName(p->state));
   if (p->state == PeerState::kDead) s += " (" + std::string(deadReasonName(p->reason)) + ")";
   return unavailable(s);
@@ -826,7 +839,8 @@ void MeshCore::failCallsOf(Peer& p, const Status& why) {
 
 std::size_t MeshCore::broadcast(std::string_view method, std::string request, const PeerFilter& filter) {
   std::size_t sent = 0;
-  if (stopped_ || method.empty() || method.size() > kMaxNameBytes || request.size() > options_.max_message_bytes) {
+  if (stopped_ || method.empty() || method.size() > kMaxNameBytes ||
+      request.size() > options_.max_message_bytes) {
     return 0;
   }
   for (auto& [id, p] : peers_) {
@@ -849,8 +863,8 @@ std::size_t MeshCore::broadcast(std::string_view method, std::string request, co
   return sent;
 }
 
-void MeshCore::all(std::string_view method, std::string request, CallOptions options, const PeerFilter& filter,
-                   Done<std::vector<PeerReply>> done) {
+void MeshCore::all(std::string_view method, std::string request, CallOptions options,
+                   const PeerFilter& filter, Done<std::vector<PeerReply>> done) {
   std::vector<std::string> targets;
   for (const auto& [id, p] : peers_) {
     if (p->state == PeerState::kAlive && filter.matches(infoOf(*p))) targets.push_back(id);
@@ -887,8 +901,8 @@ struct MeshCore::AnyAttempt {
   Done<PeerReply> done;
 };
 
-void MeshCore::any(std::string_view method, std::string request, CallOptions options, const PeerFilter& filter,
-                   Done<PeerReply> done) {
+void MeshCore::any(std::string_view method, std::string request, CallOptions options,
+                   const PeerFilter& filter, Done<PeerReply> done) {
   // Least busy: our own in-flight calls to it plus its load from a PONG no older than 2 pings.
   std::vector<std::pair<std::uint64_t, std::string>> ranked;
   const TimePoint now = clock_.now();
@@ -899,10 +913,12 @@ void MeshCore::any(std::string_view method, std::string request, CallOptions opt
     ranked.emplace_back(static_cast<std::uint64_t>(load) + p->in_flight, id);
   }
   std::shuffle(ranked.begin(), ranked.end(), rng_);  // random tie-break
-  std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::stable_sort(ranked.begin(), ranked.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
   if (ranked.empty() || options.timeout <= Duration(0)) {
-    Status why = ranked.empty() ? unavailable("no alive, not overloaded peer matches the filter")
-                                : invalidArgument("any " + std::string(method) + ": a timeout above zero is required");
+    Status why = ranked.empty()
+                     ? unavailable("no alive, not overloaded peer matches the filter")
+                     : invalidArgument("any " + std::string(method) + ": a timeout above zero is required");
     scheduler_.post([done = std::move(done), why] { done({"", why}); });
     return;
   }
@@ -922,17 +938,17 @@ void MeshCore::anyStep(std::shared_ptr<AnyAttempt> a) {
   CallOptions o = a->options;
   o.timeout = a->deadline - clock_.now();
   startCall(target, a->method, a->request, o,
-             [this, a, target, guard = std::weak_ptr<bool>(alive_)](Result<std::string> r, bool sent) {
-               // Another peer only if this one never got the request, or repeating it is harmless.
-               const bool retry = !guard.expired() && !r.isOk() && r.status().code() == StatusCode::kUnavailable &&
-                                  (!sent || a->options.idempotent) && a->next < a->order.size() &&
-                                  clock_.now() < a->deadline;
-               if (retry) {
-                 anyStep(a);
-                 return;
-               }
-               a->done({target, std::move(r)});
-             });
+            [this, a, target, guard = std::weak_ptr<bool>(alive_)](Result<std::string> r, bool sent) {
+              // Another peer only if this one never got the request, or repeating it is harmless.
+              const bool retry =
+                  !guard.expired() && !r.isOk() && r.status().code() == StatusCode::kUnavailable &&
+                  (!sent || a->options.idempotent) && a->next < a->order.size() && clock_.now() < a->deadline;
+              if (retry) {
+                anyStep(a);
+                return;
+              }
+              a->done({target, std::move(r)});
+            });
 }
 
 // ---- Metadata
@@ -942,8 +958,9 @@ Status MeshCore::setMeta(std::string key, std::string value) {
     return invalidArgument("metadata key must be 1-" + std::to_string(kMaxNameBytes) + " bytes");
   }
   if (value.size() > kMaxMetaBytes - key.size()) {
-    return resourceExhausted("metadata value of " + std::to_string(value.size()) + " bytes is above the limit of " +
-                             std::to_string(kMaxMetaBytes) + " for keys and values together");
+    return resourceExhausted("metadata value of " + std::to_string(value.size()) +
+                             " bytes is above the limit of " + std::to_string(kMaxMetaBytes) +
+                             " for keys and values together");
   }
   auto next = meta_;
   next[std::move(key)] = std::move(value);
@@ -992,7 +1009,8 @@ void MeshCore::tick() {
     // Our own timers ran late (a paused process, an overloaded host): the silence we measured is
     // ours, not theirs. Declare ourselves degraded and give every peer a fresh start.
     ++counters_.slipped_ticks;
-    if (!degraded_) kLog->warn("mesh: node {} is degraded: its timers slipped; no peer declared dead", options_.node);
+    if (!degraded_)
+      kLog->warn("mesh: node {} is degraded: its timers slipped; no peer declared dead", options_.node);
     degraded_ = true;
     for (auto& [id, p] : peers_) p->last_heard = std::max(p->last_heard, now);
     return;
@@ -1004,17 +1022,20 @@ void MeshCore::tick() {
     const Duration silence = now - p.last_heard;
     if (p.link && !p.hello && now - p.linked_at >= options_.dial_timeout) {
       ++counters_.protocol_errors;
-      dropLink(p, PeerState::kSuspect, DeadReason::kProtocol, "no HELLO within " + std::to_string(ms(options_.dial_timeout)) + " ms", true);
+      dropLink(p, PeerState::kSuspect, DeadReason::kProtocol,
+               "no HELLO within " + std::to_string(ms(options_.dial_timeout)) + " ms", true);
       continue;
     }
     if (silence >= options_.dead_after) {
       if (p.state != PeerState::kDead) {
         dropLink(p, PeerState::kDead, DeadReason::kUnreachable,
-                 "nothing heard for " + std::to_string(ms(silence)) + " ms while its members record is fresh", true);
+                 "nothing heard for " + std::to_string(ms(silence)) + " ms while its members record is fresh",
+                 true);
       }
       continue;
     }
-    if (silence >= options_.suspect_after && p.state == PeerState::kAlive) setState(p, PeerState::kSuspect, DeadReason::kNone);
+    if (silence >= options_.suspect_after && p.state == PeerState::kAlive)
+      setState(p, PeerState::kSuspect, DeadReason::kNone);
     if (p.link && p.hello && now - p.last_sent >= options_.ping_interval) {
       Message m;
       m.type = FrameType::kPing;

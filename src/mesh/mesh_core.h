@@ -149,7 +149,7 @@ class MeshCore {
   void onMetaPush(Peer& p, const Message& m);
   // Calls.
   void startCall(std::string_view peer, std::string_view method, std::string request, CallOptions options,
-                  CallDone done);
+                 CallDone done);
   void anyStep(std::shared_ptr<AnyAttempt> a);
   void trySend(std::uint64_t call_id);
   void complete(std::uint64_t call_id, Result<std::string> result);

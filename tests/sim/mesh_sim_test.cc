@@ -77,7 +77,8 @@ class MeshSim {
         sim_.core(a).call(b, "echo", "final", within(2s), [o](Result<std::string> r) { *o = std::move(r); });
         sim_.loop().advance(2100ms);
         if (!*o || !(*o)->isOk()) {
-          fail("(s) call " + a + "->" + b + " after healing: " + (*o ? (*o)->status().toString() : "no answer"));
+          fail("(s) call " + a + "->" + b +
+               " after healing: " + (*o ? (*o)->status().toString() : "no answer"));
         }
       }
     }
@@ -110,7 +111,8 @@ class MeshSim {
     if (trace_.size() > 200) trace_.erase(trace_.begin());
   }
   void fail(const std::string& s) {
-    if (failures_.size() < 5) failures_.push_back("t=" + std::to_string(toMillis(sim_.loop().elapsed())) + "ms " + s);
+    if (failures_.size() < 5)
+      failures_.push_back("t=" + std::to_string(toMillis(sim_.loop().elapsed())) + "ms " + s);
   }
 
   void startNode(const std::string& id) {
@@ -118,28 +120,31 @@ class MeshSim {
     // Sometimes the higher id dials at once too, so dials cross and duplicates must be resolved.
     std::uniform_int_distribution<int> eager(0, 2);
     const Duration higher_dial = eager(rng_) == 0 ? 0ms : eager(rng_) == 0 ? 30ms : 2s;
-    sim_.start(id, [higher_dial](MeshOptions& o) { o.higher_dial_delay = higher_dial; }, [this, id](MeshCore& core) {
-      auto ok = [](Status s) {
-        if (!s.isOk()) std::abort();
-      };
-      ok(core.handle("echo", [](const CallContext&, std::string r, Reply reply) { reply(std::move(r)); }));
-      ok(core.handle("fail", [](const CallContext&, std::string, Reply reply) {
-        reply(Status(StatusCode::kAborted, "stale epoch"));
-      }));
-      ok(core.handle("hang", [](const CallContext&, std::string, Reply) {}));
-      HandlerOptions few;
-      few.max_concurrency = 2;
-      few.max_queue = 4;
-      ok(core.handle(
-          "slow",
-          [this, id](const CallContext& ctx, std::string r, Reply reply) {
-            if (sim_.loop().now() >= ctx.deadline()) fail("(h) " + id + " ran an expired request");
-            std::uniform_int_distribution<int> d(1, 800);
-            sim_.scheduler(id).runAfter(std::chrono::milliseconds(d(rng_)),
-                                        [reply, r = std::move(r)]() mutable { reply(std::move(r)); });
-          },
-          few));
-    });
+    sim_.start(
+        id, [higher_dial](MeshOptions& o) { o.higher_dial_delay = higher_dial; },
+        [this, id](MeshCore& core) {
+          auto ok = [](Status s) {
+            if (!s.isOk()) std::abort();
+          };
+          ok(core.handle("echo",
+                         [](const CallContext&, std::string r, Reply reply) { reply(std::move(r)); }));
+          ok(core.handle("fail", [](const CallContext&, std::string, Reply reply) {
+            reply(Status(StatusCode::kAborted, "stale epoch"));
+          }));
+          ok(core.handle("hang", [](const CallContext&, std::string, Reply) {}));
+          HandlerOptions few;
+          few.max_concurrency = 2;
+          few.max_queue = 4;
+          ok(core.handle(
+              "slow",
+              [this, id](const CallContext& ctx, std::string r, Reply reply) {
+                if (sim_.loop().now() >= ctx.deadline()) fail("(h) " + id + " ran an expired request");
+                std::uniform_int_distribution<int> d(1, 800);
+                sim_.scheduler(id).runAfter(std::chrono::milliseconds(d(rng_)),
+                                            [reply, r = std::move(r)]() mutable { reply(std::move(r)); });
+              },
+              few));
+        });
   }
 
   // The calls a killed process made die with it: nobody is left to be told.
@@ -264,7 +269,8 @@ class MeshSim {
     const TimePoint now = sim_.loop().now();
     for (const auto& [id, c] : open_) {
       if (now > c.deadline) {
-        fail("(c) " + c.what + " still open " + std::to_string(toMillis(now - c.deadline)) + " ms after its deadline");
+        fail("(c) " + c.what + " still open " + std::to_string(toMillis(now - c.deadline)) +
+             " ms after its deadline");
         open_.erase(id);
         break;
       }

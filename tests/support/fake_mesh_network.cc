@@ -32,7 +32,11 @@ class FakeLink final : public mesh::Link {
  public:
   FakeLink(FakeMeshNetwork& net, std::weak_ptr<FakeMeshNetwork::Conn> conn, int side, std::string peer,
            std::string fingerprint)
-      : net_(net), conn_(std::move(conn)), side_(side), peer_(std::move(peer)), fingerprint_(std::move(fingerprint)) {}
+      : net_(net),
+        conn_(std::move(conn)),
+        side_(side),
+        peer_(std::move(peer)),
+        fingerprint_(std::move(fingerprint)) {}
 
   void start(mesh::LinkEvents events) override {
     events_ = std::move(events);
@@ -216,7 +220,9 @@ void FakeMeshNetwork::partition(const std::string& a, const std::string& b) {
   partitionOneWay(b, a);
 }
 
-void FakeMeshNetwork::partitionOneWay(const std::string& from, const std::string& to) { blocked_.insert({from, to}); }
+void FakeMeshNetwork::partitionOneWay(const std::string& from, const std::string& to) {
+  blocked_.insert({from, to});
+}
 
 void FakeMeshNetwork::heal(const std::string& a, const std::string& b) {
   blocked_.erase({a, b});
@@ -294,11 +300,13 @@ void FakeMeshNetwork::dial(Endpoint& from, const std::string& node, const std::v
   std::string target = addrs.empty() ? node : addrs.front().substr(0, addrs.front().find(':'));
   auto it = endpoints_.find(target);
   if (blocked(from.node, target) || blocked(target, from.node)) {
-    fail_at(loop_.now() + timeout, deadlineExceeded("connect to " + target + ":7000 timed out"), std::move(done));
+    fail_at(loop_.now() + timeout, deadlineExceeded("connect to " + target + ":7000 timed out"),
+            std::move(done));
     return;
   }
   if (it == endpoints_.end() || !it->second->listening) {
-    fail_at(loop_.now() + drawDelay(), unavailable("connection refused by " + target + ":7000"), std::move(done));
+    fail_at(loop_.now() + drawDelay(), unavailable("connection refused by " + target + ":7000"),
+            std::move(done));
     return;
   }
   Endpoint& to = *it->second;
@@ -312,9 +320,10 @@ void FakeMeshNetwork::dial(Endpoint& from, const std::string& node, const std::v
   const Duration d2 = drawDelay();
   if (to_id != node) {
     ++from.refusals[mesh::RefusedReason::kSan];
-    fail_at(loop_.now() + d1 + d2,
-            Status(StatusCode::kPermissionDenied, "certificate names \"" + to_id + "\", dialed \"" + node + "\""),
-            std::move(done));
+    fail_at(
+        loop_.now() + d1 + d2,
+        Status(StatusCode::kPermissionDenied, "certificate names \"" + to_id + "\", dialed \"" + node + "\""),
+        std::move(done));
     return;
   }
   auto conn = std::make_shared<Conn>();
@@ -326,7 +335,10 @@ void FakeMeshNetwork::dial(Endpoint& from, const std::string& node, const std::v
   conn->link[1] = std::make_shared<FakeLink>(*this, conn, 1, from_id, from_fp);
   conn->last_delivery[0] = conn->last_delivery[1] = loop_.now() + d1;
   conns_.erase(std::remove_if(conns_.begin(), conns_.end(),
-                              [](const auto& c) { return c->closed[0] && c->closed[1] && c->held[0].empty() && c->held[1].empty(); }),
+                              [](const auto& c) {
+                                return c->closed[0] && c->closed[1] && c->held[0].empty() &&
+                                       c->held[1].empty();
+                              }),
                conns_.end());
   conns_.push_back(conn);
   auto accept = to.on_accept;
@@ -400,11 +412,13 @@ void FakeMeshNetwork::resync(FakeMemberSource* s) {
   });
 }
 
-std::unique_ptr<FakeMeshTransport> FakeMeshNetwork::transport(const std::string& node, FakeScheduler& scheduler) {
+std::unique_ptr<FakeMeshTransport> FakeMeshNetwork::transport(const std::string& node,
+                                                              FakeScheduler& scheduler) {
   return std::make_unique<FakeMeshTransport>(*this, node, scheduler);
 }
 
-std::unique_ptr<FakeMemberSource> FakeMeshNetwork::members(const std::string& node, FakeScheduler& scheduler) {
+std::unique_ptr<FakeMemberSource> FakeMeshNetwork::members(const std::string& node,
+                                                           FakeScheduler& scheduler) {
   return std::make_unique<FakeMemberSource>(*this, node, scheduler);
 }
 
@@ -434,7 +448,9 @@ void FakeMeshTransport::stop() { endpoint_->listening = false; }
 
 std::string FakeMeshTransport::listenAddress() const { return endpoint_->node + ":7000"; }
 
-std::map<mesh::RefusedReason, std::uint64_t> FakeMeshTransport::refusals() const { return endpoint_->refusals; }
+std::map<mesh::RefusedReason, std::uint64_t> FakeMeshTransport::refusals() const {
+  return endpoint_->refusals;
+}
 
 // ---- FakeMemberSource
 

@@ -106,9 +106,9 @@ class FakeMeshNetwork {
   std::mt19937_64 rng_;
   std::set<std::pair<std::string, std::string>> blocked_;  // (from, to)
   std::set<std::string> cut_from_members_;
-  std::map<std::string, Endpoint*> endpoints_;  // by node
+  std::map<std::string, Endpoint*> endpoints_;                            // by node
   std::map<std::string, std::pair<std::string, std::string>> presented_;  // node -> (id, fingerprint)
-  std::vector<std::shared_ptr<Conn>> conns_;  // pruned once both ends are closed
+  std::vector<std::shared_ptr<Conn>> conns_;                              // pruned once both ends are closed
   std::map<std::string, mesh::MemberRecord> registry_;
   std::set<FakeMemberSource*> sources_;
   std::uint64_t delivered_ = 0;
@@ -120,7 +120,8 @@ class FakeMeshTransport final : public mesh::Transport {
   ~FakeMeshTransport() override;
 
   Status listen(AcceptFn on_accept) override;
-  void dial(const std::string& node, const std::vector<std::string>& addrs, Duration timeout, DialFn done) override;
+  void dial(const std::string& node, const std::vector<std::string>& addrs, Duration timeout,
+            DialFn done) override;
   void stop() override;
   std::string listenAddress() const override;
   std::map<mesh::RefusedReason, std::uint64_t> refusals() const override;

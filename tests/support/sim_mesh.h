@@ -44,8 +44,9 @@ class SimMesh {
     o.seed = seed_ * 1000 + o.incarnation * 31 + std::hash<std::string>{}(id) % 1000;
     if (tune) tune(o);
     FakeScheduler* sched = n.scheduler.get();
-    n.core = std::make_unique<mesh::MeshCore>(o, loop_, *n.scheduler, *n.transport, *n.members,
-                                              [sched](std::function<void()> f) { sched->post(std::move(f)); });
+    n.core =
+        std::make_unique<mesh::MeshCore>(o, loop_, *n.scheduler, *n.transport, *n.members,
+                                         [sched](std::function<void()> f) { sched->post(std::move(f)); });
     if (setup) setup(*n.core);
     Status s = n.core->start();
     if (!s.isOk()) std::abort();

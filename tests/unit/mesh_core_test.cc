@@ -17,7 +17,9 @@ using test::FakeMeshNetwork;
 using test::SimMesh;
 
 void echo(MeshCore& core) {
-  ASSERT_TRUE(core.handle("echo", [](const CallContext&, std::string req, Reply reply) { reply(std::move(req)); }).isOk());
+  ASSERT_TRUE(
+      core.handle("echo", [](const CallContext&, std::string req, Reply reply) { reply(std::move(req)); })
+          .isOk());
 }
 
 // The result of one call, with when it ended and how often (exactly once is the rule).
@@ -137,12 +139,13 @@ TEST(MeshCore, ARequestThatExpiresInTheQueueIsNeverRun) {
   sim.start("b", {}, [&](MeshCore& c) {
     HandlerOptions one;
     one.max_concurrency = 1;
-    ASSERT_TRUE(c.handle("slow",
-                         [&](const CallContext&, std::string, Reply reply) {
-                           ++runs;
-                           held.push_back(std::move(reply));
-                         },
-                         one)
+    ASSERT_TRUE(c.handle(
+                     "slow",
+                     [&](const CallContext&, std::string, Reply reply) {
+                       ++runs;
+                       held.push_back(std::move(reply));
+                     },
+                     one)
                     .isOk());
   });
   ASSERT_TRUE(settle(sim));
@@ -167,9 +170,11 @@ TEST(MeshCore, AFullQueueAnswersResourceExhausted) {
     HandlerOptions tiny;
     tiny.max_concurrency = 1;
     tiny.max_queue = 1;
-    ASSERT_TRUE(
-        c.handle("slow", [&](const CallContext&, std::string, Reply reply) { held.push_back(std::move(reply)); }, tiny)
-            .isOk());
+    ASSERT_TRUE(c.handle(
+                     "slow",
+                     [&](const CallContext&, std::string, Reply reply) { held.push_back(std::move(reply)); },
+                     tiny)
+                    .isOk());
   });
   ASSERT_TRUE(settle(sim));
   Outcome o1, o2, o3;
@@ -207,7 +212,9 @@ TEST(MeshCore, AllNeverWaitsOnAPeerThatDies) {
   sim.start("a");
   sim.start("b", {}, echo);
   sim.start("c", {}, [&](MeshCore& c) {
-    ASSERT_TRUE(c.handle("echo", [&](const CallContext&, std::string, Reply reply) { held = std::move(reply); }).isOk());
+    ASSERT_TRUE(c.handle("echo", [&](const CallContext&, std::string, Reply reply) {
+                   held = std::move(reply);
+                 }).isOk());
   });
   ASSERT_TRUE(settle(sim));
   std::optional<std::vector<PeerReply>> replies;
@@ -235,13 +242,17 @@ TEST(MeshCore, AnyPicksTheLeastBusyAndSkipsDeadPeers) {
   std::vector<Reply> held_b;
   sim.start("a");
   sim.start("b", {}, [&](MeshCore& c) {
-    ASSERT_TRUE(c.handle("work", [&](const CallContext&, std::string, Reply r) { held_b.push_back(std::move(r)); }).isOk());
+    ASSERT_TRUE(c.handle("work", [&](const CallContext&, std::string, Reply r) {
+                   held_b.push_back(std::move(r));
+                 }).isOk());
   });
   sim.start("c", {}, [](MeshCore& c) {
-    ASSERT_TRUE(c.handle("work", [](const CallContext&, std::string, Reply r) { r(std::string("c")); }).isOk());
+    ASSERT_TRUE(
+        c.handle("work", [](const CallContext&, std::string, Reply r) { r(std::string("c")); }).isOk());
   });
   sim.start("d", {}, [](MeshCore& c) {
-    ASSERT_TRUE(c.handle("work", [](const CallContext&, std::string, Reply r) { r(std::string("d")); }).isOk());
+    ASSERT_TRUE(
+        c.handle("work", [](const CallContext&, std::string, Reply r) { r(std::string("d")); }).isOk());
   });
   ASSERT_TRUE(settle(sim));
   // Make b busy with calls of ours, and kill d: any must answer from c every time.
@@ -268,8 +279,10 @@ TEST(MeshCore, DivisionsMatchWholeSegments) {
   EXPECT_FALSE(divisionMatches("dc1/r2", ""));
   SimMesh sim;
   sim.start("a");
-  sim.start("b", [](MeshOptions& o) { o.division = "dc1/r2"; }, echo);
-  sim.start("c", [](MeshOptions& o) { o.division = "dc1/r20"; }, echo);
+  sim.start(
+      "b", [](MeshOptions& o) { o.division = "dc1/r2"; }, echo);
+  sim.start(
+      "c", [](MeshOptions& o) { o.division = "dc1/r20"; }, echo);
   ASSERT_TRUE(settle(sim));
   std::optional<std::vector<PeerReply>> replies;
   PeerFilter f;
@@ -290,8 +303,8 @@ TEST(MeshCore, APartitionMakesPeersDeadUnreachableAndHealingBringsThemBack) {
   sim.core("a").onPeerEvent([&](const PeerInfo& p) { events.push_back(p); });
   const TimePoint cut = sim.loop().now();
   sim.net().partition("a", "b");  // NATS still works for both: records stay fresh
-  ASSERT_TRUE(sim.loop().runUntilCondition(
-      [&] { return sim.core("a").peer("b")->state == PeerState::kDead; }, cut + 10s));
+  ASSERT_TRUE(sim.loop().runUntilCondition([&] { return sim.core("a").peer("b")->state == PeerState::kDead; },
+                                           cut + 10s));
   EXPECT_LE(sim.loop().now() - cut, 5s + 200ms);  // dead_after plus one tick
   EXPECT_EQ(sim.core("a").peer("b")->reason, DeadReason::kUnreachable);
   ASSERT_FALSE(events.empty());
@@ -336,7 +349,8 @@ TEST(MeshCore, AConnectionWhoseCertificateIsNotInTheRecordIsRefused) {
   sim.start("a", {}, echo);
   // b's record lists another fingerprint (its certificate was rotated away, or this is an impostor
   // holding a CA-signed certificate for "b" that the operator never enrolled).
-  sim.start("b", [](MeshOptions& o) { o.cert_sha256 = {std::string(64, 'f')}; }, echo);
+  sim.start(
+      "b", [](MeshOptions& o) { o.cert_sha256 = {std::string(64, 'f')}; }, echo);
   sim.loop().advance(3s);
   EXPECT_NE(sim.core("a").peer("b")->state, PeerState::kAlive);
   EXPECT_GE(sim.core("a").counters().links_refused_identity, 1u);
@@ -369,7 +383,8 @@ TEST(MeshCore, MetadataReachesPeersAndTheHighestVersionWins) {
   EXPECT_EQ(p->meta.at("role"), "db");
   EXPECT_EQ(p->meta.at("zone"), "z1");
   EXPECT_EQ(p->meta_version, 2u);
-  EXPECT_EQ(sim.core("a").setMeta("big", std::string(kMaxMetaBytes, 'x')).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(sim.core("a").setMeta("big", std::string(kMaxMetaBytes, 'x')).code(),
+            StatusCode::kResourceExhausted);
   EXPECT_EQ(sim.core("a").meta().count("big"), 0u);
   // A node that connects later gets the current map on HELLO.
   sim.start("c");
