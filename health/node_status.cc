@@ -1,6 +1,8 @@
 // NodeStatus <-> JSON: strict on types so a garbled reply is an error, not a default.
 #include "hacoord/node_status.h"
 
+#include <cmath>
+
 #include <json/json.h>
 
 #include "core/json_reader.h"
@@ -16,6 +18,17 @@ json::Rules statusRules() {
 }
 
 bool isRoleName(std::string_view role) { return role == "leader" || role == "follower" || role == "stopped"; }
+
+bool isPeerStateName(std::string_view s) {
+  return s == "connecting" || s == "alive" || s == "suspect" || s == "dead";
+}
+
+bool validRtt(double ms) { return std::isfinite(ms) && ms >= 0; }
+
+bool isDeadReasonName(std::string_view r) {
+  return r.empty() || r == "unreachable" || r == "departed" || r == "restarted" || r == "identity" ||
+         r == "protocol";
+}
 
 }  // namespace
 
@@ -47,6 +60,23 @@ std::string NodeStatus::toJson() const {
   v["candidate"] = candidate;
   v["hooksOverrunning"] = hooks_overrunning;
   v["version"] = version;
+  if (!peers.empty()) {
+    Json::Value peers_json(Json::arrayValue);
+    for (const PeerStatus& p : peers) {
+      Json::Value pj(Json::objectValue);
+      pj["id"] = p.id;
+      pj["state"] = p.state;
+      pj["reason"] = p.reason;
+      pj["division"] = p.division;
+      pj["type"] = p.type;
+      pj["incarnation"] = Json::UInt64(p.incarnation);
+      pj["rttMs"] = p.rtt_ms;
+      pj["rttP99Ms"] = p.rtt_p99_ms;
+      pj["address"] = p.address;
+      peers_json.append(std::move(pj));
+    }
+    v["peers"] = std::move(peers_json);
+  }
   Json::StreamWriterBuilder writer;
   writer["indentation"] = "";
   return Json::writeString(writer, v);
@@ -89,6 +119,34 @@ Result<NodeStatus> NodeStatus::fromJson(std::string_view text) {
     top->require("candidate", s.candidate);
     top->read("hooksOverrunning", s.hooks_overrunning);  // optional: older nodes do not send it
     top->require("version", s.version);
+    // Optional: older nodes and nodes without a mesh do not send it. Strict when present.
+    if (auto peers = top->get("peers").array("objects")) {
+      for (const json::Value& item : *peers) {
+        auto peer = item.object(json::kIgnoreUnknownKeys);
+        if (!peer) break;
+        PeerStatus p;
+        peer->require("id", p.id);
+        if (peer->require("state", p.state) && !isPeerStateName(p.state)) {
+          peer->fail("state",
+                     "must be connecting, alive, suspect or dead (got " + json::quote(p.state) + ")");
+        }
+        if (peer->require("reason", p.reason) && !isDeadReasonName(p.reason)) {
+          peer->fail("reason", "must be empty, unreachable, departed, restarted, identity or protocol (got " +
+                                   json::quote(p.reason) + ")");
+        }
+        peer->require("division", p.division);
+        peer->require("type", p.type);
+        peer->require("incarnation", p.incarnation);
+        if (peer->require("rttMs", p.rtt_ms) && !validRtt(p.rtt_ms)) {
+          peer->fail("rttMs", "must be at least 0 and finite");
+        }
+        if (peer->require("rttP99Ms", p.rtt_p99_ms) && !validRtt(p.rtt_p99_ms)) {
+          peer->fail("rttP99Ms", "must be at least 0 and finite");
+        }
+        peer->require("address", p.address);
+        s.peers.push_back(std::move(p));
+      }
+    }
   }
   if (!problems.ok()) return problems.toStatus("status JSON");
   return s;

@@ -28,6 +28,8 @@ NodeStatus sample() {
   s.candidate = false;
   s.hooks_overrunning = true;
   s.version = "0.1.0";
+  s.peers = {{"n2", "alive", "", "dc1/r2", "db", 7, 1.25, 3.5, "127.0.0.1:4100"},
+             {"n3", "dead", "departed", "", "", 18446744073709551615ull, 0, 0, ""}};
   return s;
 }
 
@@ -52,9 +54,9 @@ TEST(NodeStatusJson, UsesTheDesignKeys) {
   Json::Value v = parse(sample().toJson());
   std::vector<std::string> keys = v.getMemberNames();
   std::sort(keys.begin(), keys.end());
-  EXPECT_EQ(keys,
-            (std::vector<std::string>{"candidate", "checks", "epoch", "healthy", "hooksOverrunning", "leader",
-                                      "natsConnected", "nodeId", "role", "uptimeMs", "version", "vip"}));
+  EXPECT_EQ(keys, (std::vector<std::string>{"candidate", "checks", "epoch", "healthy", "hooksOverrunning",
+                                            "leader", "natsConnected", "nodeId", "peers", "role", "uptimeMs",
+                                            "version", "vip"}));
   EXPECT_EQ(v["nodeId"].asString(), "node-1");
   EXPECT_EQ(v["epoch"].asUInt64(), 18446744073709551615ull);
   EXPECT_EQ(v["uptimeMs"].asInt64(), 123456789012);
@@ -67,6 +69,15 @@ TEST(NodeStatusJson, UsesTheDesignKeys) {
   EXPECT_EQ(v["checks"][1]["lastResult"].asString(), "fail: HTTP 500 Internal Server Error");
   EXPECT_EQ(v["checks"][1]["consecutivePasses"].asInt(), 0);
   EXPECT_EQ(v["checks"][1]["consecutiveFailures"].asInt(), 3);
+  ASSERT_EQ(v["peers"].size(), 2u);
+  std::vector<std::string> peer_keys = v["peers"][0].getMemberNames();
+  std::sort(peer_keys.begin(), peer_keys.end());
+  EXPECT_EQ(peer_keys, (std::vector<std::string>{"address", "division", "id", "incarnation", "reason",
+                                                 "rttMs", "rttP99Ms", "state", "type"}));
+  EXPECT_EQ(v["peers"][0]["state"].asString(), "alive");
+  EXPECT_DOUBLE_EQ(v["peers"][0]["rttMs"].asDouble(), 1.25);
+  EXPECT_EQ(v["peers"][1]["reason"].asString(), "departed");
+  EXPECT_EQ(v["peers"][1]["incarnation"].asUInt64(), 18446744073709551615ull);
   // One line: replies travel as single NATS messages and are logged as such.
   EXPECT_EQ(sample().toJson().find('\n'), std::string::npos);
 }
@@ -94,10 +105,47 @@ TEST(NodeStatusJson, HooksOverrunningIsOptionalForOlderNodes) {
   EXPECT_FALSE(bad.isOk());
 }
 
+void expectRejected(const std::string& json, const std::string& prefix);
+
+// A node from before the mesh (or without one) sends no peers: no peers, not an error.
+TEST(NodeStatusJson, PeersAreOptionalButStrictWhenPresent) {
+  auto r = NodeStatus::fromJson(edited([](Json::Value& v) { v.removeMember("peers"); }));
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_TRUE(r->peers.empty());
+  NodeStatus without = sample();
+  without.peers.clear();
+  EXPECT_EQ(without.toJson().find("peers"), std::string::npos);
+  // An integer rtt is a number too.
+  auto integral = NodeStatus::fromJson(edited([](Json::Value& v) { v["peers"][0]["rttMs"] = 2; }));
+  ASSERT_TRUE(integral.isOk()) << integral.status().toString();
+  EXPECT_EQ(integral->peers[0].rtt_ms, 2.0);
+
+  expectRejected(edited([](Json::Value& v) { v["peers"] = "n2"; }),
+                 "status JSON: peers: expected an array of objects, got string");
+  expectRejected(edited([](Json::Value& v) { v["peers"][1] = 3; }),
+                 "status JSON: peers[1]: expected an object, got number");
+  expectRejected(edited([](Json::Value& v) { v["peers"][0].removeMember("id"); }),
+                 "status JSON: peers[0].id: required");
+  expectRejected(edited([](Json::Value& v) { v["peers"][0]["state"] = "zombie"; }),
+                 "status JSON: peers[0].state: must be connecting, alive, suspect or dead (got \"zombie\")");
+  expectRejected(edited([](Json::Value& v) { v["peers"][1]["reason"] = "bored"; }),
+                 "status JSON: peers[1].reason: must be empty, unreachable, departed, restarted, identity or "
+                 "protocol (got \"bored\")");
+  expectRejected(edited([](Json::Value& v) { v["peers"][0]["incarnation"] = -1; }),
+                 "status JSON: peers[0].incarnation: ");
+  expectRejected(edited([](Json::Value& v) { v["peers"][0]["rttMs"] = "1.5"; }),
+                 "status JSON: peers[0].rttMs: expected a number, got string");
+  expectRejected(edited([](Json::Value& v) { v["peers"][0]["rttP99Ms"] = -1.5; }),
+                 "status JSON: peers[0].rttP99Ms: must be at least 0");
+  expectRejected(edited([](Json::Value& v) { v["peers"][0]["address"] = Json::Value(); }),
+                 "status JSON: peers[0].address: expected a string, got null");
+}
+
 TEST(NodeStatusJson, IgnoresUnknownKeysForForwardCompatibility) {
   auto r = NodeStatus::fromJson(edited([](Json::Value& v) {
     v["futureField"] = 1;
     v["checks"][0]["latencyMs"] = 3;
+    v["peers"][0]["load"] = 4;
   }));
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   EXPECT_EQ(*r, sample());

@@ -8,6 +8,7 @@
 
 #include "hacoord/config.h"
 #include "hacoord/hooks.h"
+#include "hacoord/mesh.h"
 #include "hacoord/node.h"
 #include "hacoord/node_status.h"
 #include "hacoord/status.h"
@@ -54,6 +55,9 @@ class Manager {
 
   NodeStatus status() const;
   Node& node();
+  // The peer mesh (config section "mesh"), started with the node; nullptr when not configured or
+  // before start(). Register application handlers on it (the daemon serves "sys.ping" itself).
+  Mesh* mesh();
   // The HTTP listener's port (0 when none): lets tests and tools use "host:0".
   int httpPort() const;
 

@@ -29,6 +29,21 @@ struct VipStatus {
   bool operator==(const VipStatus&) const = default;
 };
 
+// One mesh peer as this node sees it (DESIGN §6.3).
+struct PeerStatus {
+  std::string id;
+  std::string state;   // "connecting", "alive", "suspect" or "dead"
+  std::string reason;  // "" or, when dead: unreachable, departed, restarted, identity, protocol
+  std::string division;
+  std::string type;
+  uint64_t incarnation = 0;
+  double rtt_ms = 0;      // EWMA of the PING round trips
+  double rtt_p99_ms = 0;  // p99 of the recent round trips
+  std::string address;    // the connection's remote address, "" when not connected
+
+  bool operator==(const PeerStatus&) const = default;
+};
+
 struct NodeStatus {
   std::string node_id;
   std::string role;    // "leader", "follower" or "stopped" (roleName())
@@ -42,10 +57,13 @@ struct NodeStatus {
   bool candidate = true;           // this node campaigns for the lease
   bool hooks_overrunning = false;  // a hook is past its time limit (the node left candidacy)
   std::string version;             // hacoord version string
+  std::vector<PeerStatus> peers;   // mesh peers; empty without a mesh
 
   // Compact JSON with camelCase keys: nodeId, role, leader, epoch, uptimeMs, natsConnected,
   // vip {address, held}, checks [{name, type, healthy, lastResult, consecutivePasses,
-  // consecutiveFailures}], healthy, candidate, hooksOverrunning (optional when decoding), version.
+  // consecutiveFailures}], healthy, candidate, hooksOverrunning (optional when decoding), version,
+  // peers [{id, state, reason, division, type, incarnation, rttMs, rttP99Ms, address}] (optional
+  // when decoding: older nodes and nodes without a mesh omit it).
   std::string toJson() const;
 
   // Strict on what is there: every key above is required with its JSON type, the role must be

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "hacoord/config.h"
+#include "hacoord/node_status.h"
 
 namespace hacoord::cli {
 
@@ -32,9 +33,14 @@ void printError(const std::string& message);
 // Loads --config or prints the reason; returns false on failure.
 bool loadConfigOption(const Args& args, Config& config);
 
+// One line per mesh peer (id, state[/reason], rtt, division, incarnation, address), each prefixed
+// by `indent`, under a header line.
+void printPeers(const std::vector<PeerStatus>& peers, const char* indent = "");
+
 int runDaemon(const Args& args);
 int runStatus(const Args& args);
 int runControl(const Args& args);  // health, promote, demote, join, leave
+int runPeers(const Args& args);    // the local node's mesh peers
 int runInit(const Args& args);
 int runCerts(const Args& args);  // certs init-ca, certs issue
 

@@ -113,6 +113,10 @@ int runControl(const Args& args) {
         std::printf("check     %-16s %-4s %s\n", c.name.c_str(), c.healthy ? "ok" : "FAIL",
                     c.last_result.c_str());
       }
+      if (!s->peers.empty()) {
+        std::printf("mesh peers\n");
+        printPeers(s->peers, "  ");
+      }
     }
     return s->healthy ? kExitOk : kExitFailure;
   }

@@ -1,5 +1,5 @@
-// hacoord: the command-line entry point (daemon, status, health, promote, demote, join, leave, init,
-// certs).
+// hacoord: the command-line entry point (daemon, status, health, peers, promote, demote, join, leave,
+// init, certs).
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -22,6 +22,8 @@ constexpr const char* kUsage =
     "  demote --config FILE [NODE] [--force]  NODE (default: the leader) hands over\n"
     "                                       (at most one handover per cooldownMs; --force: the\n"
     "                                       operator's NATS user overrides that)\n"
+    "  peers --config FILE [--json]         this config's node's mesh peers: state, rtt, division;\n"
+    "                                       exit 1 if it does not answer or has no mesh\n"
     "  join --config FILE [NODE]            NODE (default: this config's node) becomes a candidate\n"
     "  leave --config FILE [NODE]           NODE stops being a candidate (hands over if leader)\n"
     "  init [--cluster ID] [--node ID] [--force] [FILE]  write a commented sample config\n"
@@ -137,6 +139,7 @@ int dispatch(int argc, char** argv) {
   if (args.command == "daemon") return runDaemon(args);  // signals stay blocked (see main)
   Manager::unblockDaemonSignals();                       // the client commands die of SIGTERM / ^C as usual
   if (args.command == "status") return runStatus(args);
+  if (args.command == "peers") return runPeers(args);
   if (args.command == "init") return runInit(args);
   if (args.command == "certs") return runCerts(args);
   for (const char* c : {"health", "promote", "demote", "join", "leave"}) {

@@ -100,10 +100,62 @@ int printStatusOnce(const Config& config, bool json) {
                 static_cast<unsigned long long>(n.epoch), n.healthy ? "yes" : "NO",
                 n.candidate ? "yes" : "no", vip.c_str(), static_cast<long long>(n.uptime_ms / 1000));
   }
+  for (const auto& n : *nodes) {
+    if (n.peers.empty()) continue;
+    std::printf("\nmesh peers of %s\n", n.node_id.c_str());
+    printPeers(n.peers, "  ");
+  }
   return kExitOk;
 }
 
 }  // namespace
+
+void printPeers(const std::vector<PeerStatus>& peers, const char* indent) {
+  std::printf("%s%-16s %-18s %-10s %-16s %-12s %s\n", indent, "PEER", "STATE", "RTT", "DIVISION",
+              "INCARNATION", "ADDRESS");
+  for (const PeerStatus& p : peers) {
+    const std::string state = p.reason.empty() ? p.state : p.state + "/" + p.reason;
+    char rtt[32] = "-";
+    if (p.state == "alive" || p.state == "suspect") std::snprintf(rtt, sizeof rtt, "%.2fms", p.rtt_ms);
+    std::printf("%s%-16s %-18s %-10s %-16s %-12llu %s\n", indent, p.id.c_str(), state.c_str(), rtt,
+                p.division.empty() ? "-" : p.division.c_str(), static_cast<unsigned long long>(p.incarnation),
+                p.address.empty() ? "-" : p.address.c_str());
+  }
+}
+
+int runPeers(const Args& args) {
+  Config config;
+  if (!loadConfigOption(args, config)) return kExitConfig;
+  setLogLevel("warn");
+  if (!config.mesh.enabled()) {
+    printError("peers: node " + config.node_id +
+               " has no mesh (no \"mesh\" section with a listen address in " + args.options.at("config") +
+               ")");
+    return kExitFailure;
+  }
+  auto status = Manager::health(config, config.node_id, milliseconds(2000));
+  if (!status.isOk()) {
+    printError("peers: node " + config.node_id + " did not answer: " + status.status().toString());
+    return kExitFailure;
+  }
+  if (args.has("json")) {
+    Json::Value parsed;
+    Json::Reader().parse(status->toJson(), parsed);
+    Json::Value v(Json::objectValue);
+    v["node"] = config.node_id;
+    v["peers"] = parsed.isMember("peers") ? parsed["peers"] : Json::Value(Json::arrayValue);
+    Json::StreamWriterBuilder w;
+    w["indentation"] = "";
+    std::printf("%s\n", Json::writeString(w, v).c_str());
+    return kExitOk;
+  }
+  if (status->peers.empty()) {
+    std::printf("(node %s knows no mesh peers yet)\n", config.node_id.c_str());
+    return kExitOk;
+  }
+  printPeers(status->peers);
+  return kExitOk;
+}
 
 int runStatus(const Args& args) {
   Config config;

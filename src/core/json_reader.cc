@@ -250,6 +250,15 @@ std::optional<bool> Value::boolean() const {
   return json_->asBool();
 }
 
+std::optional<double> Value::number() const {
+  if (!usable()) return std::nullopt;
+  if (!json_->isNumeric() || json_->isBool()) {
+    expected("a number");
+    return std::nullopt;
+  }
+  return json_->asDouble();
+}
+
 std::optional<long long> Value::integer(const IntegerRule& rule) const {
   if (!usable()) return std::nullopt;
   constexpr long long kMax = std::numeric_limits<long long>::max();
@@ -379,6 +388,12 @@ void Object::fail(std::string_view key, std::string reason) const {
 bool Object::read(std::string_view key, std::string& out) const {
   std::optional<std::string> v = get(key).string();
   if (v) out = std::move(*v);
+  return v.has_value();
+}
+
+bool Object::read(std::string_view key, double& out) const {
+  const std::optional<double> v = get(key).number();
+  if (v) out = *v;
   return v.has_value();
 }
 

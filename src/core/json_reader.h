@@ -98,6 +98,8 @@ class Value {
   std::optional<long long> integer(const IntegerRule& rule) const;
   // 0 .. 2^64-1.
   std::optional<std::uint64_t> unsignedInteger() const;
+  // Any JSON number (integer or with a fraction/exponent), as a double.
+  std::optional<double> number() const;
   // An object whose keys must all be in `known`: "unknown key (did you mean leaseTtlMs?)".
   std::optional<Object> object(std::initializer_list<std::string_view> known) const;
   // An object whose other keys are ignored (a newer peer may add fields).
@@ -137,6 +139,7 @@ class Object {
   bool read(std::string_view key, std::string& out) const;
   bool read(std::string_view key, bool& out) const;
   bool read(std::string_view key, std::uint64_t& out) const;
+  bool read(std::string_view key, double& out) const;
   template <typename T>
   requires std::signed_integral<T>
   bool read(std::string_view key, T& out, std::type_identity_t<T> lo = std::numeric_limits<T>::min(),

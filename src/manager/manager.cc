@@ -22,6 +22,7 @@
 #include "health/checker.h"
 #include "health/health_service.h"
 #include "health/probes.h"
+#include "hacoord/mesh.h"
 #include "manager/http_server.h"
 #include "manager/metrics.h"
 #include "manager/vip_observer.h"
@@ -79,6 +80,21 @@ Status controlRequest(const Config& config, const std::string& node, std::string
   return controlRequest(**conn, config, node, verb, std::move(request));
 }
 
+// The mesh's view of one peer, as the status JSON carries it.
+PeerStatus toPeerStatus(const mesh::PeerInfo& p) {
+  PeerStatus s;
+  s.id = p.id;
+  s.state = std::string(mesh::peerStateName(p.state));
+  s.reason = p.reason == mesh::DeadReason::kNone ? "" : std::string(mesh::deadReasonName(p.reason));
+  s.division = p.division;
+  s.type = p.type;
+  s.incarnation = p.incarnation;
+  s.rtt_ms = std::chrono::duration<double, std::milli>(p.rtt_ewma).count();
+  s.rtt_p99_ms = std::chrono::duration<double, std::milli>(p.rtt_p99).count();
+  s.address = p.address;
+  return s;
+}
+
 // The lease's holder, from one read (no waiting for every node to answer).
 Result<std::string> leaseHolder(NatsConnection& conn, const Config& config) {
   auto lease = readLeaseOnce(conn, config.bucketName());
@@ -103,7 +119,28 @@ struct Manager::Impl {
     if (node) node->setHealth(healthy, failed_too_long);
   }
 
-  NodeStatus currentStatus() const {
+  // The mesh's peers and counters into the caches. Blocks on the mesh's strand (on hc-io): never call it
+  // there.
+  void refreshPeers() const {
+    Mesh* m = mesh_source.load();
+    if (m == nullptr) return;
+    std::vector<PeerStatus> peers;
+    for (const mesh::PeerInfo& p : m->peers()) peers.push_back(toPeerStatus(p));
+    MeshMetrics metrics{m->counters(), m->refusals()};
+    std::lock_guard lock(peers_mutex);
+    peers_cache = std::move(peers);
+    mesh_metrics_cache = std::move(metrics);
+  }
+
+  // On mesh_lane: refreshes the cache every ping interval, so /metrics shows current RTTs.
+  void refreshPeersPeriodically() {
+    refreshPeers();
+    mesh_lane->runAfter(config.mesh.ping_interval, [this] { refreshPeersPeriodically(); });
+  }
+
+  // `fresh_peers`: ask the mesh (blocks on its strand, which runs on hc-io) rather than use the
+  // cache; false on hc-io itself (HTTP), where waiting for the strand would deadlock.
+  NodeStatus currentStatus(bool fresh_peers = true) const {
     NodeStatus s;
     s.node_id = config.node_id;
     s.role = std::string(roleName(node ? node->role() : Role::kStopped));
@@ -125,11 +162,16 @@ struct Manager::Impl {
     s.candidate = node && node->candidate();
     s.hooks_overrunning = node && node->stats().hooks_overrunning;
     s.version = HACOORD_VERSION;
+    if (fresh_peers) refreshPeers();
+    {
+      std::lock_guard lock(peers_mutex);
+      s.peers = peers_cache;
+    }
     return s;
   }
 
   HttpResponse http(const std::string& path) const {
-    const NodeStatus s = currentStatus();
+    const NodeStatus s = currentStatus(/*fresh_peers=*/false);  // on hc-io
     if (path == "/healthz") {
       if (!s.nats_connected) return {503, "text/plain; charset=utf-8", "not connected to NATS\n"};
       return {200, "text/plain; charset=utf-8", "ok\n"};
@@ -149,7 +191,12 @@ struct Manager::Impl {
       MetricsInput in{s, node->stats(), vip ? std::optional<VipMetrics>(vip->metrics()) : std::nullopt,
                       http_stats_source.load() != nullptr
                           ? std::optional<HttpServerStats>(http_stats_source.load()->stats())
-                          : std::nullopt};
+                          : std::nullopt,
+                      std::nullopt};
+      if (mesh_source.load() != nullptr) {
+        std::lock_guard lock(peers_mutex);
+        in.mesh = mesh_metrics_cache;
+      }
       return {200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics(in)};
     }
     return {404, "text/plain; charset=utf-8", "not found: try /healthz /readyz /metrics\n"};
@@ -166,6 +213,14 @@ struct Manager::Impl {
   std::unique_ptr<VipManager> vip;
   std::unique_ptr<VipObserver> vip_observer;
   std::unique_ptr<Node> node;
+  std::unique_ptr<Mesh> mesh;
+  // Read by the status and HTTP handlers (nats.c's thread, hc-io): set after mesh starts, cleared
+  // before it stops.
+  std::atomic<Mesh*> mesh_source{nullptr};
+  std::unique_ptr<StrandScheduler> mesh_lane;  // hc-block: refreshes peers_cache
+  mutable std::mutex peers_mutex;
+  mutable std::vector<PeerStatus> peers_cache;  // the peers as the mesh last reported them
+  mutable MeshMetrics mesh_metrics_cache;       // and its counters then
   std::unique_ptr<HealthChecker> checker;
   std::unique_ptr<NatsConnection> connection;  // status and health responders
   std::unique_ptr<HealthService> health_service;
@@ -185,6 +240,7 @@ Manager::~Manager() { stop(); }
 Node& Manager::node() { return *impl_->node; }
 int Manager::httpPort() const { return impl_->http_server ? impl_->http_server->port() : 0; }
 NodeStatus Manager::status() const { return impl_->currentStatus(); }
+Mesh* Manager::mesh() { return impl_->mesh.get(); }
 
 Status Manager::start() {
   Impl& d = *impl_;
@@ -218,6 +274,24 @@ Status Manager::start() {
   if (Status s = d.node->start(); !s.isOk()) return s;
   d.health_strand->runSync([&d] { d.checker->start(); });
 
+  if (d.config.mesh.enabled()) {
+    auto mesh = Mesh::create(d.config, d.runtime);
+    if (!mesh.isOk()) return mesh.status();
+    d.mesh = std::move(*mesh);
+    // Built in: a liveness probe any peer (or tool) can call; echoes the request.
+    Status handled = d.mesh->handle("sys.ping", [](const mesh::CallContext&, std::string request,
+                                                   mesh::Reply reply) { reply(std::move(request)); });
+    if (!handled.isOk()) return handled;
+    if (Status s = d.mesh->start(); !s.isOk()) {
+      return Status(s.code(), "mesh (listen " + d.config.mesh.listen + "): " + s.message());
+    }
+    d.mesh_source = d.mesh.get();
+    d.mesh_lane = d.runtime->makeBlockingLane();
+    // Peer events (on the mesh's workers) refresh the cache at once, the timer keeps RTTs current.
+    d.mesh->onPeerEvent([&d](const mesh::PeerInfo&) { d.mesh_lane->post([&d] { d.refreshPeers(); }); });
+    d.mesh_lane->post([&d] { d.refreshPeersPeriodically(); });
+  }
+
   auto conn = NatsConnection::connect(d.config.nats, "hacoord-" + d.config.node_id + "-status");
   if (!conn.isOk()) return conn.status();
   d.connection = std::move(*conn);
@@ -249,6 +323,10 @@ void Manager::stop() {
   d.health_service.reset();
   if (d.checker) d.health_strand->runSync([&d] { d.checker->stop(); });
   d.health_strand->shutdown();
+  if (d.mesh_lane) d.mesh_lane->shutdown();  // waits for a refresh in progress
+  d.mesh_source = nullptr;
+  if (d.mesh) d.mesh->stop();  // GOAWAY to the peers, members record deleted
+  d.mesh.reset();              // while the runtime it shares lives
   if (d.node) d.node->stop();  // planned handover: the VIP goes off first, on its strand
   if (d.vip) {
     // Whatever happened to the handover, the VIP does not outlive the daemon.

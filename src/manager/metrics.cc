@@ -111,6 +111,33 @@ std::string renderMetrics(const MetricsInput& in) {
              "ARP probes another MAC answered for the VIP.", v.duplicate_conflicts, addr);
     w.metric("hacoord_vip_errors_total", "counter", "Failed VIP operations.", v.errors, addr);
   }
+  if (in.mesh) {
+    const mesh::MeshCounters& c = in.mesh->counters;
+    w.header("hacoord_mesh_peers", "gauge", "Mesh peers in each state.");
+    for (const char* state : {"connecting", "alive", "suspect", "dead"}) {
+      std::uint64_t n = 0;
+      for (const PeerStatus& p : s.peers) n += p.state == state ? 1 : 0;
+      w.sample("hacoord_mesh_peers", n, std::string("state=\"") + state + "\"");
+    }
+    w.header("hacoord_mesh_peer_rtt_seconds", "gauge", "Round-trip time to a mesh peer (EWMA of its PINGs).");
+    for (const PeerStatus& p : s.peers) {
+      w.sample("hacoord_mesh_peer_rtt_seconds", p.rtt_ms / 1000.0, "peer=\"" + escapeLabel(p.id) + "\"");
+    }
+    w.metric("hacoord_mesh_calls_sent_total", "counter", "Mesh calls sent to peers.", c.calls_sent);
+    w.metric("hacoord_mesh_calls_failed_total", "counter", "Mesh calls that ended in an error.",
+             c.calls_failed);
+    w.metric("hacoord_mesh_calls_timed_out_total", "counter", "Mesh calls that passed their deadline.",
+             c.calls_timed_out);
+    w.metric("hacoord_mesh_requests_served_total", "counter", "Mesh requests this node's handlers answered.",
+             c.requests_served);
+    w.header("hacoord_mesh_tls_refused_total", "counter", "Mesh TLS connections refused, by reason.");
+    for (const auto& [reason, n] : in.mesh->refusals) {
+      w.sample("hacoord_mesh_tls_refused_total", n, "reason=\"" + escapeLabel(reason) + "\"");
+    }
+    w.metric("hacoord_mesh_links_refused_identity_total", "counter",
+             "Mesh links refused: no members record or a certificate it does not list.",
+             c.links_refused_identity);
+  }
   return w.str();
 }
 

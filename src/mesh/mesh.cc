@@ -65,12 +65,15 @@ struct Mesh::Impl {
     return std::move(*out);
   }
 
-  // Wraps a Done so it runs on the worker pool.
+  // Wraps a Done so it runs on the worker pool. Copies `done` per call: the wrapper may be called
+  // many times (onPeerEvent, onHigherEpoch), and moving it out left an empty function for the next
+  // event (std::bad_function_call on a worker, which terminates).
   template <class T>
   mesh::Done<T> onWorkers(mesh::Done<T> done) {
-    return [this, done = std::move(done)](T value) mutable {
-      boost::asio::post(
-          workers, [done = std::move(done), value = std::move(value)]() mutable { done(std::move(value)); });
+    auto shared = std::make_shared<mesh::Done<T>>(std::move(done));
+    return [this, shared](T value) {
+      boost::asio::post(workers,
+                        [shared, value = std::move(value)]() mutable { (*shared)(std::move(value)); });
     };
   }
 };

@@ -142,6 +142,7 @@ auto asInt = [](long long lo, long long hi) {
   return member([=](const Value& v) { (void)v.integer(between(lo, hi)); });
 };
 auto asUnsigned = member([](const Value& v) { (void)v.unsignedInteger(); });
+auto asNumber = member([](const Value& v) { (void)v.number(); });
 
 const std::vector<ReadCase> kReads = {
     // Types.
@@ -156,6 +157,11 @@ const std::vector<ReadCase> kReads = {
     {"IntGotString", R"({"k": "1"})", asInt(kMin, kMax), "doc: k: expected an integer, got string"},
     {"IntGotBool", R"({"k": false})", asInt(kMin, kMax), "doc: k: expected an integer, got boolean"},
     {"IntGotObject", R"({"k": {}})", asInt(kMin, kMax), "doc: k: expected an integer, got object"},
+    {"NumberGotString", R"({"k": "1.5"})", asNumber, "doc: k: expected a number, got string"},
+    {"NumberGotBool", R"({"k": true})", asNumber, "doc: k: expected a number, got boolean"},
+    {"NumberGotNull", R"({"k": null})", asNumber, "doc: k: expected a number, got null"},
+    {"NumberWithFraction", R"({"k": -2.5e-3})", asNumber, "ok"},
+    {"NumberIntegral", R"({"k": 18446744073709551615})", asNumber, "ok"},
     {"ObjectGotString", R"({"k": "x"})", member([](const Value& v) { (void)v.object({"a"}); }),
      "doc: k: expected an object, got string"},
     {"ArrayGotObject", R"({"k": {}})", member([](const Value& v) { (void)v.array("strings"); }),
@@ -247,10 +253,11 @@ INSTANTIATE_TEST_SUITE_P(Json, ReadOutcome, ::testing::ValuesIn(kReads), readNam
 // ---- reading a whole object ----
 
 TEST(JsonRead, TypedReadsFillOnlyWhatIsThere) {
-  auto doc = Document::parse(R"({"s": "x", "b": true, "i": -7, "u": 18446744073709551615, "n": 3})");
+  auto doc = Document::parse(
+      R"({"s": "x", "b": true, "i": -7, "u": 18446744073709551615, "n": 3, "d": 1.25, "di": 4})");
   ASSERT_TRUE(doc.isOk()) << doc.status().toString();
   Problems problems;
-  auto o = doc->root(problems).object({"s", "b", "i", "u", "n", "absent"});
+  auto o = doc->root(problems).object({"s", "b", "i", "u", "n", "d", "di", "absent"});
   ASSERT_TRUE(o);
   std::string s = "default";
   bool b = false;
@@ -264,6 +271,15 @@ TEST(JsonRead, TypedReadsFillOnlyWhatIsThere) {
   EXPECT_TRUE(o->read("u", u));
   EXPECT_TRUE(o->require("n", n, 1, 3));
   EXPECT_FALSE(o->read("absent", absent));
+  double d = 0;
+  double di = 0;
+  double absent_d = 7;
+  EXPECT_TRUE(o->read("d", d));
+  EXPECT_TRUE(o->read("di", di));
+  EXPECT_FALSE(o->read("absent", absent_d));
+  EXPECT_EQ(d, 1.25);
+  EXPECT_EQ(di, 4.0);
+  EXPECT_EQ(absent_d, 7.0);
   EXPECT_TRUE(problems.ok());
   EXPECT_EQ(s, "x");
   EXPECT_TRUE(b);
