@@ -111,13 +111,15 @@ int printStatusOnce(const Config& config, bool json) {
 }  // namespace
 
 void printPeers(const std::vector<PeerStatus>& peers, const char* indent) {
-  std::printf("%s%-16s %-18s %-10s %-16s %-12s %s\n", indent, "PEER", "STATE", "RTT", "DIVISION",
+  std::printf("%s%-16s %-18s %-10s %-16s %-17s %s\n", indent, "PEER", "STATE", "RTT", "DIVISION",
               "INCARNATION", "ADDRESS");
   for (const PeerStatus& p : peers) {
     const std::string state = p.reason.empty() ? p.state : p.state + "/" + p.reason;
-    char rtt[32] = "-";
-    if (p.state == "alive" || p.state == "suspect") std::snprintf(rtt, sizeof rtt, "%.2fms", p.rtt_ms);
-    std::printf("%s%-16s %-18s %-10s %-16s %-12llu %s\n", indent, p.id.c_str(), state.c_str(), rtt,
+    char rtt[32] = "-";  // also before the first PING round trip was measured
+    if ((p.state == "alive" || p.state == "suspect") && p.rtt_ms > 0) {
+      std::snprintf(rtt, sizeof rtt, "%.2fms", p.rtt_ms);
+    }
+    std::printf("%s%-16s %-18s %-10s %-16s %-17llu %s\n", indent, p.id.c_str(), state.c_str(), rtt,
                 p.division.empty() ? "-" : p.division.c_str(), static_cast<unsigned long long>(p.incarnation),
                 p.address.empty() ? "-" : p.address.c_str());
   }
