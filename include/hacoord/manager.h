@@ -53,8 +53,6 @@ class Manager {
   // and then turned out not to run the daemon).
   static void unblockDaemonSignals();
 
-  // Asks the mesh for its peers (a blocking hop to the runtime's hc-io thread): never call it from
-  // a task on the Manager's Runtime (hc-io) itself.
   NodeStatus status() const;
   Node& node();
   // The peer mesh (config section "mesh"), started with the node; nullptr when not configured or

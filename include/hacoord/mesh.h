@@ -148,6 +148,8 @@ class Mesh {
   // GOAWAY to every peer, pending calls end with Cancelled, the members record is deleted.
   void stop();
 
+  // The read methods below never wait for the mesh's thread (safe anywhere, hc-io included): they
+  // return a view at most 100 ms old, and fresh after every peer state change.
   const std::string& node() const;
   std::string listenAddress() const;  // the bound address (useful with port 0)
   std::vector<mesh::PeerInfo> peers() const;
@@ -160,6 +162,8 @@ class Mesh {
   void noteEpoch(std::uint64_t epoch);
   void onHigherEpoch(std::function<void(std::uint64_t)> fn);
 
+  // handle(), broadcast() and setMeta() wait for the mesh's strand (on hc-io) to run them: call them
+  // from any thread but hc-io itself (a handler or a Done is fine).
   Status handle(std::string method, mesh::Handler handler, mesh::HandlerOptions options = {});
   void call(std::string_view peer, std::string_view method, std::string request, mesh::CallOptions options,
             mesh::Done<Result<std::string>> done);

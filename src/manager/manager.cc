@@ -119,28 +119,7 @@ struct Manager::Impl {
     if (node) node->setHealth(healthy, failed_too_long);
   }
 
-  // The mesh's peers and counters into the caches. Blocks on the mesh's strand (on hc-io): never call it
-  // there.
-  void refreshPeers() const {
-    Mesh* m = mesh_source.load();
-    if (m == nullptr) return;
-    std::vector<PeerStatus> peers;
-    for (const mesh::PeerInfo& p : m->peers()) peers.push_back(toPeerStatus(p));
-    MeshMetrics metrics{m->counters(), m->refusals()};
-    std::lock_guard lock(peers_mutex);
-    peers_cache = std::move(peers);
-    mesh_metrics_cache = std::move(metrics);
-  }
-
-  // On mesh_lane: refreshes the cache every ping interval, so /metrics shows current RTTs.
-  void refreshPeersPeriodically() {
-    refreshPeers();
-    mesh_lane->runAfter(config.mesh.ping_interval, [this] { refreshPeersPeriodically(); });
-  }
-
-  // `fresh_peers`: ask the mesh (blocks on its strand, which runs on hc-io) rather than use the
-  // cache; false on hc-io itself (HTTP), where waiting for the strand would deadlock.
-  NodeStatus currentStatus(bool fresh_peers = true) const {
+  NodeStatus currentStatus() const {
     NodeStatus s;
     s.node_id = config.node_id;
     s.role = std::string(roleName(node ? node->role() : Role::kStopped));
@@ -162,16 +141,14 @@ struct Manager::Impl {
     s.candidate = node && node->candidate();
     s.hooks_overrunning = node && node->stats().hooks_overrunning;
     s.version = HACOORD_VERSION;
-    if (fresh_peers) refreshPeers();
-    {
-      std::lock_guard lock(peers_mutex);
-      s.peers = peers_cache;
+    if (Mesh* m = mesh_source.load(); m != nullptr) {
+      for (const mesh::PeerInfo& p : m->peers()) s.peers.push_back(toPeerStatus(p));  // never blocks
     }
     return s;
   }
 
   HttpResponse http(const std::string& path) const {
-    const NodeStatus s = currentStatus(/*fresh_peers=*/false);  // on hc-io
+    const NodeStatus s = currentStatus();
     if (path == "/healthz") {
       if (!s.nats_connected) return {503, "text/plain; charset=utf-8", "not connected to NATS\n"};
       return {200, "text/plain; charset=utf-8", "ok\n"};
@@ -193,10 +170,7 @@ struct Manager::Impl {
                           ? std::optional<HttpServerStats>(http_stats_source.load()->stats())
                           : std::nullopt,
                       std::nullopt};
-      if (mesh_source.load() != nullptr) {
-        std::lock_guard lock(peers_mutex);
-        in.mesh = mesh_metrics_cache;
-      }
+      if (Mesh* m = mesh_source.load(); m != nullptr) in.mesh = MeshMetrics{m->counters(), m->refusals()};
       return {200, "text/plain; version=0.0.4; charset=utf-8", renderMetrics(in)};
     }
     return {404, "text/plain; charset=utf-8", "not found: try /healthz /readyz /metrics\n"};
@@ -217,10 +191,6 @@ struct Manager::Impl {
   // Read by the status and HTTP handlers (nats.c's thread, hc-io): set after mesh starts, cleared
   // before it stops.
   std::atomic<Mesh*> mesh_source{nullptr};
-  std::unique_ptr<StrandScheduler> mesh_lane;  // hc-block: refreshes peers_cache
-  mutable std::mutex peers_mutex;
-  mutable std::vector<PeerStatus> peers_cache;  // the peers as the mesh last reported them
-  mutable MeshMetrics mesh_metrics_cache;       // and its counters then
   std::unique_ptr<HealthChecker> checker;
   std::unique_ptr<NatsConnection> connection;  // status and health responders
   std::unique_ptr<HealthService> health_service;
@@ -286,10 +256,6 @@ Status Manager::start() {
       return Status(s.code(), "mesh (listen " + d.config.mesh.listen + "): " + s.message());
     }
     d.mesh_source = d.mesh.get();
-    d.mesh_lane = d.runtime->makeBlockingLane();
-    // Peer events (on the mesh's workers) refresh the cache at once, the timer keeps RTTs current.
-    d.mesh->onPeerEvent([&d](const mesh::PeerInfo&) { d.mesh_lane->post([&d] { d.refreshPeers(); }); });
-    d.mesh_lane->post([&d] { d.refreshPeersPeriodically(); });
   }
 
   auto conn = NatsConnection::connect(d.config.nats, "hacoord-" + d.config.node_id + "-status");
@@ -323,7 +289,6 @@ void Manager::stop() {
   d.health_service.reset();
   if (d.checker) d.health_strand->runSync([&d] { d.checker->stop(); });
   d.health_strand->shutdown();
-  if (d.mesh_lane) d.mesh_lane->shutdown();  // waits for a refresh in progress
   d.mesh_source = nullptr;
   if (d.mesh) d.mesh->stop();  // GOAWAY to the peers, members record deleted
   d.mesh.reset();              // while the runtime it shares lives

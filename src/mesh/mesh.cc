@@ -34,6 +34,7 @@ namespace {
 constinit const ModuleLog kLog("mesh");
 
 constexpr int kWorkers = 2;
+constexpr Duration kViewRefresh = std::chrono::milliseconds(100);
 
 std::string refusedKey(mesh::RefusedReason r) { return std::string(mesh::refusedReasonName(r)); }
 
@@ -51,7 +52,14 @@ struct Mesh::Impl {
   std::unique_ptr<mesh::TlsTransport> transport;
   std::unique_ptr<mesh::MeshCore> core;
   mesh::MeshOptions options;
-  std::mutex mutex;  // guards stopped
+  // The view the read methods return without waiting for the strand (they may be called on hc-io,
+  // e.g. by the HTTP handler, where waiting for this strand would deadlock): published by the
+  // strand every kViewRefresh and on every peer event.
+  mutable std::mutex view_mutex;
+  std::vector<mesh::PeerInfo> view_peers;
+  mesh::MeshCounters view_counters;
+  std::function<void(const mesh::PeerInfo&)> peer_event;  // the application's, on the workers
+  std::mutex mutex;                                       // guards started and stopped
   bool started = false;
   bool stopped = false;
 
@@ -63,6 +71,21 @@ struct Mesh::Impl {
     strand->runSync([&] { out.emplace(fn()); });
     if (!out) return R{};
     return std::move(*out);
+  }
+
+  // On the strand.
+  void publishView() {
+    if (!core) return;  // destroyed by ~Mesh: the view keeps its last state
+    auto peers = core->peers();
+    auto counters = core->counters();
+    std::lock_guard lock(view_mutex);
+    view_peers = std::move(peers);
+    view_counters = counters;
+  }
+  void refreshViewPeriodically() {
+    if (!core) return;
+    publishView();
+    strand->runAfter(kViewRefresh, [this] { refreshViewPeriodically(); });
   }
 
   // Wraps a Done so it runs on the worker pool. Copies `done` per call: the wrapper may be called
@@ -159,7 +182,22 @@ Status Mesh::start() {
     if (impl_->started) return failedPrecondition("mesh already started");
     impl_->started = true;
   }
-  Status s = impl_->onStrand([&] { return impl_->core->start(); });
+  Impl& i = *impl_;
+  Status s = i.onStrand([&] {
+    Status started = i.core->start();
+    if (!started.isOk()) return started;
+    i.core->onPeerEvent([&i](const mesh::PeerInfo& p) {
+      i.publishView();
+      std::function<void(const mesh::PeerInfo&)> fn;
+      {
+        std::lock_guard lock(i.view_mutex);
+        fn = i.peer_event;
+      }
+      if (fn) boost::asio::post(i.workers, [fn, p] { fn(p); });
+    });
+    i.refreshViewPeriodically();
+    return Status::ok();
+  });
   if (s.isOk())
     kLog->info("mesh: node {} joined the mesh of cluster {}", impl_->config.node_id,
                impl_->config.cluster_id);
@@ -173,7 +211,10 @@ void Mesh::stop() {
     impl_->stopped = true;
     if (!impl_->started) return;
   }
-  impl_->strand->runSync([&] { impl_->core->stop(); });
+  impl_->strand->runSync([&] {
+    impl_->core->stop();
+    impl_->publishView();
+  });
 }
 
 const std::string& Mesh::node() const { return impl_->config.node_id; }
@@ -181,21 +222,26 @@ const std::string& Mesh::node() const { return impl_->config.node_id; }
 std::string Mesh::listenAddress() const { return impl_->transport->listenAddress(); }
 
 std::vector<mesh::PeerInfo> Mesh::peers() const {
-  return impl_->onStrand([&] { return impl_->core->peers(); });
+  std::lock_guard lock(impl_->view_mutex);
+  return impl_->view_peers;
 }
 
 std::optional<mesh::PeerInfo> Mesh::peer(std::string_view id) const {
-  return impl_->onStrand([&] { return impl_->core->peer(id); });
+  std::lock_guard lock(impl_->view_mutex);
+  for (const auto& p : impl_->view_peers) {
+    if (p.id == id) return p;
+  }
+  return std::nullopt;
 }
 
 void Mesh::onPeerEvent(std::function<void(const mesh::PeerInfo&)> fn) {
-  auto wrapped = impl_->onWorkers<mesh::PeerInfo>([fn = std::move(fn)](mesh::PeerInfo p) { fn(p); });
-  impl_->strand->runSync(
-      [&] { impl_->core->onPeerEvent([wrapped](const mesh::PeerInfo& p) { wrapped(p); }); });
+  std::lock_guard lock(impl_->view_mutex);
+  impl_->peer_event = std::move(fn);
 }
 
 mesh::MeshCounters Mesh::counters() const {
-  return impl_->onStrand([&] { return impl_->core->counters(); });
+  std::lock_guard lock(impl_->view_mutex);
+  return impl_->view_counters;
 }
 
 std::map<std::string, std::uint64_t> Mesh::refusals() const {
