@@ -16,9 +16,12 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <thread>
+#include <vector>
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include "core/logging.h"
 #include "core/runtime.h"
@@ -45,7 +48,21 @@ struct Mesh::Impl {
   std::shared_ptr<Runtime> runtime;
   bool own_runtime = false;
   std::unique_ptr<StrandScheduler> strand;
-  boost::asio::thread_pool workers{kWorkers};
+  // hc-mesh: handlers and the application's callbacks (named threads, like every thread of ours).
+  boost::asio::io_context workers;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> workers_guard{
+      workers.get_executor()};
+  std::vector<std::thread> worker_threads;
+  void startWorkers() {
+    for (int n = 0; n < kWorkers; ++n)
+      worker_threads.push_back(Runtime::startThread("hc-mesh", [this] { workers.run(); }));
+  }
+  void joinWorkers() {
+    workers_guard.reset();  // run() returns once what is queued has run
+    for (auto& t : worker_threads) {
+      if (t.joinable()) t.join();
+    }
+  }
   LeaseClock clock;
   std::unique_ptr<NatsConnection> nats;
   std::unique_ptr<NatsMemberSource> members;
@@ -154,6 +171,7 @@ Result<std::unique_ptr<Mesh>> Mesh::create(const Config& config, std::shared_ptr
   if (!members.isOk()) return members.status();
   impl->members = std::move(*members);
   Impl* i = impl.get();
+  i->startWorkers();
   i->core = std::make_unique<mesh::MeshCore>(
       i->options, i->clock, *i->strand, *i->transport, *i->members,
       [i](std::function<void()> f) { boost::asio::post(i->workers, std::move(f)); });
@@ -170,7 +188,7 @@ Mesh::~Mesh() {
   i.transport.reset();
   i.members.reset();
   i.strand->shutdown();
-  i.workers.join();
+  i.joinWorkers();
   i.nats.reset();
   if (i.own_runtime) i.runtime->stop();
 }

@@ -3,6 +3,8 @@
 // `hacoord peers`; a departure seen by the others; start-up errors that name the file.
 #include <gtest/gtest.h>
 
+#include <csignal>
+
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -256,6 +258,26 @@ TEST_F(MeshDaemonTest, ThreeDaemonsSeeEachOtherInStatusMetricsAndPeersAndADepart
   EXPECT_EQ(gone.exit_code, 1) << describe(gone);
   ASSERT_EQ(gone.errLines().size(), 1u) << describe(gone);
   EXPECT_NE(gone.errLines()[0].find("n3 did not answer"), std::string::npos) << describe(gone);
+}
+
+// examples/mesh_rpc, one process per node: each answers the other's greeting over the mesh, names
+// the caller by its certificate, and leaves cleanly after its rounds.
+TEST_F(MeshDaemonTest, TheMeshRpcExampleGreetsAcrossTwoProcesses) {
+  const std::string c1 = writeConfig("n1");
+  const std::string c2 = writeConfig("n2");
+  test::ChildProcess p1({HACOORD_EXAMPLE_MESH_RPC, c1, "30"});
+  test::ChildProcess p2({HACOORD_EXAMPLE_MESH_RPC, c2, "30"});
+  auto greeted = [](const std::string& from, const std::string& to) {
+    return [=](const std::string& line) {
+      return line == "all: " + to + " -> hello " + from + " (asked by " + from + "), from " + to;
+    };
+  };
+  EXPECT_TRUE(p1.waitForLine(greeted("n1", "n2"), 20000ms)) << p1.stdoutText() << p1.stderrText();
+  EXPECT_TRUE(p2.waitForLine(greeted("n2", "n1"), 20000ms)) << p2.stdoutText() << p2.stderrText();
+  EXPECT_TRUE(p1.waitForLine([](const std::string& l) { return l.rfind("any: n2 -> hello n1", 0) == 0; }, 5000ms))
+      << p1.stdoutText();
+  p2.signal(SIGTERM);  // leaves cleanly: n1 sees it depart
+  EXPECT_TRUE(p1.waitForLine([](const std::string& l) { return l == "peer n2 is dead"; }, 5000ms)) << p1.stdoutText();
 }
 
 TEST_F(MeshDaemonTest, WithoutAMeshSectionThereIsNoMeshAndPeersSaysSo) {
