@@ -2,6 +2,7 @@
 // and the client calls the CLI makes to running daemons.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,6 +23,14 @@ struct ControlOptions {
   bool force = false;
   // Logged by the daemon that serves the request ("cli:<user>@<host>" by default).
   std::string requester;
+};
+
+// What a daemon's `sys.ping` round trips to one mesh peer measured (hacoord ping).
+struct MeshPingResult {
+  std::string node;                  // the daemon that pinged
+  std::string peer;                  // the peer it pinged
+  std::vector<std::int64_t> rtt_us;  // one per ping that was answered, in order
+  std::vector<std::string> errors;   // one per ping that failed ("ping 2: ...")
 };
 
 class Manager {
@@ -65,6 +74,12 @@ class Manager {
   // Every node's status, gathered for `window`. Unavailable when no node answers.
   static Result<std::vector<NodeStatus>> clusterStatus(const Config& config, milliseconds window);
   static Result<NodeStatus> health(const Config& config, const std::string& node, milliseconds timeout);
+  // Asks the config's node (its daemon, on hacoord.<c>.health.<node>.meshping) to call `sys.ping`
+  // on mesh peer `peer` `count` times (1..kMaxMeshPings, 1 s each) and report the round trips.
+  // Unavailable when the daemon does not answer; FailedPrecondition naming why it could not ping
+  // (no mesh, unknown or dead peer); InvalidArgument for a bad id or count.
+  static constexpr int kMaxMeshPings = 100;
+  static Result<MeshPingResult> meshPing(const Config& config, const std::string& peer, int count);
   // Asks the live leader to hand over to `node` (checked first: up and a candidate).
   static Status promote(const Config& config, const std::string& node, const ControlOptions& options = {});
   // Asks `node` ("" = the current leader) to hand over.

@@ -41,6 +41,7 @@ int runDaemon(const Args& args);
 int runStatus(const Args& args);
 int runControl(const Args& args);  // health, promote, demote, join, leave
 int runPeers(const Args& args);    // the local node's mesh peers
+int runPing(const Args& args);     // the local node's mesh round trip to a peer
 int runInit(const Args& args);
 int runCerts(const Args& args);  // certs init-ca, certs issue
 

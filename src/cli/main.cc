@@ -1,5 +1,5 @@
-// hacoord: the command-line entry point (daemon, status, health, peers, promote, demote, join, leave,
-// init, certs).
+// hacoord: the command-line entry point (daemon, status, health, peers, ping, promote, demote,
+// join, leave, init, certs).
 #include <cstdio>
 #include <exception>
 #include <iostream>
@@ -24,6 +24,10 @@ constexpr const char* kUsage =
     "                                       operator's NATS user overrides that)\n"
     "  peers --config FILE [--json]         this config's node's mesh peers: state, rtt, division;\n"
     "                                       exit 1 if it does not answer or has no mesh\n"
+    "  ping --config FILE NODE [--count N] [--json]  the mesh round trip from this config's node\n"
+    "                                       (its daemon sends N sys.ping, default 3, max 100) to\n"
+    "                                       NODE; exit 1 if it does not answer, has no mesh, or\n"
+    "                                       every ping failed\n"
     "  join --config FILE [NODE]            NODE (default: this config's node) becomes a candidate\n"
     "  leave --config FILE [NODE]           NODE stops being a candidate (hands over if leader)\n"
     "  init [--cluster ID] [--node ID] [--force] [FILE]  write a commented sample config\n"
@@ -115,7 +119,7 @@ int dispatch(int argc, char** argv) {
   }
   // Usage errors are one line on stderr (scripts and log collectors read them); the usage text
   // is one `hacoord help` away.
-  if (!parseArgs(argc, argv, {"config", "cluster", "node", "dir", "out"}, args, error)) {
+  if (!parseArgs(argc, argv, {"config", "cluster", "node", "dir", "out", "count"}, args, error)) {
     printError(error + " (see 'hacoord help')");
     return kExitUsage;
   }
@@ -140,6 +144,7 @@ int dispatch(int argc, char** argv) {
   Manager::unblockDaemonSignals();                       // the client commands die of SIGTERM / ^C as usual
   if (args.command == "status") return runStatus(args);
   if (args.command == "peers") return runPeers(args);
+  if (args.command == "ping") return runPing(args);
   if (args.command == "init") return runInit(args);
   if (args.command == "certs") return runCerts(args);
   for (const char* c : {"health", "promote", "demote", "join", "leave"}) {

@@ -4,7 +4,8 @@
 // Threading: one Runtime (hc-io, hc-block) for everything; the Node's strand runs the elector and
 // the leadership bus; the VIP runs on a blocking lane of its own (netlink and the optional
 // duplicate probe are blocking calls), told of leadership by the bus before the application's
-// hooks; the health checker runs on a strand; HTTP on hc-io. The threads are listed in
+// hooks; the health checker runs on a strand; HTTP on hc-io; `hacoord ping` requests chain
+// asynchronous mesh calls (no thread waits for the peer). The threads are listed in
 // src/core/runtime.h.
 #include "hacoord/manager.h"
 
@@ -13,9 +14,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
+#include <cstdio>
 #include <mutex>
 #include <pthread.h>
+
+#include <json/json.h>
 
 #include "core/logging.h"
 #include "core/runtime.h"
@@ -103,6 +108,161 @@ Result<std::string> leaseHolder(NatsConnection& conn, const Config& config) {
     return failedPrecondition("no node holds the lease");
   }
   return lease->entry.record.holder;
+}
+
+std::string compactJson(const Json::Value& v) {
+  Json::StreamWriterBuilder writer;
+  writer["indentation"] = "";
+  return Json::writeString(writer, v);
+}
+
+std::string errorReply(const std::string& what) {
+  Json::Value v(Json::objectValue);
+  v["error"] = what;
+  return compactJson(v);
+}
+
+// The daemon's Mesh as the `hacoord ping` responder and its ping chains use it: cleared (and every
+// use in progress waited for) before the mesh stops, so no chain calls into a stopped mesh.
+class PingGate {
+ public:
+  void open(Mesh* mesh) {
+    std::lock_guard lock(mutex_);
+    mesh_ = mesh;
+  }
+  void close() {
+    std::unique_lock lock(mutex_);
+    mesh_ = nullptr;
+    idle_.wait(lock, [this] { return users_ == 0; });
+  }
+  // Runs fn(mesh) unless closed; false when closed. Never holds the lock while fn runs (a Done that
+  // runs inline may come back here).
+  template <class F>
+  bool with(F&& fn) {
+    Mesh* mesh;
+    {
+      std::lock_guard lock(mutex_);
+      if (mesh_ == nullptr) return false;
+      mesh = mesh_;
+      ++users_;
+    }
+    fn(*mesh);
+    {
+      std::lock_guard lock(mutex_);
+      --users_;
+    }
+    idle_.notify_all();
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  Mesh* mesh_ = nullptr;
+  int users_ = 0;
+};
+
+// One `hacoord ping` request: `count` sys.ping calls to `peer`, one at a time, chained on the mesh's
+// asynchronous API (the next call is made from the previous one's Done, on an hc-mesh worker), so
+// neither nats.c's delivery thread nor hc-io nor an hc-block thread waits for the peer. Replies
+// {"node","peer","rttUs":[...],"errors":[...]} once the last call is done.
+struct PingRun : std::enable_shared_from_this<PingRun> {
+  static constexpr milliseconds kTimeout{1000};
+
+  std::shared_ptr<PingGate> gate;
+  std::string node;
+  std::string peer;
+  int count = 0;
+  int sent = 0;
+  Json::Value rtt_us{Json::arrayValue};
+  Json::Value errors{Json::arrayValue};
+  NatsResponder::ReplyFn reply;
+
+  void next() {
+    if (sent == count) return finish();
+    const int seq = ++sent;
+    char payload[16];
+    std::snprintf(payload, sizeof payload, "ping%04d", seq % 10000);  // 8 bytes, echoed back
+    auto self = shared_from_this();
+    const bool ran = gate->with([&](Mesh& mesh) {
+      mesh::CallOptions options;
+      options.timeout = kTimeout;
+      const auto start = std::chrono::steady_clock::now();
+      mesh.call(peer, "sys.ping", payload, options,
+                [self, seq, start, expected = std::string(payload)](Result<std::string> r) {
+                  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                      std::chrono::steady_clock::now() - start)
+                                      .count();
+                  if (!r.isOk()) {
+                    self->errors.append("ping " + std::to_string(seq) + ": " + r.status().toString());
+                  } else if (*r != expected) {
+                    self->errors.append("ping " + std::to_string(seq) + ": " + self->peer +
+                                        " echoed a different payload");
+                  } else {
+                    self->rtt_us.append(Json::Int64(us));
+                  }
+                  self->next();
+                });
+    });
+    if (!ran) {
+      errors.append("ping " + std::to_string(seq) + ": node " + node + " is stopping its mesh");
+      finish();
+    }
+  }
+
+  void finish() {
+    Json::Value v(Json::objectValue);
+    v["node"] = node;
+    v["peer"] = peer;
+    v["rttUs"] = rtt_us;
+    v["errors"] = errors;
+    reply(compactJson(v));
+  }
+};
+
+// The responder's handler: checks the request and the peer, then starts the chain (quick: it runs
+// on nats.c's delivery thread).
+void answerMeshPing(const Config& config, const std::shared_ptr<PingGate>& gate, const std::string& body,
+                    NatsResponder::ReplyFn reply) {
+  const std::string& node = config.node_id;
+  Json::CharReaderBuilder builder;
+  Json::Value request;
+  std::string parse_error;
+  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+  if (!reader->parse(body.data(), body.data() + body.size(), &request, &parse_error) || !request.isObject() ||
+      !request["peer"].isString() || !request["count"].isInt()) {
+    return reply(
+        errorReply("bad meshping request (want {\"peer\": ID, \"count\": N}): " + body.substr(0, 200)));
+  }
+  auto run = std::make_shared<PingRun>();
+  run->gate = gate;
+  run->node = node;
+  run->peer = request["peer"].asString();
+  run->count = request["count"].asInt();
+  run->reply = std::move(reply);
+  if (!isValidId(run->peer))
+    return run->reply(errorReply("peer id '" + run->peer + "' is not [A-Za-z0-9_-]+"));
+  if (run->count < 1 || run->count > Manager::kMaxMeshPings) {
+    return run->reply(errorReply("count " + std::to_string(run->count) + " is not in 1.." +
+                                 std::to_string(Manager::kMaxMeshPings)));
+  }
+  if (run->peer == node) return run->reply(errorReply("node " + node + " cannot ping itself over the mesh"));
+  if (!config.mesh.enabled()) {
+    return run->reply(errorReply("node " + node + " has no mesh (its config has no \"mesh\" section)"));
+  }
+  std::string refused;
+  const bool ran = gate->with([&](Mesh& mesh) {
+    const std::optional<mesh::PeerInfo> p = mesh.peer(run->peer);
+    if (!p) {
+      refused = "node " + node + "'s mesh knows no peer " + run->peer + " (no members record, never seen)";
+    } else if (p->state == mesh::PeerState::kDead) {
+      refused = "peer " + run->peer + " is dead (" + std::string(mesh::deadReasonName(p->reason)) +
+                ") as node " + node + " sees it";
+    }
+  });
+  if (!ran) refused = "node " + node + "'s mesh is not running (starting or stopping)";
+  if (!refused.empty()) return run->reply(errorReply(refused));
+  run->next();
 }
 
 }  // namespace
@@ -194,6 +354,9 @@ struct Manager::Impl {
   std::unique_ptr<HealthChecker> checker;
   std::unique_ptr<NatsConnection> connection;  // status and health responders
   std::unique_ptr<HealthService> health_service;
+  // hacoord ping: answered on hacoord.<c>.health.<node>.meshping, mesh or not (to say there is none).
+  std::shared_ptr<PingGate> ping_gate = std::make_shared<PingGate>();
+  std::unique_ptr<NatsResponder> mesh_ping;
   std::unique_ptr<HttpServer> http_server;
   // The handler runs on hc-io and may run before http_server is assigned: it reads this instead.
   std::atomic<HttpServer*> http_stats_source{nullptr};
@@ -265,6 +428,14 @@ Status Manager::start() {
                                       [&d] { return d.currentStatus(); });
   if (!service.isOk()) return service.status();
   d.health_service = std::move(*service);
+  d.ping_gate->open(d.mesh.get());
+  auto ping =
+      NatsResponder::subscribe(*d.connection, meshPingSubject(d.config.cluster_id, d.config.node_id),
+                               [&d, gate = d.ping_gate](std::string body, NatsResponder::ReplyFn reply) {
+                                 answerMeshPing(d.config, gate, body, std::move(reply));
+                               });
+  if (!ping.isOk()) return ping.status();
+  d.mesh_ping = std::move(*ping);
 
   if (!d.config.http_listen.empty()) {
     const HttpServerOptions options{d.config.http_listen, d.config.http_max_connections,
@@ -287,6 +458,8 @@ void Manager::stop() {
   if (d.http_server) d.http_server->stop();
   d.http_stats_source = nullptr;
   d.health_service.reset();
+  d.mesh_ping.reset();
+  d.ping_gate->close();  // ping chains in progress end with "stopping" before the mesh goes
   if (d.checker) d.health_strand->runSync([&d] { d.checker->stop(); });
   d.health_strand->shutdown();
   d.mesh_source = nullptr;
@@ -378,6 +551,52 @@ Result<NodeStatus> Manager::health(const Config& config, const std::string& node
   auto conn = clientConnection(config);
   if (!conn.isOk()) return conn.status();
   return queryNode(**conn, config.cluster_id, node, timeout);
+}
+
+Result<MeshPingResult> Manager::meshPing(const Config& config, const std::string& peer, int count) {
+  const std::string& node = config.node_id;
+  if (!isValidId(peer)) return invalidArgument("peer id '" + peer + "' is not [A-Za-z0-9_-]+");
+  if (count < 1 || count > kMaxMeshPings) {
+    return invalidArgument("--count " + std::to_string(count) + " is not in 1.." +
+                           std::to_string(kMaxMeshPings));
+  }
+  auto conn = clientConnection(config);
+  if (!conn.isOk()) return conn.status();
+  const std::string subject = meshPingSubject(config.cluster_id, node);
+  Json::Value body(Json::objectValue);
+  body["peer"] = peer;
+  body["count"] = count;
+  // The daemon answers after its last ping: at most 1 s each.
+  const milliseconds timeout = count * PingRun::kTimeout + 2 * config.nats.request_timeout;
+  auto reply = natsRequest(**conn, subject, compactJson(body), timeout);
+  if (!reply.isOk()) {
+    const Status& st = reply.status();
+    if (st.code() == StatusCode::kNotFound) {
+      return unavailable("node " + node + " is down: no daemon answers on " + subject);
+    }
+    if (st.code() == StatusCode::kDeadlineExceeded) {
+      return deadlineExceeded("node " + node + " did not answer within " + std::to_string(timeout.count()) +
+                              " ms");
+    }
+    return Status(st.code(), "asking node " + node + ": " + st.message());
+  }
+  Json::CharReaderBuilder builder;
+  Json::Value v;
+  std::string parse_error;
+  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+  if (!reader->parse(reply->data(), reply->data() + reply->size(), &v, &parse_error) || !v.isObject()) {
+    return Status(StatusCode::kDataLoss, "node " + node + " sent an unreadable meshping reply: " + *reply);
+  }
+  if (v["error"].isString()) return failedPrecondition(v["error"].asString());
+  if (!v["rttUs"].isArray() || !v["errors"].isArray() || v["peer"].asString() != peer) {
+    return Status(StatusCode::kDataLoss, "node " + node + " sent an unexpected meshping reply: " + *reply);
+  }
+  MeshPingResult out;
+  out.node = v["node"].asString();
+  out.peer = peer;
+  for (const Json::Value& r : v["rttUs"]) out.rtt_us.push_back(r.asInt64());
+  for (const Json::Value& e : v["errors"]) out.errors.push_back(e.asString());
+  return out;
 }
 
 Status Manager::promote(const Config& config, const std::string& node, const ControlOptions& options) {

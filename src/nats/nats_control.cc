@@ -87,6 +87,10 @@ std::string healthSubject(const std::string& cluster, const std::string& node) {
   return "hacoord." + cluster + ".health." + node;
 }
 
+std::string meshPingSubject(const std::string& cluster, const std::string& node) {
+  return healthSubject(cluster, node) + ".meshping";
+}
+
 std::string statusSubject(const std::string& cluster) { return "hacoord." + cluster + ".status"; }
 
 NatsResponder::NatsResponder(NatsConnection& connection, std::shared_ptr<Shared> shared,

@@ -21,6 +21,8 @@ class NatsConnection;
 std::string controlSubject(const std::string& cluster, const std::string& node, const std::string& verb);
 // hacoord.<cluster>.health.<node>: one node's status JSON.
 std::string healthSubject(const std::string& cluster, const std::string& node);
+// hacoord.<cluster>.health.<node>.meshping: the node pings a mesh peer for the asker (hacoord ping).
+std::string meshPingSubject(const std::string& cluster, const std::string& node);
 // hacoord.<cluster>.status: every node answers; gather the replies with natsGather().
 std::string statusSubject(const std::string& cluster);
 

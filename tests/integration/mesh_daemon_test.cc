@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,17 @@ std::string lineStartingWith(const std::string& text, const std::string& prefix)
     start = end + 1;
   }
   return "";
+}
+
+std::vector<std::string> linesOf(const std::string& text) {
+  std::vector<std::string> lines;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const std::size_t end = std::min(text.find('\n', start), text.size());
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
 }
 
 test::RunResult hacoordCli(const std::vector<std::string>& args) {
@@ -181,6 +193,36 @@ TEST_F(MeshDaemonTest, ThreeDaemonsSeeEachOtherInStatusMetricsAndPeersAndADepart
   EXPECT_NE(peers_json.out.find(R"("id":"n2")"), std::string::npos) << describe(peers_json);
   EXPECT_NE(peers_json.out.find(R"("state":"alive")"), std::string::npos) << describe(peers_json);
 
+  // `hacoord ping` asks n1's daemon to ping n2 over the mesh: one line per round trip, a summary.
+  const test::RunResult ping = hacoordCli({"ping", "--config", n1_config, "n2", "--count", "3"});
+  ASSERT_EQ(ping.exit_code, 0) << describe(ping);
+  int rtt_lines = 0;
+  const std::regex rtt_line(R"(n1 -> n2: [0-9]+\.[0-9]{2} ms)");
+  const std::regex summary(R"(3 of 3 answered: min [0-9.]+ / avg [0-9.]+ / p50 [0-9.]+ / max [0-9.]+ ms)");
+  bool summarised = false;
+  for (const std::string& line : linesOf(ping.out)) {
+    rtt_lines += std::regex_match(line, rtt_line) ? 1 : 0;
+    summarised = summarised || std::regex_match(line, summary);
+  }
+  EXPECT_EQ(rtt_lines, 3) << describe(ping);
+  EXPECT_TRUE(summarised) << describe(ping);
+  const test::RunResult ping_json = hacoordCli({"ping", "--config", n1_config, "n3", "--count=2", "--json"});
+  ASSERT_EQ(ping_json.exit_code, 0) << describe(ping_json);
+  EXPECT_TRUE(std::regex_search(ping_json.out, std::regex(R"("rttUs":\[[0-9]+,[0-9]+\])")))
+      << describe(ping_json);
+  EXPECT_NE(ping_json.out.find(R"("errors":[])"), std::string::npos) << describe(ping_json);
+  // A node n1's mesh never saw: refused at once, naming it.
+  const test::RunResult unknown = hacoordCli({"ping", "--config", n1_config, "n9"});
+  EXPECT_EQ(unknown.exit_code, 1) << describe(unknown);
+  ASSERT_EQ(unknown.errLines().size(), 1u) << describe(unknown);
+  EXPECT_NE(unknown.errLines()[0].find("knows no peer n9"), std::string::npos) << describe(unknown);
+  EXPECT_EQ(unknown.out, "") << describe(unknown);
+  // A daemon that is not running: nobody answers on its subject.
+  const test::RunResult nobody = hacoordCli({"ping", "--config", writeConfig("n4"), "n1"});
+  EXPECT_EQ(nobody.exit_code, 1) << describe(nobody);
+  ASSERT_EQ(nobody.errLines().size(), 1u) << describe(nobody);
+  EXPECT_NE(nobody.errLines()[0].find("node n4 is down"), std::string::npos) << describe(nobody);
+
   // `hacoord status` lists every node's peers under the nodes table; --json carries them too.
   const test::RunResult status = hacoordCli({"status", "--config", n1_config});
   ASSERT_EQ(status.exit_code, 0) << describe(status);
@@ -253,6 +295,12 @@ TEST_F(MeshDaemonTest, ThreeDaemonsSeeEachOtherInStatusMetricsAndPeersAndADepart
   EXPECT_EQ(after.exit_code, 0) << describe(after);
   EXPECT_NE(lineStartingWith(after.out, "n3 ").find(" dead/departed "), std::string::npos) << describe(after);
 
+  // Pinging the departed peer: refused with the reason n1 knows.
+  const test::RunResult dead = hacoordCli({"ping", "--config", n1_config, "n3"});
+  EXPECT_EQ(dead.exit_code, 1) << describe(dead);
+  ASSERT_EQ(dead.errLines().size(), 1u) << describe(dead);
+  EXPECT_NE(dead.errLines()[0].find("peer n3 is dead (departed)"), std::string::npos) << describe(dead);
+
   // The stopped node itself does not answer: one clear line, exit 1.
   const test::RunResult gone = hacoordCli({"peers", "--config", dir_ + "/n3.json"});
   EXPECT_EQ(gone.exit_code, 1) << describe(gone);
@@ -274,10 +322,12 @@ TEST_F(MeshDaemonTest, TheMeshRpcExampleGreetsAcrossTwoProcesses) {
   };
   EXPECT_TRUE(p1.waitForLine(greeted("n1", "n2"), 20000ms)) << p1.stdoutText() << p1.stderrText();
   EXPECT_TRUE(p2.waitForLine(greeted("n2", "n1"), 20000ms)) << p2.stdoutText() << p2.stderrText();
-  EXPECT_TRUE(p1.waitForLine([](const std::string& l) { return l.rfind("any: n2 -> hello n1", 0) == 0; }, 5000ms))
+  EXPECT_TRUE(
+      p1.waitForLine([](const std::string& l) { return l.rfind("any: n2 -> hello n1", 0) == 0; }, 5000ms))
       << p1.stdoutText();
   p2.signal(SIGTERM);  // leaves cleanly: n1 sees it depart
-  EXPECT_TRUE(p1.waitForLine([](const std::string& l) { return l == "peer n2 is dead"; }, 5000ms)) << p1.stdoutText();
+  EXPECT_TRUE(p1.waitForLine([](const std::string& l) { return l == "peer n2 is dead"; }, 5000ms))
+      << p1.stdoutText();
 }
 
 TEST_F(MeshDaemonTest, WithoutAMeshSectionThereIsNoMeshAndPeersSaysSo) {
@@ -297,6 +347,12 @@ TEST_F(MeshDaemonTest, WithoutAMeshSectionThereIsNoMeshAndPeersSaysSo) {
   EXPECT_EQ(r.exit_code, 1) << describe(r);
   ASSERT_EQ(r.errLines().size(), 1u) << describe(r);
   EXPECT_NE(r.errLines()[0].find("has no mesh"), std::string::npos) << describe(r);
+
+  // The daemon itself says it has no mesh (the CLI does not guess from its copy of the config).
+  const test::RunResult ping = hacoordCli({"ping", "--config", dir_ + "/n1.json", "n2"});
+  EXPECT_EQ(ping.exit_code, 1) << describe(ping);
+  ASSERT_EQ(ping.errLines().size(), 1u) << describe(ping);
+  EXPECT_NE(ping.errLines()[0].find("node n1 has no mesh"), std::string::npos) << describe(ping);
 }
 
 TEST_F(MeshDaemonTest, StartFailsNamingAMissingCertificateOrABusyAddress) {

@@ -277,6 +277,13 @@ TEST_F(NatsAuthTest, OnlyTheRightUsersMaySteerTheCluster) {
       },
       5000ms, 100ms))
       << "the observer may ask a node's health";
+  // ... and for a node's mesh round trips (`hacoord ping`, config naming that node): these daemons
+  // have no mesh, which the node itself answers (so the observer reached it and it subscribed).
+  const std::string observer_as_leader = writeConfig(leader, "hacoord-observer");
+  const std::string other = leader == "node1" ? "node2" : "node1";
+  const RunResult ping = hacoord({"ping", "--config", observer_as_leader, other});
+  EXPECT_EQ(ping.exit_code, 1) << describe(ping);
+  EXPECT_NE(ping.err.find("node " + leader + " has no mesh"), std::string::npos) << describe(ping);
 
   // The observer cannot make the leader step down: refused by the server, said so, at once.
   const RunResult demote = hacoord({"demote", "--config", observer_config_});
@@ -343,8 +350,8 @@ TEST_F(NatsAuthTest, OnlyTheRightUsersMaySteerTheCluster) {
   ASSERT_TRUE(impostor);
   std::atomic<int> intercepted{0};
   std::vector<std::unique_ptr<NatsResponder>> fakes;
-  for (const std::string& subject :
-       {healthSubject(kCluster, victim), controlSubject(kCluster, victim, "stepdown")}) {
+  for (const std::string& subject : {healthSubject(kCluster, victim), meshPingSubject(kCluster, victim),
+                                     controlSubject(kCluster, victim, "stepdown")}) {
     auto fake = NatsResponder::subscribe(*impostor, subject, [&](std::string, NatsResponder::ReplyFn reply) {
       ++intercepted;
       reply("{\"ok\":true}");
@@ -359,10 +366,14 @@ TEST_F(NatsAuthTest, OnlyTheRightUsersMaySteerTheCluster) {
     ASSERT_TRUE(parsed) << describe(health);
     EXPECT_EQ((*parsed)["nodeId"], victim) << describe(health);
   }
+  const RunResult victim_ping = hacoord({"ping", "--config", writeConfig(victim, "hacoord-observer"), other});
+  EXPECT_NE(victim_ping.err.find("node " + victim + " has no mesh"), std::string::npos)
+      << describe(victim_ping);
   EXPECT_EQ(intercepted.load(), 0) << "the server delivered " << victim << "'s requests to " << impostor_node;
 
   for (const std::string& subject :
-       {healthSubject(kCluster, victim), std::string("$KV.HACOORD_demo_MEMBERS.m.") + victim,
+       {healthSubject(kCluster, victim), meshPingSubject(kCluster, victim),
+        meshPingSubject(kCluster, impostor_node), std::string("$KV.HACOORD_demo_MEMBERS.m.") + victim,
         controlSubject(kCluster, victim, "stepdown.force"), controlSubject(kCluster, victim, "leave"),
         controlSubject(kCluster, victim, "promote")}) {
     auto r = impostor->request(subject, "", 3000ms);
