@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The main job: install, build, and run a local 3-node hacoord cluster on its own nats-server -js
-# (loopback, temporary store). Shows the leader, a planned handover, a crash takeover, then cleans up.
+# (loopback, temporary store) with the peer mesh. Shows the leader, the mesh peers and a `hacoord
+# ping`, a planned handover, a crash takeover (and the mesh declaring the crashed peer dead), then
+# cleans up. HACOORD_DEMO=loopback runs the loopback demo even as root (no namespace lab).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -18,6 +20,13 @@ run_lab_demo() {
   source "$ROOT/scripts/lab.sh"
   lab_init "$HACOORD" 3 2000 500
   trap lab_cleanup EXIT
+  # The peer mesh between the hosts (listening on their eth0 addresses): a CA and a certificate per
+  # host from `hacoord certs`, in the lab's temp dir; lab_write_config adds the mesh sections.
+  "$HACOORD" certs init-ca --dir "$LAB_DIR/ca" >/dev/null
+  for h in "${LAB_HOSTS[@]}"; do
+    "$HACOORD" certs issue --dir "$LAB_DIR/ca" --cluster lab --node "$h" --out "$LAB_DIR/mesh-$h" >/dev/null
+  done
+  LAB_MESH_DIR=$LAB_DIR
   echo "== lab: hub namespace (bridge 192.0.2.1/24 + nats-server -js), hosts h1..h3 (192.0.2.11-13),"
   echo "   client 192.0.2.50; VIP $LAB_VIP on the leader's eth0 (lease TTL 2000 ms, renew 500 ms)"
   lab_up
@@ -34,6 +43,13 @@ run_lab_demo() {
   local old=$L
   echo
   lab_cli status
+  echo
+  lab_peer_is() { lab_host_cli "$1" peers 2>/dev/null | grep -Eq "^$2 +$3"; }
+  echo "== the peer mesh (mutual TLS between the hosts' eth0 addresses): h1's peers, h1 -> h2 RTT"
+  lab_wait_for 15000 lab_peer_is h1 h2 alive && lab_wait_for 15000 lab_peer_is h1 h3 alive ||
+    echo "   (h1 does not see h2 and h3 alive within 15 s)"
+  lab_host_cli h1 peers 2>&1 | sed 's/^/   /' || true
+  lab_host_cli h1 ping h2 --count 3 2>&1 | sed 's/^/   /' || true
   echo
   echo "   VIP holders: $(lab_vip_holders); client's neighbour entry for $LAB_VIP: $(lab_client_vip_mac) ($old eth0: $(lab_mac "$old"))"
   echo
@@ -52,9 +68,15 @@ run_lab_demo() {
   echo
   lab_cli status
   echo
+  echo "== the mesh saw the crash: $L's peers ($old dead, with the reason its peers give)"
+  lab_wait_for 15000 lab_peer_is "$L" "$old" dead || echo "   ($L does not see $old dead within 15 s)"
+  lab_host_cli "$L" peers 2>&1 | sed 's/^/   /' || true
+  echo
   echo "lab demo done: cleaning up (daemons, nats-server, namespaces, $LAB_DIR)"
 }
-if [ "$(id -u)" -eq 0 ]; then
+if [ "${HACOORD_DEMO:-}" = loopback ]; then
+  echo "== HACOORD_DEMO=loopback: running the election-only demo on 127.0.0.1"
+elif [ "$(id -u)" -eq 0 ]; then
   source "$ROOT/scripts/lab.sh"
   if why=$(lab_available); then
     run_lab_demo
@@ -116,7 +138,21 @@ TTL=2000
 # Each user's password in its own 0600 file, named by nats.passwordFile (never in the config).
 for u in "${USERS[@]}"; do printf '%s\n' "${PASSWORD[$u]}" >"$WORK/$u.password"; done
 mkdir -p "$WORK/state"
-write_config() {  # FILE NODE_ID USER
+# The peer mesh (README "Peer mesh"): a cluster CA and one certificate per node, made here with
+# `hacoord certs`, kept in the temp dir; each daemon listens on 127.0.0.1 (port 0: the kernel picks,
+# the members record in NATS tells the others).
+"$HACOORD" certs init-ca --dir "$WORK/ca" >/dev/null
+for n in node1 node2 node3; do
+  "$HACOORD" certs issue --dir "$WORK/ca" --cluster demo --node "$n" --out "$WORK/mesh-$n" >/dev/null
+done
+write_config() {  # FILE NODE_ID USER: with a mesh section when NODE_ID is one of the nodes
+  local mesh=""
+  if [ -d "$WORK/mesh-$2" ]; then
+    mesh=",
+  \"mesh\": { \"listen\": \"127.0.0.1:0\", \"ca\": \"$WORK/mesh-$2/ca.crt\",
+            \"cert\": \"$WORK/mesh-$2/$2.crt\", \"key\": \"$WORK/mesh-$2/$2.key\",
+            \"pingIntervalMs\": 200, \"suspectAfterMs\": 600, \"deadAfterMs\": 1000, \"refreshMs\": 1000 }"
+  fi
   cat >"$1" <<EOF
 {
   "clusterId": "demo",
@@ -124,14 +160,17 @@ write_config() {  # FILE NODE_ID USER
   "stateDir": "$WORK/state",
   "nats": { "servers": ["nats://127.0.0.1:$PORT"], "user": "$3", "passwordFile": "$WORK/$3.password" },
   "election": { "leaseTtlMs": $TTL, "renewIntervalMs": 500 },
-  "log": { "level": "info" }
+  "log": { "level": "info" }$mesh
 }
 EOF
 }
 for n in node1 node2 node3; do write_config "$WORK/$n.json" "$n" "hacoord-$n"; done
-# The command line runs as the observer (status) or the operator (control), never as a node.
+# The command line runs as the observer (status, peers, ping) or the operator (control), never as
+# a node. `hacoord peers` and `hacoord ping` act for the config's node: observer-<node>.json names
+# the node and logs in as the observer.
 write_config "$WORK/observer.json" observer hacoord-observer
 write_config "$WORK/operator.json" operator hacoord-operator
+for n in node1 node2 node3; do write_config "$WORK/observer-$n.json" "$n" hacoord-observer; done
 
 declare -A NODE_PID
 start_node() {
@@ -161,6 +200,23 @@ echo
 "$HACOORD" status --config "$WORK/observer.json"
 echo
 
+# `hacoord peers` of node $1 (as the observer) until its line for peer $2 matches the regex $3.
+wait_peer_state() {
+  local deadline=$(( $(now_ms) + 15000 ))
+  while [ "$(now_ms)" -lt "$deadline" ]; do
+    "$HACOORD" peers --config "$WORK/observer-$1.json" 2>/dev/null | grep -Eq "^$2 +$3" && return 0
+    sleep 0.05
+  done
+  echo "   (timeout: $1 does not see $2 as $3)"; return 1
+}
+
+echo "== the peer mesh (mutual TLS on 127.0.0.1, certificates from 'hacoord certs'): node1's peers =="
+{ wait_peer_state node1 node2 alive && wait_peer_state node1 node3 alive; } || true
+"$HACOORD" peers --config "$WORK/observer-node1.json" 2>&1 | sed 's/^/   /' || true
+echo "== 'hacoord ping': node1's daemon measures its mesh round trip to node3 (sys.ping) =="
+"$HACOORD" ping --config "$WORK/observer-node1.json" node3 --count 3 2>&1 | sed 's/^/   /' || true
+echo
+
 echo "== the observer may read but not steer: 'hacoord demote' as hacoord-observer =="
 "$HACOORD" demote --config "$WORK/observer.json" 2>&1 | sed 's/^/   /' || true
 echo "   (refused by nats-server; $LEADER still leads)"
@@ -187,6 +243,10 @@ t1=$(now_ms)
 echo "   new leader $NEWER after $((t1 - t0)) ms (a crash costs up to the lease TTL of ${TTL} ms)"
 echo
 "$HACOORD" status --config "$WORK/observer.json"
+echo
+echo "== the mesh saw the crash: $NEWER's peers ($NEW dead, with the reason its peers give) =="
+wait_peer_state "$NEWER" "$NEW" dead || true
+"$HACOORD" peers --config "$WORK/observer-$NEWER.json" 2>&1 | sed 's/^/   /' || true
 echo
 echo "== what the daemons logged about leadership =="
 grep -h -E "LEADER|no longer leader" "$WORK"/node*.log | sort | sed 's/^/   /'

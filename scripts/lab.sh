@@ -121,9 +121,19 @@ lab_write_config() {  # HOST
   "election": { "leaseTtlMs": $LAB_TTL, "renewIntervalMs": $LAB_RENEW, "safetyMarginMs": $LAB_MARGIN },
   "vip": { "address": "$LAB_VIP", "netmask": 32, "interface": "eth0",
            "allowWithoutKernelLifetime": ${LAB_ALLOW_NO_KERNEL_LIFETIME:-false} },
-  "log": { "level": "info" }
+  "log": { "level": "info" }$(lab_mesh_section "$1")
 }
 EOF
+}
+
+# With LAB_MESH_DIR set (holding mesh-<host>/{ca.crt,<host>.crt,<host>.key} from `hacoord certs`):
+# a peer mesh section listening on the host's eth0 address, short timings. Nothing otherwise.
+lab_mesh_section() {  # HOST
+  [ -n "${LAB_MESH_DIR:-}" ] || return 0
+  local d="$LAB_MESH_DIR/mesh-$1"
+  printf ',\n  "mesh": { "listen": "192.0.2.1%s:7400", "ca": "%s/ca.crt", "cert": "%s/%s.crt", "key": "%s/%s.key",\n' \
+    "${1#h}" "$d" "$d" "$1" "$d" "$1"
+  printf '            "pingIntervalMs": 200, "suspectAfterMs": 600, "deadAfterMs": 1000, "refreshMs": 1000 }'
 }
 
 nats_up() { ip netns exec "$(lab_ns hub)" bash -c "exec 3<>/dev/tcp/$LAB_HUB_IP/4222" 2>/dev/null; }
@@ -185,6 +195,7 @@ lab_sigstop() { kill -STOP "${LAB_PID[$1]}"; }
 lab_sigcont() { kill -CONT "${LAB_PID[$1]}"; }
 
 lab_cli() { ip netns exec "$(lab_ns hub)" "$LAB_HACOORD" "$1" --config "$LAB_DIR/h1.json" "${@:2}"; }
+lab_host_cli() { ip netns exec "$(lab_ns hub)" "$LAB_HACOORD" "$2" --config "$LAB_DIR/$1.json" "${@:3}"; }
 
 lab_leader() {
   lab_cli status --json 2>/dev/null | python3 -c \
