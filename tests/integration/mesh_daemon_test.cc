@@ -353,6 +353,17 @@ TEST_F(MeshDaemonTest, WithoutAMeshSectionThereIsNoMeshAndPeersSaysSo) {
   EXPECT_EQ(ping.exit_code, 1) << describe(ping);
   ASSERT_EQ(ping.errLines().size(), 1u) << describe(ping);
   EXPECT_NE(ping.errLines()[0].find("node n1 has no mesh"), std::string::npos) << describe(ping);
+
+  // Usage errors: exit 2, one line naming what is wrong, nothing asked of the daemon.
+  const test::RunResult zero = hacoordCli({"ping", "--config", dir_ + "/n1.json", "n2", "--count", "0"});
+  EXPECT_EQ(zero.exit_code, 2) << describe(zero);
+  ASSERT_EQ(zero.errLines().size(), 1u) << describe(zero);
+  EXPECT_NE(zero.errLines()[0].find("--count 0 is not a number in 1..100"), std::string::npos)
+      << describe(zero);
+  const test::RunResult no_node = hacoordCli({"ping", "--config", dir_ + "/n1.json"});
+  EXPECT_EQ(no_node.exit_code, 2) << describe(no_node);
+  ASSERT_EQ(no_node.errLines().size(), 1u) << describe(no_node);
+  EXPECT_NE(no_node.errLines()[0].find("exactly one NODE"), std::string::npos) << describe(no_node);
 }
 
 TEST_F(MeshDaemonTest, StartFailsNamingAMissingCertificateOrABusyAddress) {
