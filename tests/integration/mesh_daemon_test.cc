@@ -288,7 +288,8 @@ TEST_F(MeshDaemonTest, ThreeDaemonsSeeEachOtherInStatusMetricsAndPeersAndADepart
       10000ms);
   EXPECT_TRUE(departed) << "n1: " << managers_["n1"]->status().toJson()
                         << "\nn2: " << managers_["n2"]->status().toJson();
-  const PeerStatus* still = findPeer(managers_["n1"]->status(), "n2");
+  const NodeStatus n1_now = managers_["n1"]->status();  // findPeer points into it: keep it alive
+  const PeerStatus* still = findPeer(n1_now, "n2");
   ASSERT_NE(still, nullptr);
   EXPECT_EQ(still->state, "alive");
   const test::RunResult after = hacoordCli({"peers", "--config", n1_config});
