@@ -206,7 +206,7 @@ void Elector::onObserved(const LeaseEntry& entry) {
   const bool own_acquire = entry.hasRecord() && isMine(entry.record) &&
                            (write_in_flight_ || inDoubtSentAt(entry.record.epoch, entry.revision));
   if (state_ != State::kLeader && !own_acquire) {
-    announce(entry.hasRecord() ? entry.record.holder : "", snapshot().epoch);
+    announce(entry.hasRecord() ? entry.record.holder : "", recordEpoch());
   }
   evaluate();
   publish();
@@ -285,7 +285,7 @@ void Elector::evaluate() {
       scheduleEvaluate(expiry);
       return;
     }
-    announce("", snapshot().epoch);
+    announce("", recordEpoch());
     // Followers that saw the same revision would all write at the same instant. nats-server 2.9
     // can accept several such compare-and-sets after a stream-leader change (the store refuses
     // to lead on them, so nobody leads for a TTL): a small per-node jitter keeps them apart.
@@ -644,7 +644,7 @@ void Elector::loseLeadership(LossReason reason) {
   kLog->info("node {} lost leadership of epoch {}: {}", config_.node_id, leader_epoch_.value(),
              lossReasonName(reason));
   listener_.onLoseLeadership(leader_epoch_, reason, [](bool) {});
-  announce(known_.hasRecord() && !isMine(known_.record) ? known_.record.holder : "", snapshot().epoch);
+  announce(known_.hasRecord() && !isMine(known_.record) ? known_.record.holder : "", recordEpoch());
   evaluate();
   publish();
 }
@@ -710,7 +710,7 @@ void Elector::finishRelease(const std::function<void(Status)>& done, Status stat
   if (state_ == State::kReleasing) state_ = State::kFollower;
   announce(
       known_.hasRecord() && !known_.record.vacant() && !isMine(known_.record) ? known_.record.holder : "",
-      snapshot().epoch);
+      recordEpoch());
   publish();
   if (done) done(std::move(status));
   if (after_release_) {
@@ -765,6 +765,10 @@ void Elector::runAfterWrite() {
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+// The epoch of the record last observed (0 with none: a marker, an undecodable value, no key).
+// Never highest_epoch_: that includes our own acquires that may never have landed.
+Epoch Elector::recordEpoch() const { return known_.hasRecord() ? known_.record.epoch : Epoch{}; }
+
 bool Elector::isMine(const LeaseRecord& record) const {
   return record.holder == config_.node_id && record.incarnation == config_.incarnation;
 }
@@ -779,6 +783,15 @@ LeaseRecord Elector::recordFor(Epoch epoch) const {
 }
 
 void Elector::announce(const std::string& leader, Epoch epoch) {
+  // Epochs only rise, so a record of a lower epoch than one already announced is old news: a read
+  // from a replica that lags (a follower answering a direct get before it applied the latest
+  // write, or a stream leader that just changed). It still counts as an observation (the takeover
+  // timer restarts), but onLeaderChange never goes back to a leader the cluster has moved past;
+  // "vacant or unknown" keeps the epoch last announced.
+  if (epoch < announced_epoch_) {
+    if (!leader.empty()) return;
+    epoch = announced_epoch_;
+  }
   if (leader == announced_leader_ && epoch == announced_epoch_) return;
   announced_leader_ = leader;
   announced_epoch_ = epoch;

@@ -149,6 +149,7 @@ class Elector {
   void disown(std::uint64_t revision, Epoch epoch);
   // Helpers
   bool isMine(const LeaseRecord& record) const;
+  Epoch recordEpoch() const;
   LeaseRecord recordFor(Epoch epoch) const;
   void announce(const std::string& leader, Epoch epoch);
   void publish();

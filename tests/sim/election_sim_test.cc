@@ -21,6 +21,7 @@
 //       VIP is off (DESIGN §4 order);
 //   (h) a running node tells its hooks within 1 ms that its deadline passed, and a node that left
 //       candidacy does not lead for more than 1 ms; every record a node writes names itself;
+//   (l) the epochs a process tells onLeaderChange never go back (stale reads notwithstanding);
 //   (d) after the chaos, with everything healed, a leader is elected within a bound and stays;
 //       every node then names it, and every stop() and stepDown() has completed.
 //
@@ -676,11 +677,17 @@ class Sim {
     }
     void onLeaderChange(const std::string& leader, Epoch epoch) override {
       if (sim_.verbose_) sim_.trace(node_.id + " sees leader '" + leader + "' epoch " + epoch.toString());
+      if (epoch < last_announced_) {
+        sim_.violation("(l) " + node_.id + " told its hooks leader '" + leader + "' epoch " +
+                       epoch.toString() + " after epoch " + last_announced_.toString());
+      }
+      last_announced_ = epoch;
     }
 
    private:
     Sim& sim_;
     Node& node_;
+    Epoch last_announced_;  // this process's
   };
 
   Node* byId(const std::string& id) {
