@@ -449,4 +449,15 @@ Value Document::root(Problems& problems) const {
   return Value(&parsed_->root, "", &problems, &parsed_->rules);
 }
 
+bool parseObject(std::string_view bytes, Json::Value& out) {
+  Json::CharReaderBuilder builder;
+  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
+  std::string errors;
+  try {
+    return reader->parse(bytes.data(), bytes.data() + bytes.size(), &out, &errors) && out.isObject();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 }  // namespace hacoord::json

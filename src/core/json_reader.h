@@ -196,4 +196,10 @@ std::string quote(std::string_view s);
 std::string memberPath(std::string_view parent, std::string_view key);
 std::string indexPath(std::string_view parent, std::size_t index);
 
+// jsoncpp's lenient parse of a record from the network, a bucket or a file (where the strict
+// Document would refuse what older writers wrote): true when `bytes` is a JSON object, parsed into
+// `out`. Never throws: jsoncpp throws, rather than fails, on nesting deeper than its stackLimit,
+// and garbage must not abort the process that reads it (fuzzing found it in the status decoder).
+bool parseObject(std::string_view bytes, Json::Value& out);
+
 }  // namespace hacoord::json

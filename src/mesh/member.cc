@@ -4,13 +4,12 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <exception>
-#include <memory>
 #include <string_view>
 
 #include <json/json.h>
 
 #include "core/host_port.h"
+#include "core/json_reader.h"
 
 namespace hacoord::mesh {
 namespace {
@@ -69,19 +68,8 @@ std::string encodeMemberRecord(const MemberRecord& r) {
 }
 
 Result<MemberRecord> decodeMemberRecord(const std::string& key_node, const std::string& json) {
-  Json::CharReaderBuilder builder;
   Json::Value v;
-  std::string errors;
-  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  bool parsed = false;
-  try {
-    parsed = reader->parse(json.data(), json.data() + json.size(), &v, &errors);
-  } catch (const std::exception&) {
-    // jsoncpp throws, rather than fails, on nesting deeper than its stackLimit: garbage in the
-    // bucket must not abort every node that reads it.
-    parsed = false;
-  }
-  if (!parsed || !v.isObject()) return refuse(key_node, "not a JSON object");
+  if (!json::parseObject(json, v)) return refuse(key_node, "not a JSON object");
 
   MemberRecord r;
   auto str = [&](const char* key, std::string& out) -> Status {

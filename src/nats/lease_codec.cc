@@ -1,10 +1,9 @@
 // Lease record JSON codec (jsoncpp). Strict on types; unknown fields are ignored for forward compat.
 #include "nats/lease_codec.h"
 
-#include <exception>
-#include <memory>
-
 #include <json/json.h>
+
+#include "core/json_reader.h"
 
 namespace hacoord {
 
@@ -21,19 +20,8 @@ std::string encodeLease(const LeaseRecord& record) {
 }
 
 Result<LeaseRecord> decodeLease(std::string_view bytes) {
-  Json::CharReaderBuilder builder;
   Json::Value v;
-  std::string errors;
-  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  bool parsed = false;
-  try {
-    parsed = reader->parse(bytes.data(), bytes.data() + bytes.size(), &v, &errors);
-  } catch (const std::exception&) {
-    // jsoncpp throws, rather than fails, on nesting deeper than its stackLimit (1000): garbage in
-    // the bucket must not abort every node that reads it (fuzzing found it in the status decoder).
-    parsed = false;
-  }
-  if (!parsed || !v.isObject()) {
+  if (!json::parseObject(bytes, v)) {
     return Status(StatusCode::kDataLoss, "lease record is not a JSON object");
   }
   // `required`: a record without its holder is not "vacant" (that is holder "", written by a

@@ -12,6 +12,7 @@
 
 #include <json/json.h>
 
+#include "core/json_reader.h"
 #include "core/logging.h"
 #include "hacoord/lease.h"
 
@@ -71,11 +72,8 @@ Result<std::unique_ptr<StateFile>> StateFile::open(const std::string& dir, const
     text << in.rdbuf();
     const std::string body = text.str();
     Json::Value v;
-    Json::CharReaderBuilder builder;
-    std::string errors;
-    std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-    if (!reader->parse(body.data(), body.data() + body.size(), &v, &errors) || !v.isObject() ||
-        !v["epoch"].isUInt64() || !v["longestLeaseMs"].isUInt64() || v["epoch"].asUInt64() > Epoch::kMax ||
+    if (!json::parseObject(body, v) || !v["epoch"].isUInt64() || !v["longestLeaseMs"].isUInt64() ||
+        v["epoch"].asUInt64() > Epoch::kMax ||
         v["longestLeaseMs"].asUInt64() > static_cast<std::uint64_t>(kMaxLease.count())) {
       return Status(StatusCode::kDataLoss,
                     "state file " + path +

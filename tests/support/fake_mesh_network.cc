@@ -179,18 +179,23 @@ void FakeMeshNetwork::closeConn(const std::shared_ptr<Conn>& conn, const Status&
   // The FIN travels like data, after what the closer sent.
   const int to = 1 - closer;
   if (conn->closed[to]) return;
-  auto fin = [this, conn, to] {
-    if (conn->closed[to]) return;
-    conn->closed[to] = true;
-    if (conn->link[to]) conn->link[to]->closed(unavailable("connection closed by " + conn->node[1 - to]));
-  };
   if (blocked(conn->node[closer], conn->node[to]) || !conn->held[closer].empty()) {
     conn->held[closer].emplace_back(loop_.now(), std::nullopt);
     return;
   }
+  sendFin(conn, closer);
+}
+
+void FakeMeshNetwork::sendFin(const std::shared_ptr<Conn>& conn, int closer) {
+  const int to = 1 - closer;
+  if (conn->closed[to]) return;
   const TimePoint at = std::max(loop_.now() + drawDelay(), conn->last_delivery[closer]);
   conn->last_delivery[closer] = at;
-  conn->scheduler[to]->runAtGlobal(at, fin);
+  conn->scheduler[to]->runAtGlobal(at, [conn, to] {
+    if (conn->closed[to]) return;
+    conn->closed[to] = true;
+    if (conn->link[to]) conn->link[to]->closed(unavailable("connection closed by " + conn->node[1 - to]));
+  });
 }
 
 void FakeMeshNetwork::flush(const std::shared_ptr<Conn>& conn, int dir) {
@@ -201,16 +206,7 @@ void FakeMeshNetwork::flush(const std::shared_ptr<Conn>& conn, int dir) {
     if (m) {
       deliver(conn, dir, std::move(*m));
     } else {
-      conn->closed[dir] = true;  // already closed on that side; now the FIN goes out
-      const int to = 1 - dir;
-      if (conn->closed[to]) continue;
-      const TimePoint at = std::max(loop_.now() + drawDelay(), conn->last_delivery[dir]);
-      conn->last_delivery[dir] = at;
-      conn->scheduler[to]->runAtGlobal(at, [conn, to] {
-        if (conn->closed[to]) return;
-        conn->closed[to] = true;
-        if (conn->link[to]) conn->link[to]->closed(unavailable("connection closed by " + conn->node[1 - to]));
-      });
+      sendFin(conn, dir);  // that side closed earlier; its FIN goes out after what it sent before
     }
   }
 }

@@ -89,6 +89,8 @@ class FakeMeshNetwork {
   bool blocked(const std::string& from, const std::string& to) const;
   void deliver(const std::shared_ptr<Conn>& conn, int dir, mesh::Message m);
   void closeConn(const std::shared_ptr<Conn>& conn, const Status& why, int closer);
+  // The FIN from `closer` reaches the other side after everything `closer` sent before it.
+  void sendFin(const std::shared_ptr<Conn>& conn, int closer);
   void flush(const std::shared_ptr<Conn>& conn, int dir);
   void registerEndpoint(Endpoint* e);
   void unregisterEndpoint(Endpoint* e);
