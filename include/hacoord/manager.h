@@ -48,7 +48,9 @@ class Manager {
   Status start();
   // Planned handover if leader (VIP off first), then everything stops. Idempotent.
   void stop();
-  // SIGHUP: new log level and health checks. Other changes need a restart (they are ignored).
+  // SIGHUP: new log level and health checks, and the mesh's CA, certificate and key read again
+  // from their files (rotated in place). Other changes need a restart (they are ignored). An error
+  // (a mesh file unusable: the running certificate stays) is returned after the rest reloaded.
   Status reload(const Config& config);
   // The daemon's main loop: start(), then wait for signals. SIGHUP reloads `config_path`;
   // SIGTERM / SIGINT stop() (planned handover) and return OK; one that arrives during start() or a

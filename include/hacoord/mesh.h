@@ -114,9 +114,10 @@ struct MeshCounters {
   std::uint64_t calls_failed = 0;
   std::uint64_t calls_timed_out = 0;
   std::uint64_t requests_served = 0;
-  std::uint64_t requests_expired = 0;   // dropped unrun: expired on arrival or in the queue
-  std::uint64_t requests_rejected = 0;  // ResourceExhausted (concurrency queue full), NotFound
-  std::uint64_t broadcast_dropped = 0;
+  std::uint64_t requests_expired = 0;        // dropped unrun: expired on arrival, in the queue or
+                                             // waiting for a free worker
+  std::uint64_t requests_rejected = 0;       // ResourceExhausted (concurrency queue full), NotFound
+  std::uint64_t broadcast_dropped = 0;       // per peer: over its send budget or its message limit
   std::uint64_t links_refused_identity = 0;  // no record or unknown fingerprint
   std::uint64_t links_duplicate = 0;
   std::uint64_t protocol_errors = 0;
@@ -129,8 +130,11 @@ struct MeshCounters {
 //
 // Threading: every method is safe from any thread. Handlers run on the mesh's worker threads
 // (hc-mesh), never on the I/O thread, and may block (within their deadline); `reply` may be called
-// from any thread, once. Done callbacks of the asynchronous forms run on a worker thread too; the
-// *Sync forms block the caller (never call them from a handler or a Done: use the callback forms).
+// from any thread, once. A request that waited for a free worker past its deadline (or was
+// cancelled meanwhile) is answered DeadlineExceeded without running. Done callbacks of the
+// asynchronous forms and peer events run on a thread of their own (hc-meshcb), so busy handlers
+// never delay them; the *Sync forms block the caller (never call them from a handler or a Done:
+// use the callback forms).
 class Mesh {
  public:
   // Builds a mesh from a daemon config (cluster and node id, nats, mesh). InvalidArgument when the
@@ -179,6 +183,13 @@ class Mesh {
   mesh::PeerReply anySync(std::string_view method, std::string request, mesh::CallOptions options,
                           const mesh::PeerFilter& filter = {});
   Status setMeta(std::string key, std::string value);
+
+  // Certificate rotation (the daemon does it on SIGHUP): loads the CA, certificate and key again
+  // from the config's files (replaced in place), uses them for every new connection and lists the
+  // new certificate in our members record; open connections carry on. On an error (naming the
+  // file) nothing changes; FailedPrecondition unless started and not stopped. Call it from any
+  // thread but hc-io.
+  Status reloadCredentials();
 
   struct Impl;
 

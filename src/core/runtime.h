@@ -13,6 +13,8 @@
 //                            watcher)
 //   hc-members  1 per source the members bucket's puts, key polls and final delete (NatsMemberSource)
 //   hc-mbwatch  1 per source its NatsKvWatcher of every key
+//   hc-mesh     2 per mesh   the mesh's RPC handlers (they may block, within their deadline)
+//   hc-meshcb   1 per mesh   the Done callbacks and peer events the mesh hands the application
 // nats.c adds threads of its own (per connection: read loop and flusher; per process: timers and
 // async callbacks); they only copy data and post to a strand. Every thread of ours is started with
 // Runtime::startThread, which names it.

@@ -22,6 +22,7 @@
 
 #include <json/json.h>
 
+#include "core/json_reader.h"
 #include "core/logging.h"
 #include "core/runtime.h"
 #include "health/checker.h"
@@ -31,6 +32,7 @@
 #include "manager/http_server.h"
 #include "manager/metrics.h"
 #include "manager/vip_observer.h"
+#include "node/leadership.h"
 #include "nats/nats_connection.h"
 #include "nats/nats_control.h"
 #include "nats/nats_lease_store.h"
@@ -45,6 +47,28 @@ namespace hacoord {
 namespace {
 
 constinit const ModuleLog kLog("manager");
+
+// Tells the mesh every epoch the election sees, so its frames carry it (a handler reads the
+// caller's epoch in CallContext::senderEpoch; DESIGN §6: locks and the store fence on it). Called
+// on the elector's strand; Mesh::noteEpoch only posts.
+class MeshEpochObserver final : public LeadershipObserver {
+ public:
+  explicit MeshEpochObserver(const std::atomic<Mesh*>& mesh) : mesh_(mesh) {}
+  std::string_view name() const override { return "the mesh"; }
+  void onGained(Epoch epoch, TimePoint, std::function<void(Status)> done) override {
+    note(epoch);
+    done(Status::ok());
+  }
+  void onRenewed(Epoch epoch, TimePoint) override { note(epoch); }
+  void onLost(Epoch, LossReason, std::function<void(Status)> done) override { done(Status::ok()); }
+  void onLeaderChanged(const std::string&, Epoch epoch) override { note(epoch); }
+
+ private:
+  void note(Epoch epoch) {
+    if (Mesh* m = mesh_.load(); m != nullptr) m->noteEpoch(epoch.value());
+  }
+  const std::atomic<Mesh*>& mesh_;
+};
 
 // One short-lived connection for a CLI call.
 Result<std::unique_ptr<NatsConnection>> clientConnection(const Config& config) {
@@ -225,12 +249,8 @@ struct PingRun : std::enable_shared_from_this<PingRun> {
 void answerMeshPing(const Config& config, const std::shared_ptr<PingGate>& gate, const std::string& body,
                     NatsResponder::ReplyFn reply) {
   const std::string& node = config.node_id;
-  Json::CharReaderBuilder builder;
   Json::Value request;
-  std::string parse_error;
-  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  if (!reader->parse(body.data(), body.data() + body.size(), &request, &parse_error) || !request.isObject() ||
-      !request["peer"].isString() || !request["count"].isInt()) {
+  if (!json::parseObject(body, request) || !request["peer"].isString() || !request["count"].isInt()) {
     return reply(
         errorReply("bad meshping request (want {\"peer\": ID, \"count\": N}): " + body.substr(0, 200)));
   }
@@ -351,6 +371,7 @@ struct Manager::Impl {
   // Read by the status and HTTP handlers (nats.c's thread, hc-io): set after mesh starts, cleared
   // before it stops.
   std::atomic<Mesh*> mesh_source{nullptr};
+  MeshEpochObserver mesh_epochs{mesh_source};
   std::unique_ptr<HealthChecker> checker;
   std::unique_ptr<NatsConnection> connection;  // status and health responders
   std::unique_ptr<HealthService> health_service;
@@ -397,6 +418,7 @@ Status Manager::start() {
     d.vip_observer = std::make_unique<VipObserver>(*d.vip, *d.vip_lane);
     observers.push_back(d.vip_observer.get());
   }
+  if (d.config.mesh.enabled()) observers.push_back(&d.mesh_epochs);
 
   d.node = std::unique_ptr<Node>(new Node(d.config, d.app, d.runtime, observers));
   // The checker costs no thread: always there, so a SIGHUP can add checks.
@@ -419,6 +441,7 @@ Status Manager::start() {
       return Status(s.code(), "mesh (listen " + d.config.mesh.listen + "): " + s.message());
     }
     d.mesh_source = d.mesh.get();
+    d.mesh->noteEpoch(d.node->epoch().value());  // what the election saw before the mesh existed
   }
 
   auto conn = NatsConnection::connect(d.config.nats, "hacoord-" + d.config.node_id + "-status");
@@ -462,9 +485,8 @@ void Manager::stop() {
   d.ping_gate->close();  // ping chains in progress end with "stopping" before the mesh goes
   if (d.checker) d.health_strand->runSync([&d] { d.checker->stop(); });
   d.health_strand->shutdown();
-  d.mesh_source = nullptr;
-  if (d.mesh) d.mesh->stop();  // GOAWAY to the peers, members record deleted
-  d.mesh.reset();              // while the runtime it shares lives
+  // The planned handover comes first: stopping the mesh (GOAWAY, the members record deleted)
+  // must not delay the successor's takeover.
   if (d.node) d.node->stop();  // planned handover: the VIP goes off first, on its strand
   if (d.vip) {
     // Whatever happened to the handover, the VIP does not outlive the daemon.
@@ -475,6 +497,9 @@ void Manager::stop() {
     });
   }
   d.vip_lane->shutdown();
+  d.mesh_source = nullptr;
+  if (d.mesh) d.mesh->stop();  // GOAWAY to the peers; the members record is deleted on hc-members
+  d.mesh.reset();              // while the runtime it shares lives
   d.http_server.reset();
   d.checker.reset();
   d.node.reset();
@@ -485,12 +510,18 @@ void Manager::stop() {
 Status Manager::reload(const Config& config) {
   Impl& d = *impl_;
   if (!setLogLevel(config.log_level)) return invalidArgument("log.level " + config.log_level);
+  // The mesh certificate rotated in place (the files of the running config: new paths need a
+  // restart). A failure keeps the running certificate and says why; the rest still reloads.
+  Status mesh_reload;
+  if (d.mesh) mesh_reload = d.mesh->reloadCredentials();
+  if (!mesh_reload.isOk()) kLog->error("SIGHUP: keeping the mesh certificate: {}", mesh_reload.toString());
   if (d.checker) {
     d.health_strand->runSync(
         [&] { d.checker->replaceChecks(config.health.checks, config.health.fail_after); });
   }
-  kLog->info("reloaded: log level {}, {} health check(s)", config.log_level, config.health.checks.size());
-  return Status::ok();
+  kLog->info("reloaded: log level {}, {} health check(s){}", config.log_level, config.health.checks.size(),
+             d.mesh && mesh_reload.isOk() ? ", mesh certificate" : "");
+  return mesh_reload;
 }
 
 namespace {
@@ -580,11 +611,8 @@ Result<MeshPingResult> Manager::meshPing(const Config& config, const std::string
     }
     return Status(st.code(), "asking node " + node + ": " + st.message());
   }
-  Json::CharReaderBuilder builder;
   Json::Value v;
-  std::string parse_error;
-  std::unique_ptr<Json::CharReader> reader(builder.newCharReader());
-  if (!reader->parse(reply->data(), reply->data() + reply->size(), &v, &parse_error) || !v.isObject()) {
+  if (!json::parseObject(*reply, v)) {
     return Status(StatusCode::kDataLoss, "node " + node + " sent an unreadable meshping reply: " + *reply);
   }
   if (v["error"].isString()) return failedPrecondition(v["error"].asString());

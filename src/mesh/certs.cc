@@ -220,19 +220,6 @@ Result<std::string> certPem(X509* cert) {
   return bioText(bio.get());
 }
 
-Result<std::string> fingerprintOf(X509* cert) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (X509_digest(cert, EVP_sha256(), md, &len) != 1) return sslError("cannot hash the certificate");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kHex[md[i] >> 4];
-    hex += kHex[md[i] & 0xf];
-  }
-  return hex;
-}
-
 Result<X509Ptr> readCertFile(const std::string& path) {
   auto pem = readFile(path);
   if (!pem.isOk()) return pem.status();
@@ -553,6 +540,19 @@ Result<std::string> issueCert(const std::string& ca_dir, const std::string& out_
   if (Status s = syncDir(out_dir); !s.isOk()) return s;
   created.commit();
   return fingerprint;
+}
+
+Result<std::string> fingerprintOf(x509_st* cert) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (X509_digest(cert, EVP_sha256(), md, &len) != 1) return sslError("cannot hash the certificate");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) {
+    hex += kHex[md[i] >> 4];
+    hex += kHex[md[i] & 0xf];
+  }
+  return hex;
 }
 
 Result<std::string> fingerprintOfPemFile(const std::string& path) {

@@ -15,6 +15,8 @@
 
 #include "hacoord/status.h"
 
+struct x509_st;  // OpenSSL's X509, kept out of this header
+
 namespace hacoord::mesh {
 
 // InvalidArgument naming the rule broken, for a cluster or node id; OK exactly when
@@ -64,5 +66,7 @@ Result<std::string> issueCert(const std::string& ca_dir, const std::string& out_
 
 // The lower-case hex SHA-256 of the DER of the first certificate in a PEM file.
 Result<std::string> fingerprintOfPemFile(const std::string& path);
+// The same for a certificate in memory.
+Result<std::string> fingerprintOf(x509_st* cert);
 
 }  // namespace hacoord::mesh

@@ -373,6 +373,17 @@ Result<std::optional<Message>> FrameDecoder::reassemble(const FrameHeader& h, st
                                                         std::string_view payload) {
   const auto key = std::make_pair(h.type, h.id);
   const bool end = (h.flags & kFlagEnd) != 0;
+  // A sender sends one message per lane at a time, so it never has more than kLaneCount messages
+  // in flight: the partial ones together stay within kLaneCount x max_message_bytes.
+  const std::size_t partial_cap = max_message_bytes_ > std::numeric_limits<std::size_t>::max() / kLaneCount
+                                      ? std::numeric_limits<std::size_t>::max()
+                                      : max_message_bytes_ * kLaneCount;
+  if (!end && payload.size() + name.size() > partial_cap - std::min(partial_cap, partial_bytes_)) {
+    return resourceExhausted(messageLabel(h.type, h.id) + ": partial messages would hold " +
+                             std::to_string(partial_bytes_ + payload.size() + name.size()) +
+                             " bytes, above " + std::to_string(partial_cap) + " (" +
+                             std::to_string(kLaneCount) + " x max_message_bytes)");
+  }
   auto it = partial_.find(key);
   if (it == partial_.end()) {
     if (payload.size() > max_message_bytes_) {
@@ -442,6 +453,7 @@ std::string encodeHello(const Hello& h) {
   putBe(out, h.ping_interval_ms, 4);
   putBe(out, h.features, 8);
   putBe(out, h.meta_version, 8);
+  putBe(out, h.max_message_bytes, 4);
   return out;
 }
 
@@ -456,6 +468,7 @@ Result<Hello> decodeHello(std::string_view payload) {
   h.ping_interval_ms = static_cast<std::uint32_t>(r.uint("ping_interval_ms", 4));
   h.features = r.uint("features", 8);
   h.meta_version = r.uint("meta_version", 8);
+  h.max_message_bytes = static_cast<std::uint32_t>(r.uint("max_message_bytes", 4));
   if (Status s = r.finish(); !s.isOk()) return s;
   return h;
 }

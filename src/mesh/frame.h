@@ -121,11 +121,12 @@ Result<FrameHeader> decodeHeader(std::string_view bytes);
 // Incremental decoder for one connection's byte stream: feed() what the socket read, then take
 // whole messages with next(). Fragments are reassembled per (type, id); a message whose fragments
 // add up to more than max_message_bytes fails with ResourceExhausted naming both sizes, and so
-// does more than kMaxOpenMessages partial messages at once. After an error the decoder stays
-// failed (the connection must be closed). Memory held is bounded by the limits.
-// Fragments after the first must carry no name and the first's lane and flags (END aside), or the
-// stream fails with InvalidArgument; the message keeps the first fragment's timeout_ms and the
-// highest sender_epoch of its fragments.
+// does more than kMaxOpenMessages partial messages at once or partial messages holding more than
+// kLaneCount x max_message_bytes (a sender has one message per lane in flight). After an error the decoder
+// stays failed (the connection must be closed). Memory held is bounded by the limits. Fragments after the
+// first must carry no name and the first's lane and flags (END aside), or the stream fails with
+// InvalidArgument; the message keeps the first fragment's timeout_ms and the highest sender_epoch of its
+// fragments.
 class FrameDecoder {
  public:
   static constexpr std::size_t kMaxOpenMessages = 64;
@@ -170,6 +171,9 @@ struct Hello {
   std::uint32_t ping_interval_ms = 1000;
   std::uint64_t features = 0;
   std::uint64_t meta_version = 0;
+  // The largest message it accepts (its maxMessageBytes): a sender keeps to it, so one oversize
+  // request or reply fails alone instead of closing the connection. 0: not said.
+  std::uint32_t max_message_bytes = 0;
   bool operator==(const Hello&) const = default;
 };
 std::string encodeHello(const Hello& h);

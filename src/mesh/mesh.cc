@@ -1,10 +1,10 @@
 // Mesh: the composition of MeshCore, TlsTransport and NatsMemberSource on one strand of a Runtime,
-// with handlers and callbacks on a worker pool (hc-mesh).
+// with handlers on a worker pool (hc-mesh) and the application's callbacks on another (hc-meshcb).
 //
 // Threading: MeshCore, the transport's callbacks and the member source's events all run on one
 // StrandScheduler (hc-io); public methods post to it (or wait for it with runSync, never from the
-// strand itself). Handlers and the Done callbacks given to the public methods run on the worker
-// pool so an application's code never blocks hc-io.
+// strand itself). Handlers run on the worker pool, the Done callbacks given to the public methods
+// and peer events on the callback pool, so an application's code never blocks hc-io.
 //
 // Shutdown order: the core stops and is destroyed on its strand (dropping every Link), then the
 // transport and the member source go, then the strand, then the workers, then NATS.
@@ -48,20 +48,35 @@ struct Mesh::Impl {
   std::shared_ptr<Runtime> runtime;
   bool own_runtime = false;
   std::unique_ptr<StrandScheduler> strand;
-  // hc-mesh: handlers and the application's callbacks (named threads, like every thread of ours).
-  boost::asio::io_context workers;
-  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> workers_guard{
-      workers.get_executor()};
-  std::vector<std::thread> worker_threads;
+  // Two pools of named threads (like every thread of ours): hc-mesh runs handlers, hc-meshcb the
+  // application's Done callbacks and peer events, so handlers that block (or a burst of them)
+  // never hold back the completion of calls, and a slow callback never delays serving.
+  struct Pool {
+    const char* name;
+    int threads;
+    boost::asio::io_context io;
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{io.get_executor()};
+    std::vector<std::thread> running;
+    Pool(const char* n, int t) : name(n), threads(t) {}
+    void start() {
+      for (int n = 0; n < threads; ++n) running.push_back(Runtime::startThread(name, [this] { io.run(); }));
+    }
+    void join() {
+      guard.reset();  // run() returns once what is queued has run
+      for (auto& t : running) {
+        if (t.joinable()) t.join();
+      }
+    }
+  };
+  Pool workers{"hc-mesh", kWorkers};
+  Pool callbacks{"hc-meshcb", 1};  // one thread: peer events and Done callbacks arrive in order
   void startWorkers() {
-    for (int n = 0; n < kWorkers; ++n)
-      worker_threads.push_back(Runtime::startThread("hc-mesh", [this] { workers.run(); }));
+    workers.start();
+    callbacks.start();
   }
   void joinWorkers() {
-    workers_guard.reset();  // run() returns once what is queued has run
-    for (auto& t : worker_threads) {
-      if (t.joinable()) t.join();
-    }
+    workers.join();
+    callbacks.join();
   }
   LeaseClock clock;
   std::unique_ptr<NatsConnection> nats;
@@ -80,14 +95,31 @@ struct Mesh::Impl {
   bool started = false;
   bool stopped = false;
 
-  // Runs `fn` on the strand and returns its value (the strand must not be the caller's thread).
-  template <class F>
-  auto onStrand(F fn) -> decltype(fn()) {
-    using R = decltype(fn());
+  // A Done or a peer event running on a pool thread may call in while ~Mesh runs: once the core
+  // is destroyed (or its strand shut down) every method answers this instead.
+  static Status gone() { return Status(StatusCode::kCancelled, "mesh destroyed"); }
+
+  // Runs `fn(core)` on the strand and returns its value (the strand must not be the caller's
+  // thread); `fallback` without a core.
+  template <class F, class R>
+  R onStrand(F fn, R fallback) {
     std::optional<R> out;
-    strand->runSync([&] { out.emplace(fn()); });
-    if (!out) return R{};
+    strand->runSync([&] {
+      if (core) out.emplace(fn(*core));
+    });
+    if (!out) return fallback;
     return std::move(*out);
+  }
+  // Posts `fn(core)` to the strand; `orElse()` there when the core is gone.
+  template <class F, class G>
+  void postToCore(F fn, G orElse) {
+    strand->post([this, fn = std::move(fn), orElse = std::move(orElse)]() mutable {
+      if (core) {
+        fn(*core);
+      } else {
+        orElse();
+      }
+    });
   }
 
   // On the strand.
@@ -105,14 +137,14 @@ struct Mesh::Impl {
     strand->runAfter(kViewRefresh, [this] { refreshViewPeriodically(); });
   }
 
-  // Wraps a Done so it runs on the worker pool. Copies `done` per call: the wrapper may be called
+  // Wraps a Done so it runs on the callback pool. Copies `done` per call: the wrapper may be called
   // many times (onPeerEvent, onHigherEpoch), and moving it out left an empty function for the next
   // event (std::bad_function_call on a worker, which terminates).
   template <class T>
   mesh::Done<T> onWorkers(mesh::Done<T> done) {
     auto shared = std::make_shared<mesh::Done<T>>(std::move(done));
     return [this, shared](T value) {
-      boost::asio::post(workers,
+      boost::asio::post(callbacks.io,
                         [shared, value = std::move(value)]() mutable { (*shared)(std::move(value)); });
     };
   }
@@ -174,7 +206,7 @@ Result<std::unique_ptr<Mesh>> Mesh::create(const Config& config, std::shared_ptr
   i->startWorkers();
   i->core = std::make_unique<mesh::MeshCore>(
       i->options, i->clock, *i->strand, *i->transport, *i->members,
-      [i](std::function<void()> f) { boost::asio::post(i->workers, std::move(f)); });
+      [i](std::function<void()> f) { boost::asio::post(i->workers.io, std::move(f)); });
   return std::unique_ptr<Mesh>(new Mesh(std::move(impl)));
 }
 
@@ -201,21 +233,23 @@ Status Mesh::start() {
     impl_->started = true;
   }
   Impl& i = *impl_;
-  Status s = i.onStrand([&] {
-    Status started = i.core->start();
-    if (!started.isOk()) return started;
-    i.core->onPeerEvent([&i](const mesh::PeerInfo& p) {
-      i.publishView();
-      std::function<void(const mesh::PeerInfo&)> fn;
-      {
-        std::lock_guard lock(i.view_mutex);
-        fn = i.peer_event;
-      }
-      if (fn) boost::asio::post(i.workers, [fn, p] { fn(p); });
-    });
-    i.refreshViewPeriodically();
-    return Status::ok();
-  });
+  Status s = i.onStrand(
+      [&](mesh::MeshCore& core) {
+        Status started = core.start();
+        if (!started.isOk()) return started;
+        core.onPeerEvent([&i](const mesh::PeerInfo& p) {
+          i.publishView();
+          std::function<void(const mesh::PeerInfo&)> fn;
+          {
+            std::lock_guard lock(i.view_mutex);
+            fn = i.peer_event;
+          }
+          if (fn) boost::asio::post(i.callbacks.io, [fn, p] { fn(p); });
+        });
+        i.refreshViewPeriodically();
+        return Status::ok();
+      },
+      Impl::gone());
   if (s.isOk())
     kLog->info("mesh: node {} joined the mesh of cluster {}", impl_->config.node_id,
                impl_->config.cluster_id);
@@ -230,6 +264,7 @@ void Mesh::stop() {
     if (!impl_->started) return;
   }
   impl_->strand->runSync([&] {
+    if (!impl_->core) return;
     impl_->core->stop();
     impl_->publishView();
   });
@@ -269,59 +304,75 @@ std::map<std::string, std::uint64_t> Mesh::refusals() const {
 }
 
 void Mesh::noteEpoch(std::uint64_t epoch) {
-  impl_->strand->post([this, epoch] { impl_->core->noteEpoch(epoch); });
+  impl_->postToCore([epoch](mesh::MeshCore& core) { core.noteEpoch(epoch); }, [] {});
 }
 
 void Mesh::onHigherEpoch(std::function<void(std::uint64_t)> fn) {
   auto wrapped = impl_->onWorkers<std::uint64_t>(std::move(fn));
-  impl_->strand->runSync([&] { impl_->core->onHigherEpoch(wrapped); });
+  impl_->onStrand(
+      [&](mesh::MeshCore& core) {
+        core.onHigherEpoch(wrapped);
+        return true;
+      },
+      false);
 }
 
 Status Mesh::handle(std::string method, mesh::Handler handler, mesh::HandlerOptions options) {
-  return impl_->onStrand([&] { return impl_->core->handle(std::move(method), std::move(handler), options); });
+  return impl_->onStrand(
+      [&](mesh::MeshCore& core) { return core.handle(std::move(method), std::move(handler), options); },
+      Impl::gone());
 }
 
 void Mesh::call(std::string_view peer, std::string_view method, std::string request,
                 mesh::CallOptions options, mesh::Done<Result<std::string>> done) {
   auto d = impl_->onWorkers<Result<std::string>>(std::move(done));
-  impl_->strand->post([this, peer = std::string(peer), method = std::string(method),
-                       request = std::move(request), options, d = std::move(d)]() mutable {
-    impl_->core->call(peer, method, std::move(request), options, std::move(d));
-  });
+  impl_->postToCore(
+      [peer = std::string(peer), method = std::string(method), request = std::move(request), options,
+       d](mesh::MeshCore& core) mutable { core.call(peer, method, std::move(request), options, d); },
+      [d] { d(Impl::gone()); });
 }
 
 Result<std::string> Mesh::callSync(std::string_view peer, std::string_view method, std::string request,
                                    mesh::CallOptions options) {
   std::promise<Result<std::string>> p;
   auto f = p.get_future();
-  const bool ran = impl_->strand->runSync([&] {
-    impl_->core->call(peer, method, std::move(request), options,
-                      [&p](Result<std::string> r) { p.set_value(std::move(r)); });
-  });
-  if (!ran) return Status(StatusCode::kCancelled, "mesh stopped");
+  const bool ran = impl_->onStrand(
+      [&](mesh::MeshCore& core) {
+        core.call(peer, method, std::move(request), options,
+                  [&p](Result<std::string> r) { p.set_value(std::move(r)); });
+        return true;
+      },
+      false);
+  if (!ran) return Impl::gone();
   return f.get();
 }
 
 std::size_t Mesh::broadcast(std::string_view method, std::string request, const mesh::PeerFilter& filter) {
-  return impl_->onStrand([&] { return impl_->core->broadcast(method, std::move(request), filter); });
+  return impl_->onStrand(
+      [&](mesh::MeshCore& core) { return core.broadcast(method, std::move(request), filter); },
+      std::size_t{0});
 }
 
 void Mesh::all(std::string_view method, std::string request, mesh::CallOptions options,
                const mesh::PeerFilter& filter, mesh::Done<std::vector<mesh::PeerReply>> done) {
   auto d = impl_->onWorkers<std::vector<mesh::PeerReply>>(std::move(done));
-  impl_->strand->post(
-      [this, method = std::string(method), request = std::move(request), options, filter,
-       d = std::move(d)]() mutable { impl_->core->all(method, std::move(request), options, filter, d); });
+  impl_->postToCore(
+      [method = std::string(method), request = std::move(request), options, filter,
+       d](mesh::MeshCore& core) mutable { core.all(method, std::move(request), options, filter, d); },
+      [d] { d({}); });
 }
 
 std::vector<mesh::PeerReply> Mesh::allSync(std::string_view method, std::string request,
                                            mesh::CallOptions options, const mesh::PeerFilter& filter) {
   std::promise<std::vector<mesh::PeerReply>> p;
   auto f = p.get_future();
-  const bool ran = impl_->strand->runSync([&] {
-    impl_->core->all(method, std::move(request), options, filter,
-                     [&p](std::vector<mesh::PeerReply> r) { p.set_value(std::move(r)); });
-  });
+  const bool ran = impl_->onStrand(
+      [&](mesh::MeshCore& core) {
+        core.all(method, std::move(request), options, filter,
+                 [&p](std::vector<mesh::PeerReply> r) { p.set_value(std::move(r)); });
+        return true;
+      },
+      false);
   if (!ran) return {};
   return f.get();
 }
@@ -329,25 +380,44 @@ std::vector<mesh::PeerReply> Mesh::allSync(std::string_view method, std::string 
 void Mesh::any(std::string_view method, std::string request, mesh::CallOptions options,
                const mesh::PeerFilter& filter, mesh::Done<mesh::PeerReply> done) {
   auto d = impl_->onWorkers<mesh::PeerReply>(std::move(done));
-  impl_->strand->post(
-      [this, method = std::string(method), request = std::move(request), options, filter,
-       d = std::move(d)]() mutable { impl_->core->any(method, std::move(request), options, filter, d); });
+  impl_->postToCore(
+      [method = std::string(method), request = std::move(request), options, filter,
+       d](mesh::MeshCore& core) mutable { core.any(method, std::move(request), options, filter, d); },
+      [d] {
+        d({"", Impl::gone()});
+      });
 }
 
 mesh::PeerReply Mesh::anySync(std::string_view method, std::string request, mesh::CallOptions options,
                               const mesh::PeerFilter& filter) {
   std::promise<mesh::PeerReply> p;
   auto f = p.get_future();
-  const bool ran = impl_->strand->runSync([&] {
-    impl_->core->any(method, std::move(request), options, filter,
-                     [&p](mesh::PeerReply r) { p.set_value(std::move(r)); });
-  });
-  if (!ran) return {"", Status(StatusCode::kCancelled, "mesh stopped")};
+  const bool ran = impl_->onStrand(
+      [&](mesh::MeshCore& core) {
+        core.any(method, std::move(request), options, filter,
+                 [&p](mesh::PeerReply r) { p.set_value(std::move(r)); });
+        return true;
+      },
+      false);
+  if (!ran) return {"", Impl::gone()};
   return f.get();
 }
 
+Status Mesh::reloadCredentials() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (!impl_->started || impl_->stopped) return failedPrecondition("the mesh is not running");
+  }
+  auto fingerprint = impl_->transport->reloadCredentials();
+  if (!fingerprint.isOk()) return fingerprint.status();
+  return impl_->onStrand(
+      [&](mesh::MeshCore& core) { return core.rotateCertificate(std::move(fingerprint).value()); },
+      Impl::gone());
+}
+
 Status Mesh::setMeta(std::string key, std::string value) {
-  return impl_->onStrand([&] { return impl_->core->setMeta(std::move(key), std::move(value)); });
+  return impl_->onStrand([&](mesh::MeshCore& core) { return core.setMeta(std::move(key), std::move(value)); },
+                         Impl::gone());
 }
 
 }  // namespace hacoord

@@ -2,6 +2,7 @@
 #include "mesh/mesh_core.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <utility>
 
@@ -86,10 +87,12 @@ bool PeerFilter::matches(const PeerInfo& p) const {
 struct MeshCore::Peer {
   std::string id;
   std::optional<MemberRecord> record;
+  MemberRecord last_record;    // what peers() shows of a peer whose record is gone
   std::shared_ptr<Link> link;  // the adopted link (at most one)
   bool hello = false;          // its HELLO arrived on `link`
   std::uint64_t hello_incarnation = 0;
-  bool said_shutdown = false;  // GOAWAY(shutdown) on the current link
+  std::size_t accepts_bytes = 0;  // the largest message it accepts, from its HELLO (0: not said)
+  bool said_shutdown = false;     // GOAWAY(shutdown) on the current link
   PeerState state = PeerState::kConnecting;
   DeadReason reason = DeadReason::kNone;
   TimePoint last_heard{};
@@ -131,6 +134,8 @@ struct MeshCore::Incoming {
   std::string request;
   Method* method = nullptr;
   bool finished = false;
+  // Set on a worker when the request waited there past its deadline or its cancel: never run.
+  std::atomic<bool> not_run{false};
   Incoming(std::string p, std::string m, TimePoint deadline, std::uint64_t epoch)
       : peer(p), ctx(std::move(p), std::move(m), deadline, epoch) {}
 };
@@ -155,30 +160,21 @@ MeshCore::MeshCore(MeshOptions options, const Clock& clock, Scheduler& scheduler
 
 MeshCore::~MeshCore() { alive_.reset(); }
 
-// Every timer and posted task checks that the core still exists (it may be destroyed on its strand
-// while timers are queued).
-#define GUARDED(body)                                     \
-  [this, guard = std::weak_ptr<bool>(alive_)]() mutable { \
-    if (guard.expired()) return;                          \
-    body;                                                 \
-  }
-
 Status MeshCore::start() {
   if (started_) return failedPrecondition("mesh already started");
   started_ = true;
   last_tick_ = clock_.now();
-  Status s = transport_.listen([this, guard = std::weak_ptr<bool>(alive_)](std::shared_ptr<Link> link) {
-    if (guard.expired() || stopped_) return;
-    onAccepted(std::move(link));
-  });
+  Status s = transport_.listen(guarded([this](std::shared_ptr<Link> link) {
+    if (!stopped_) onAccepted(std::move(link));
+  }));
   if (!s.isOk()) return s;
-  members_.start({[this, guard = std::weak_ptr<bool>(alive_)](const MemberRecord& r) {
-                    if (!guard.expired() && !stopped_) onMemberUpsert(r);
-                  },
-                  [this, guard = std::weak_ptr<bool>(alive_)](const std::string& node) {
-                    if (!guard.expired() && !stopped_) onMemberGone(node);
-                  }});
-  MemberRecord self;
+  members_.start({guarded([this](const MemberRecord& r) {
+                    if (!stopped_) onMemberUpsert(r);
+                  }),
+                  guarded([this](const std::string& node) {
+                    if (!stopped_) onMemberGone(node);
+                  })});
+  MemberRecord& self = self_;
   self.node = options_.node;
   self.incarnation = options_.incarnation;
   // Advertised addresses with port 0 stand for the port actually bound (a listen on port 0).
@@ -196,7 +192,7 @@ Status MeshCore::start() {
   self.meta_version = meta_version_;
   self.proto = kFrameVersion;
   members_.publish(self);
-  tick_timer_ = scheduler_.runAfter(kTick, GUARDED(tick()));
+  tick_timer_ = scheduler_.runAfter(kTick, guarded([this] { tick(); }));
   kLog->info("mesh: node {} (incarnation {}) listening on {}", options_.node, options_.incarnation,
              transport_.listenAddress());
   return Status::ok();
@@ -210,7 +206,15 @@ void MeshCore::stop() {
     scheduler_.cancel(p->dial_timer);
     if (p->link) p->link->close(GoAwayReason::kShutdown, "node " + options_.node + " is stopping");
     p->link.reset();
+    abandonIncoming(*p);  // running handlers see cancellation; their replies go nowhere
   }
+  // Queued requests are never run now.
+  for (auto& [name, method] : methods_) {
+    counters_.requests_expired += method->queue.size();
+    for (auto& in : method->queue) in->finished = true;
+    method->queue.clear();
+  }
+  queued_request_bytes_ = 0;
   std::vector<std::uint64_t> ids;
   for (const auto& [id, pc] : pending_) ids.push_back(id);
   for (auto id : ids) complete(id, Status(StatusCode::kCancelled, "mesh stopping"));
@@ -232,6 +236,7 @@ void MeshCore::onMemberUpsert(const MemberRecord& record) {
   const bool changed =
       !p.record || p.record->incarnation != record.incarnation || p.record->addrs != record.addrs;
   p.record = record;
+  p.last_record = record;
   if (p.link && !contains(record.cert_sha256, p.link->fingerprint())) {
     dropLink(p, PeerState::kDead, DeadReason::kIdentity, "its certificate is no longer in its members record",
              true);
@@ -243,6 +248,9 @@ void MeshCore::onMemberUpsert(const MemberRecord& record) {
   }
   if (!changed) return;
   p.backoff = Duration(0);
+  // A dial in flight goes to the record it was made for (maybe an old address, or a process that
+  // is gone and leaves it to time out): a new one starts now; the old one's failure is ignored.
+  p.dialing = false;
   if (p.state == PeerState::kDead) {
     p.last_heard = clock_.now();
     setState(p, PeerState::kConnecting, DeadReason::kNone);
@@ -267,10 +275,7 @@ void MeshCore::scheduleDial(Peer& p, Duration delay) {
   if (stopped_ || p.link || p.dialing || !p.record) return;
   scheduler_.cancel(p.dial_timer);
   const std::string id = p.id;
-  p.dial_timer = scheduler_.runAfter(delay, [this, id, guard = std::weak_ptr<bool>(alive_)] {
-    if (guard.expired()) return;
-    dial(id);
-  });
+  p.dial_timer = scheduler_.runAfter(delay, guarded([this, id] { dial(id); }));
 }
 
 void MeshCore::dial(const std::string& id) {
@@ -281,12 +286,10 @@ void MeshCore::dial(const std::string& id) {
   if (p.link || p.dialing || !p.record) return;
   p.dialing = true;
   const std::uint64_t attempt = ++p.dial_attempt;
-  transport_.dial(
-      id, p.record->addrs, options_.dial_timeout,
-      [this, id, attempt, guard = std::weak_ptr<bool>(alive_)](Result<std::shared_ptr<Link>> link) {
-        if (guard.expired()) return;
-        onDialed(id, attempt, std::move(link));
-      });
+  transport_.dial(id, p.record->addrs, options_.dial_timeout,
+                  guarded([this, id, attempt](Result<std::shared_ptr<Link>> link) {
+                    onDialed(id, attempt, std::move(link));
+                  }));
 }
 
 void MeshCore::onDialed(const std::string& id, std::uint64_t attempt, Result<std::shared_ptr<Link>> link) {
@@ -296,12 +299,14 @@ void MeshCore::onDialed(const std::string& id, std::uint64_t attempt, Result<std
     return;
   }
   Peer& p = *it->second;
-  if (attempt == p.dial_attempt) p.dialing = false;
+  const bool current = attempt == p.dial_attempt;
+  if (current) p.dialing = false;
   if (stopped_) {
     if (link.isOk()) (*link)->close(GoAwayReason::kShutdown, "node " + options_.node + " is stopping");
     return;
   }
   if (!link.isOk()) {
+    if (!current) return;  // a dial the record changed under: a newer one is in charge
     // Backoff 100 ms doubling to 5 s, +-20% jitter; a changed record resets it.
     p.backoff = std::clamp(p.backoff * 2, options_.backoff_min, options_.backoff_max);
     std::uniform_real_distribution<double> jitter(0.8, 1.2);
@@ -355,6 +360,9 @@ void MeshCore::adopt(std::shared_ptr<Link> link) {
     p.link.reset();
     p.hello = false;
     failCallsOf(p, unavailable("connection to " + id + " replaced"));
+    // Their replies could only go on the old link, and a restarted caller numbers its calls from 1
+    // again: kept, they would make its new requests look like duplicates and go unanswered.
+    abandonIncoming(p);
     old->close(GoAwayReason::kDuplicate,
                "another connection between " + options_.node + " and " + id + " won");
   }
@@ -365,18 +373,16 @@ void MeshCore::adopt(std::shared_ptr<Link> link) {
   p.said_shutdown = false;
   p.linked_at = clock_.now();
   const Link* raw = link.get();
-  link->start({[this, id, raw, guard = std::weak_ptr<bool>(alive_)](Message m) {
-                 if (!guard.expired()) onLinkMessage(id, raw, std::move(m));
-               },
-               [this, id, raw, guard = std::weak_ptr<bool>(alive_)](const Status& why) {
-                 if (!guard.expired()) onLinkClosed(id, raw, why);
-               }});
+  link->start({guarded([this, id, raw](Message m) { onLinkMessage(id, raw, std::move(m)); }),
+               guarded([this, id, raw](const Status& why) { onLinkClosed(id, raw, why); })});
   Hello h;
   h.node = options_.node;
   h.incarnation = options_.incarnation;
   h.epoch = epoch_;
   h.ping_interval_ms = static_cast<std::uint32_t>(ms(options_.ping_interval));
   h.meta_version = meta_version_;
+  h.max_message_bytes =
+      static_cast<std::uint32_t>(std::min<std::size_t>(options_.max_message_bytes, UINT32_MAX));
   Message m;
   m.type = FrameType::kHello;
   m.payload = encodeHello(h);
@@ -403,8 +409,7 @@ void MeshCore::dropLink(Peer& p, PeerState state, DeadReason reason, const std::
   }
   p.hello = false;
   failCallsOf(p, unavailable("peer " + p.id + " " + std::string(deadReasonName(reason)) + ": " + why));
-  for (auto& [rid, in] : p.incoming) in->ctx.cancelled_->store(true);
-  p.incoming.clear();
+  abandonIncoming(p);
   setState(p, state, state == PeerState::kDead ? reason : p.reason);
   if (!redial || !p.record) return;
   if (options_.node < p.id) {
@@ -413,6 +418,13 @@ void MeshCore::dropLink(Peer& p, PeerState state, DeadReason reason, const std::
   } else {
     scheduleDial(p, options_.higher_dial_delay);
   }
+}
+
+// The requests `p` sent on its link, now gone: their handlers see cancellation, their replies are
+// dropped (finishRequest sends only on the link a request came on).
+void MeshCore::abandonIncoming(Peer& p) {
+  for (auto& [rid, in] : p.incoming) in->ctx.cancelled_->store(true);
+  p.incoming.clear();
 }
 
 void MeshCore::setState(Peer& p, PeerState state, DeadReason reason) {
@@ -442,18 +454,17 @@ void MeshCore::onLinkMessage(const std::string& id, const Link* link, Message m)
   if (stopped_ || it == peers_.end() || it->second->link.get() != link) return;
   Peer& p = *it->second;
   p.last_heard = clock_.now();
-  if (m.sender_epoch > epoch_) {
-    epoch_ = m.sender_epoch;
-    if (higher_epoch_) higher_epoch_(epoch_);
-  }
+  heardEpoch(m.sender_epoch);
   if (!p.hello && m.type != FrameType::kHello && m.type != FrameType::kGoAway) {
     ++counters_.protocol_errors;
     dropLink(p, PeerState::kDead, DeadReason::kProtocol,
              "sent " + std::string(frameTypeName(static_cast<std::uint8_t>(m.type))) + " before HELLO", true);
     return;
   }
-  if (p.hello && p.state == PeerState::kSuspect)
+  if (p.hello && p.state == PeerState::kSuspect) {
     setState(p, PeerState::kAlive, DeadReason::kNone);  // heard again
+    sendWaiting(p);
+  }
   switch (m.type) {
     case FrameType::kHello:
       return onHello(p, m);
@@ -510,11 +521,9 @@ void MeshCore::onHello(Peer& p, const Message& m) {
   }
   p.hello = true;
   p.hello_incarnation = h->incarnation;
+  p.accepts_bytes = h->max_message_bytes;
   p.backoff = Duration(0);
-  if (h->epoch > epoch_) {
-    epoch_ = h->epoch;
-    if (higher_epoch_) higher_epoch_(epoch_);
-  }
+  heardEpoch(h->epoch);
   setState(p, PeerState::kAlive, DeadReason::kNone);
   if (meta_version_ > 0) {
     Message mp;
@@ -522,6 +531,24 @@ void MeshCore::onHello(Peer& p, const Message& m) {
     mp.payload = encodeMeta({meta_version_, meta_});
     sendTo(p, std::move(mp));
   }
+  sendWaiting(p);
+}
+
+// OK when a message of `bytes` fits both our maxMessageBytes and the one `p` said in its HELLO.
+Status MeshCore::checkSize(const Peer& p, std::string_view what, std::size_t bytes) const {
+  if (bytes > options_.max_message_bytes) {
+    return resourceExhausted(std::string(what) + " of " + std::to_string(bytes) +
+                             " bytes is above maxMessageBytes " + std::to_string(options_.max_message_bytes));
+  }
+  if (p.accepts_bytes > 0 && bytes > p.accepts_bytes) {
+    return resourceExhausted(std::string(what) + " of " + std::to_string(bytes) + " bytes is above peer " +
+                             p.id + "'s maxMessageBytes " + std::to_string(p.accepts_bytes));
+  }
+  return Status::ok();
+}
+
+// The wait_for_ready calls to `p` that are not sent yet, now that it is alive.
+void MeshCore::sendWaiting(Peer& p) {
   std::vector<std::uint64_t> waiting;
   for (const auto& [cid, pc] : pending_) {
     if (pc->peer == p.id && !pc->sent) waiting.push_back(cid);
@@ -604,15 +631,25 @@ void MeshCore::onRequest(Peer& p, Message m) {
   if (!no_reply) p.incoming[m.id] = in;
   Method& method = *mit->second;
   if (method.running >= method.options.max_concurrency) {
+    const std::size_t bytes = in->request.size();
+    std::string full;
     if (method.queue.size() >= method.options.max_queue) {
+      full = "method \"" + m.name + "\" on node " + options_.node + " is at its limit of " +
+             std::to_string(method.options.max_concurrency) + " running and " +
+             std::to_string(method.options.max_queue) + " queued requests";
+    } else if (bytes > options_.max_queued_request_bytes -
+                           std::min(options_.max_queued_request_bytes, queued_request_bytes_)) {
+      full = "node " + options_.node + " has " + std::to_string(queued_request_bytes_) +
+             " bytes of requests queued; " + std::to_string(bytes) + " more would pass its limit of " +
+             std::to_string(options_.max_queued_request_bytes);
+    }
+    if (!full.empty()) {
       ++counters_.requests_rejected;
       p.incoming.erase(m.id);
-      respond(resourceExhausted("method \"" + m.name + "\" on node " + options_.node +
-                                " is at its limit of " + std::to_string(method.options.max_concurrency) +
-                                " running and " + std::to_string(method.options.max_queue) +
-                                " queued requests"));
+      respond(resourceExhausted(full));
       return;
     }
+    queued_request_bytes_ += bytes;
     method.queue.push_back(std::move(in));
     return;
   }
@@ -621,7 +658,6 @@ void MeshCore::onRequest(Peer& p, Message m) {
 
 void MeshCore::dispatch(Method& method, std::shared_ptr<Incoming> in) {
   ++method.running;
-  ++counters_.requests_served;
   auto once = std::make_shared<std::atomic<bool>>(false);
   Scheduler* scheduler = &scheduler_;
   Reply reply = [this, in, once, scheduler, guard = std::weak_ptr<bool>(alive_)](Result<std::string> result) {
@@ -631,7 +667,14 @@ void MeshCore::dispatch(Method& method, std::shared_ptr<Incoming> in) {
       finishRequest(in, std::move(result));
     });
   };
-  run_handler_([handler = method.handler, in, reply = std::move(reply)]() mutable {
+  // The workers may be busy (blocking handlers): whether the request is still wanted is decided
+  // when a worker takes it, not when it was queued there. The clock outlives the workers' tasks.
+  run_handler_([handler = method.handler, in, clock = &clock_, reply = std::move(reply)]() mutable {
+    if (in->ctx.cancelled() || clock->now() >= in->ctx.deadline()) {
+      in->not_run.store(true);
+      reply(Status(StatusCode::kDeadlineExceeded, "request expired before a worker was free to run it"));
+      return;
+    }
     handler(in->ctx, std::move(in->request), std::move(reply));
   });
 }
@@ -641,6 +684,11 @@ void MeshCore::finishRequest(std::shared_ptr<Incoming> in, Result<std::string> r
   in->finished = true;
   Method& method = *in->method;
   --method.running;
+  if (in->not_run.load()) {
+    ++counters_.requests_expired;
+  } else {
+    ++counters_.requests_served;
+  }
   auto pit = peers_.find(in->peer);
   if (pit != peers_.end()) {
     Peer& p = *pit->second;
@@ -654,11 +702,9 @@ void MeshCore::finishRequest(std::shared_ptr<Incoming> in, Result<std::string> r
       r.id = in->id;
       if (result.isOk()) {
         r.payload = std::move(result.value());
-        if (r.payload.size() > options_.max_message_bytes) {
+        if (Status too_big = checkSize(p, "reply", r.payload.size()); !too_big.isOk()) {
           r.flags = kFlagError;
-          r.payload = encodeError(resourceExhausted("reply of " + std::to_string(r.payload.size()) +
-                                                    " bytes is above maxMessageBytes " +
-                                                    std::to_string(options_.max_message_bytes)));
+          r.payload = encodeError(too_big);
         }
       } else {
         r.flags = kFlagError;
@@ -671,6 +717,7 @@ void MeshCore::finishRequest(std::shared_ptr<Incoming> in, Result<std::string> r
   while (!method.queue.empty() && method.running < method.options.max_concurrency) {
     auto next = std::move(method.queue.front());
     method.queue.pop_front();
+    queued_request_bytes_ -= next->request.size();
     if (next->ctx.cancelled() || clock_.now() >= next->ctx.deadline()) {
       ++counters_.requests_expired;  // its caller gave up: never run it
       next->finished = true;
@@ -737,25 +784,25 @@ void MeshCore::startCall(std::string_view peer, std::string_view method, std::st
   }
   const std::uint64_t id = next_call_id_++;
   pc->deadline = clock_.now() + options.timeout;
-  pc->deadline_timer = scheduler_.runAfter(options.timeout, [this, id, guard = std::weak_ptr<bool>(alive_)] {
-    if (guard.expired()) return;
-    auto it = pending_.find(id);
-    if (it == pending_.end()) return;
-    Pending& c = *it->second;
-    ++counters_.calls_timed_out;
-    if (c.sent) {
-      auto pit = peers_.find(c.peer);
-      if (pit != peers_.end() && pit->second->link.get() == c.link) {
-        Message cancel;
-        cancel.type = FrameType::kRpcCancel;
-        cancel.lane = Lane::kRpc;
-        cancel.id = id;
-        sendTo(*pit->second, std::move(cancel));
-      }
-    }
-    complete(id, deadlineExceeded("no reply from " + c.peer + " to " + c.method + " within " +
-                                  std::to_string(ms(c.options.timeout)) + " ms"));
-  });
+  pc->deadline_timer = scheduler_.runAfter(
+      options.timeout, guarded([this, id] {
+        auto it = pending_.find(id);
+        if (it == pending_.end()) return;
+        Pending& c = *it->second;
+        ++counters_.calls_timed_out;
+        if (c.sent) {
+          auto pit = peers_.find(c.peer);
+          if (pit != peers_.end() && pit->second->link.get() == c.link) {
+            Message cancel;
+            cancel.type = FrameType::kRpcCancel;
+            cancel.lane = Lane::kRpc;
+            cancel.id = id;
+            sendTo(*pit->second, std::move(cancel));
+          }
+        }
+        complete(id, deadlineExceeded("no reply from " + c.peer + " to " + c.method + " within " +
+                                      std::to_string(ms(c.options.timeout)) + " ms"));
+      }));
   pending_.emplace(id, std::move(pc));
   auto pit = peers_.find(peer);
   if (pit != peers_.end()) ++pit->second->in_flight;
@@ -779,7 +826,11 @@ void MeshCore::trySend(std::uint64_t call_id) {
   Peer* p = pit == peers_.end() ? nullptr : pit->second.get();
   if (p == nullptr || !p->link || !p->hello || p->state != PeerState::kAlive) {
     if (!c.options.wait_for_ready) complete(call_id, unavailableStatus(p, c.peer));
-    return;  // wait_for_ready: onHello retries it; the deadline timer ends it otherwise
+    return;  // wait_for_ready: sendWaiting() retries it; the deadline timer ends it otherwise
+  }
+  if (Status too_big = checkSize(*p, "request", c.request.size()); !too_big.isOk()) {
+    complete(call_id, too_big);  // sent, the peer would close the connection and every call on it
+    return;
   }
   Message m;
   m.type = FrameType::kRpcReq;
@@ -792,9 +843,7 @@ void MeshCore::trySend(std::uint64_t call_id) {
   m.timeout_ms = static_cast<std::uint32_t>(std::clamp<long long>(remaining_ms, 1, UINT32_MAX));
   if (p->link->queuedBytes() + c.request.size() > options_.send_budget && p->link->queuedBytes() > 0) {
     // Over the per-peer send budget: wait for room, until the deadline.
-    c.retry_timer = scheduler_.runAfter(kBudgetRetry, [this, call_id, guard = std::weak_ptr<bool>(alive_)] {
-      if (!guard.expired()) trySend(call_id);
-    });
+    c.retry_timer = scheduler_.runAfter(kBudgetRetry, guarded([this, call_id] { trySend(call_id); }));
     return;
   }
   m.payload = c.request;  // kept for `any`, which may resend an idempotent request elsewhere
@@ -845,7 +894,8 @@ std::size_t MeshCore::broadcast(std::string_view method, std::string request, co
   }
   for (auto& [id, p] : peers_) {
     if (p->state != PeerState::kAlive || !p->link || !filter.matches(infoOf(*p))) continue;
-    if (p->link->queuedBytes() + request.size() > options_.send_budget) {
+    if (p->link->queuedBytes() + request.size() > options_.send_budget ||
+        !checkSize(*p, "request", request.size()).isOk()) {
       ++counters_.broadcast_dropped;
       continue;
     }
@@ -979,7 +1029,7 @@ Status MeshCore::setMeta(std::string key, std::string value) {
 void MeshCore::scheduleMetaPush() {
   if (meta_push_armed_) return;
   meta_push_armed_ = true;
-  scheduler_.runAfter(options_.meta_debounce, GUARDED(pushMeta()));
+  scheduler_.runAfter(options_.meta_debounce, guarded([this] { pushMeta(); }));
 }
 
 void MeshCore::pushMeta() {
@@ -997,6 +1047,25 @@ void MeshCore::pushMeta() {
 
 void MeshCore::noteEpoch(std::uint64_t epoch) { epoch_ = std::max(epoch_, epoch); }
 
+Status MeshCore::rotateCertificate(std::string fingerprint) {
+  if (self_.node.empty() || stopped_) return failedPrecondition("the mesh is not running");
+  std::vector<std::string> listed{fingerprint};
+  if (!self_.cert_sha256.empty() && self_.cert_sha256.front() != fingerprint)
+    listed.push_back(self_.cert_sha256.front());
+  options_.cert_sha256 = listed;
+  self_.cert_sha256 = std::move(listed);
+  members_.publish(self_);
+  kLog->info("mesh: node {} now presents certificate {}", options_.node, fingerprint);
+  return Status::ok();
+}
+
+// An epoch a peer sent (on a frame or in HELLO): a higher one than ours is news for the election.
+void MeshCore::heardEpoch(std::uint64_t epoch) {
+  if (epoch <= epoch_) return;
+  epoch_ = epoch;
+  if (higher_epoch_) higher_epoch_(epoch_);
+}
+
 // ---- Liveness
 
 void MeshCore::tick() {
@@ -1004,7 +1073,7 @@ void MeshCore::tick() {
   const TimePoint now = clock_.now();
   const bool slipped = now - last_tick_ > kTick + kSlip;
   last_tick_ = now;
-  tick_timer_ = scheduler_.runAfter(kTick, GUARDED(tick()));
+  tick_timer_ = scheduler_.runAfter(kTick, guarded([this] { tick(); }));
   if (slipped) {
     // Our own timers ran late (a paused process, an overloaded host): the silence we measured is
     // ours, not theirs. Declare ourselves degraded and give every peer a fresh start.
@@ -1050,12 +1119,10 @@ void MeshCore::tick() {
 PeerInfo MeshCore::infoOf(const Peer& p) const {
   PeerInfo info;
   info.id = p.id;
-  if (p.record) {
-    info.division = p.record->division;
-    info.type = p.record->type;
-    info.incarnation = p.record->incarnation;
-  }
-  if (p.hello) info.incarnation = std::max(info.incarnation, p.hello_incarnation);
+  // A departed peer keeps what was last known of it (its record is gone).
+  info.division = p.last_record.division;
+  info.type = p.last_record.type;
+  info.incarnation = std::max(p.last_record.incarnation, p.hello_incarnation);
   info.state = p.state;
   info.reason = p.reason;
   info.connected = p.link != nullptr && p.hello;

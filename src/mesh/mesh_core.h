@@ -34,6 +34,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "hacoord/clock.h"
@@ -64,7 +65,10 @@ struct MeshOptions {
   Duration broadcast_timeout{std::chrono::seconds(5)};  // remaining time put on broadcast frames
   std::size_t max_message_bytes = kDefaultMaxMessageBytes;
   std::size_t send_budget = 8 * 1024 * 1024;  // bytes queued per peer before `call` waits
-  std::uint64_t seed = 0;                     // tie-breaks and jitter (0: random)
+  // Request bytes waiting in every method's queue together (a queue of 1024 x 16 MiB would be
+  // 16 GiB); beyond it a request is answered ResourceExhausted, as with a full queue.
+  std::size_t max_queued_request_bytes = 64 * 1024 * 1024;
+  std::uint64_t seed = 0;  // tie-breaks and jitter (0: random)
 };
 
 class MeshCore {
@@ -90,6 +94,10 @@ class MeshCore {
   // A frame carried an epoch above every one seen so far (the elector re-reads the lease).
   void onHigherEpoch(EpochFn fn) { higher_epoch_ = std::move(fn); }
   void noteEpoch(std::uint64_t epoch);
+  // Our certificate was rotated: `fingerprint` is listed first in our members record, before the
+  // one it replaces (peers keep links made with the old one: a record without it would make them
+  // drop those links; a second rotation drops the oldest). FailedPrecondition before start().
+  Status rotateCertificate(std::string fingerprint);
 
   // AlreadyExists for a duplicate name; InvalidArgument for an empty or too long one.
   Status handle(std::string method, Handler handler, HandlerOptions options = {});
@@ -152,6 +160,18 @@ class MeshCore {
                  CallDone done);
   void anyStep(std::shared_ptr<AnyAttempt> a);
   void trySend(std::uint64_t call_id);
+  void sendWaiting(Peer& p);
+  // `fn` made safe for timers, posted tasks and callbacks of the transport and the member source:
+  // they may run on the strand after the core was destroyed, and then do nothing.
+  template <class F>
+  auto guarded(F fn) {
+    return [guard = std::weak_ptr<bool>(alive_), fn = std::move(fn)](auto&&... args) mutable {
+      if (!guard.expired()) fn(std::forward<decltype(args)>(args)...);
+    };
+  }
+  void heardEpoch(std::uint64_t epoch);
+  Status checkSize(const Peer& p, std::string_view what, std::size_t bytes) const;
+  void abandonIncoming(Peer& p);
   void complete(std::uint64_t call_id, Result<std::string> result);
   void failCallsOf(Peer& p, const Status& why);
   void dispatch(Method& method, std::shared_ptr<Incoming> in);
@@ -176,6 +196,8 @@ class MeshCore {
   std::map<std::uint64_t, std::unique_ptr<Pending>> pending_;
   std::map<std::string, std::unique_ptr<Method>, std::less<>> methods_;
   std::uint64_t next_call_id_ = 1;
+  std::size_t queued_request_bytes_ = 0;  // in every Method::queue
+  MemberRecord self_;                     // our record as published (start(), rotateCertificate())
   std::uint64_t epoch_ = 0;
   std::map<std::string, std::string> meta_;
   std::uint64_t meta_version_ = 0;

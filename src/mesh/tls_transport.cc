@@ -219,22 +219,6 @@ Result<std::string> identityOf(X509* cert, const std::string& cluster, const std
   return node;
 }
 
-std::string fingerprintOf(X509* cert) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (X509_digest(cert, EVP_sha256(), md, &len) != 1) {
-    return {};
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 0x0f];
-  }
-  return out;
-}
-
 void setSocketOptions(tcp::socket& socket, Duration user_timeout) {
   error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
@@ -317,11 +301,35 @@ struct TlsTransport::Shared : std::enable_shared_from_this<Shared> {
   std::array<std::atomic<std::uint64_t>, kGoAwayReasons> frames_refused{};
 
   mutable std::mutex mu;
-  std::shared_ptr<ssl::context> ctx;        // guarded by mu (a reload swaps it)
-  std::shared_ptr<tcp::acceptor> acceptor;  // guarded by mu; used on acceptor_ex
-  AcceptFn on_accept;                       // set once by listen()
-  std::string listen_address;               // guarded by mu
-  std::set<std::shared_ptr<DialOp>> dials;  // guarded by mu
+  std::shared_ptr<ssl::context> ctx;                         // guarded by mu (a reload swaps it)
+  std::shared_ptr<tcp::acceptor> acceptor;                   // guarded by mu; used on acceptor_ex
+  AcceptFn on_accept;                                        // set once by listen()
+  std::string listen_address;                                // guarded by mu
+  std::set<std::shared_ptr<DialOp>> dials;                   // guarded by mu
+  std::map<asio::ip::address, std::size_t> handshakes_from;  // guarded by mu: inbound, by address
+
+  // Takes an inbound handshake slot for a connection from `from`; empty when it may go on, else
+  // why not (too many handshakes in all, or from that address).
+  std::string beginHandshake(const asio::ip::address& from) {
+    std::lock_guard lock(mu);
+    if (handshakes.load() >= options.max_concurrent_handshakes) {
+      return "more than " + std::to_string(options.max_concurrent_handshakes) + " inbound handshakes at once";
+    }
+    std::size_t& n = handshakes_from[from];
+    if (n >= options.max_handshakes_per_address) {
+      return "more than " + std::to_string(options.max_handshakes_per_address) + " inbound handshakes from " +
+             from.to_string() + " at once";
+    }
+    ++n;
+    handshakes.fetch_add(1);
+    return {};
+  }
+  void endHandshake(const asio::ip::address& from) {
+    std::lock_guard lock(mu);
+    handshakes.fetch_sub(1);
+    auto it = handshakes_from.find(from);
+    if (it != handshakes_from.end() && --it->second == 0) handshakes_from.erase(it);
+  }
 
   // Accept and dial callbacks: never after the transport was destroyed (its owner may destroy the
   // Scheduler next).
@@ -452,12 +460,13 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
       return false;
     }
     queued_.fetch_add(bytes.size(), std::memory_order_relaxed);
-    asio::post(ex_, [self = shared_from_this(), lane, bytes = std::move(bytes)]() mutable {
+    asio::post(ex_, [self = shared_from_this(), lane, bytes = std::move(bytes),
+                     enqueued = std::chrono::steady_clock::now()]() mutable {
       if (self->finished_) {
         self->queued_.fetch_sub(bytes.size(), std::memory_order_relaxed);
         return;
       }
-      self->lanes_[lane].push_back(Queued{std::move(bytes), 0});
+      self->lanes_[lane].push_back(Queued{std::move(bytes), 0, enqueued});
       self->kick();
     });
     return true;
@@ -494,6 +503,7 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
   struct Queued {
     std::string bytes;  // whole frames
     std::size_t pos = 0;
+    std::chrono::steady_clock::time_point enqueued;  // when send() was called
   };
 
   bool verifyPeer(bool preverified, ssl::verify_context& vc) {
@@ -558,7 +568,12 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
       return;
     }
     peer_id_ = std::move(id).value();
-    fingerprint_ = fingerprintOf(leaf);
+    auto fingerprint = fingerprintOf(leaf);
+    if (!fingerprint.isOk()) {
+      finishHandshake(Refusal{RefusedReason::kTlsHandshake, fingerprint.status().message()});
+      return;
+    }
+    fingerprint_ = std::move(fingerprint).value();
     if (!dialed_) {
       finishHandshake(std::nullopt);
       return;
@@ -602,13 +617,41 @@ class TlsConn : public std::enable_shared_from_this<TlsConn> {
     return -1;
   }
 
+  // A request's timeout_ms is what remains of its deadline when it leaves, not when it was queued
+  // (behind other frames of its lane, or a slow reader): the time it waited is taken off here, just
+  // before the write. Down to 0, which the receiver takes as expired: never run.
+  void ageTimeout(std::size_t frame_at, std::chrono::steady_clock::time_point enqueued) {
+    constexpr std::size_t kTypeAt = 5;
+    constexpr std::size_t kTimeoutAt = 24;
+    if (out_.size() < frame_at + kHeaderBytes || static_cast<std::uint8_t>(out_[frame_at + kTypeAt]) !=
+                                                     static_cast<std::uint8_t>(FrameType::kRpcReq)) {
+      return;
+    }
+    auto* t = reinterpret_cast<unsigned char*>(out_.data() + frame_at + kTimeoutAt);
+    const std::uint32_t timeout =
+        (std::uint32_t{t[0]} << 24) | (std::uint32_t{t[1]} << 16) | (std::uint32_t{t[2]} << 8) | t[3];
+    if (timeout == 0) {
+      return;
+    }
+    const auto waited =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - enqueued)
+            .count();
+    const std::uint32_t left = waited >= timeout ? 0 : timeout - static_cast<std::uint32_t>(waited);
+    t[0] = static_cast<unsigned char>(left >> 24);
+    t[1] = static_cast<unsigned char>(left >> 16);
+    t[2] = static_cast<unsigned char>(left >> 8);
+    t[3] = static_cast<unsigned char>(left);
+  }
+
   void takeFrame(int lane) {
     Queued& q = lanes_[lane].front();
     const auto* p = reinterpret_cast<const unsigned char*>(q.bytes.data() + q.pos);
     const std::size_t len =
         (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | p[3];
     const std::size_t size = std::min(4 + len, q.bytes.size() - q.pos);
+    const std::size_t at = out_.size();
     out_.append(q.bytes, q.pos, size);
+    ageTimeout(at, q.enqueued);
     out_queued_ += size;
     q.pos += size;
     if (q.pos >= q.bytes.size()) {
@@ -1150,24 +1193,27 @@ void acceptLoop(const std::shared_ptr<TlsTransport::Shared>& shared,
                 const std::shared_ptr<tcp::acceptor>& acceptor);
 
 void handleAccepted(const std::shared_ptr<TlsTransport::Shared>& shared, tcp::socket socket) {
-  if (shared->handshakes.load() >= shared->options.max_concurrent_handshakes) {
-    if (shared->over_cap.fetch_add(1, std::memory_order_relaxed) == 0) {
-      kLog->warn("{}: more than {} inbound handshakes at once: closing new connections unread",
-                 shared->options.node, shared->options.max_concurrent_handshakes);
+  error_code ec;
+  const tcp::endpoint remote = socket.remote_endpoint(ec);
+  const asio::ip::address from = ec ? asio::ip::address() : remote.address();
+  if (const std::string over = shared->beginHandshake(from); !over.empty()) {
+    // Logged at the 1st, 2nd, 4th, 8th... such connection: a flood must not flood the log too.
+    const std::uint64_t n = shared->over_cap.fetch_add(1, std::memory_order_relaxed) + 1;
+    if ((n & (n - 1)) == 0) {
+      kLog->warn("{}: {}: closing new connections unread ({} so far)", shared->options.node, over, n);
     }
     error_code ignored;
     socket.close(ignored);
     return;
   }
-  shared->handshakes.fetch_add(1);
   setSocketOptions(socket, shared->options.tcp_user_timeout);
   auto conn = std::make_shared<TlsConn>(shared, std::move(socket), shared->context(), false, std::string());
-  asio::post(conn->executor(), [shared, conn] {
+  asio::post(conn->executor(), [shared, conn, from] {
     // Weak: the connection holds this callback until its handshake ends (no cycle if the
     // io_context is destroyed first); while it runs, the connection is alive.
     conn->handshake(shared->options.handshake_timeout,
-                    [shared, weak = std::weak_ptr<TlsConn>(conn)](std::optional<Refusal> r) {
-                      shared->handshakes.fetch_sub(1);
+                    [shared, from, weak = std::weak_ptr<TlsConn>(conn)](std::optional<Refusal> r) {
+                      shared->endHandshake(from);
                       auto live = weak.lock();
                       if (!live) {
                         return;
@@ -1240,6 +1286,20 @@ Result<std::unique_ptr<TlsTransport>> TlsTransport::create(asio::io_context& io,
 }
 
 TlsTransport::TlsTransport(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+
+Result<std::string> TlsTransport::reloadCredentials() {
+  auto ctx = makeSslContext(shared_->options);
+  if (!ctx.isOk()) {
+    return ctx.status();
+  }
+  auto fingerprint = fingerprintOf(SSL_CTX_get0_certificate((*ctx)->native_handle()));
+  if (!fingerprint.isOk()) {
+    return fingerprint.status();
+  }
+  std::lock_guard lock(shared_->mu);
+  shared_->ctx = std::move(ctx).value();
+  return fingerprint;
+}
 
 TlsTransport::~TlsTransport() {
   stop();

@@ -29,8 +29,8 @@
 // Destroying the transport stops it; no accept or dial callback is posted afterwards. Links stay
 // usable after the transport is gone. The Scheduler must outlive the transport and every Link.
 //
-// Reload (SIGHUP, not yet wired): the SSL_CTX is built in one function (makeSslContext in the .cc)
-// and held behind a mutex; new connections take the current one, open ones keep theirs.
+// Reload (SIGHUP, reloadCredentials): the SSL_CTX is built in one function (makeSslContext in the
+// .cc) and held behind a mutex; new connections take the current one, open ones keep theirs.
 //
 // This header keeps Asio and OpenSSL out (pimpl): only the io_context is forward-declared.
 #pragma once
@@ -69,12 +69,16 @@ class TlsTransport final : public Transport {
     std::size_t max_message_bytes = kDefaultMaxMessageBytes;
     Duration tcp_user_timeout = std::chrono::seconds(5);
     std::size_t max_concurrent_handshakes = 64;  // inbound; more are closed at once and counted
+    // Inbound handshakes from one IP address at once, so that one host opening silent connections
+    // cannot take every slot from the peers (more are closed at once and counted).
+    std::size_t max_handshakes_per_address = 8;
   };
 
   struct Counters {
     std::uint64_t connections_accepted = 0;  // inbound connections that became Links
     std::uint64_t connections_dialed = 0;    // outbound connections that became Links
     std::uint64_t handshakes_over_cap = 0;   // inbound connections closed unread: too many handshakes
+                                             // (in all, or from their address)
     std::uint64_t bytes_in = 0;              // TLS plaintext bytes read on Links
     std::uint64_t bytes_out = 0;             // and written
     // Connections closed because the peer sent a bad frame, by the GOAWAY reason sent
@@ -98,6 +102,10 @@ class TlsTransport final : public Transport {
   std::map<RefusedReason, std::uint64_t> refusals() const override;
 
   Counters counters() const;
+  // Loads the CA, certificate and key again from the same files (rotated in place) and uses them
+  // for every connection from now on; open ones keep theirs. Returns the new certificate's
+  // fingerprint. On any error (InvalidArgument naming the file, as create()) nothing changes.
+  Result<std::string> reloadCredentials();
 
   struct Shared;  // state shared with connections and dials (defined in tls_transport.cc)
 

@@ -131,7 +131,11 @@ NatsMemberSource::NatsMemberSource(std::unique_ptr<NatsKvBucket> bucket, NatsMem
   worker_ = Runtime::startThread("hc-members", [this] { workerLoop(); });
 }
 
-NatsMemberSource::~NatsMemberSource() { stop(); }
+NatsMemberSource::~NatsMemberSource() {
+  stop();
+  if (worker_.joinable()) worker_.join();  // its last call deletes our record
+  watcher_.reset();                        // stops and joins the watcher's thread
+}
 
 const std::string& NatsMemberSource::bucket() const { return bucket_->name(); }
 
@@ -160,16 +164,12 @@ void NatsMemberSource::publish(const mesh::MemberRecord& self) {
 
 void NatsMemberSource::stop() {
   delivery_->alive.store(false);
-  std::unique_ptr<NatsKvWatcher> watcher;
   {
     std::lock_guard lock(mutex_);
     if (stopping_) return;
     stopping_ = true;
-    watcher = std::move(watcher_);
   }
-  cv_.notify_all();
-  if (worker_.joinable()) worker_.join();  // its last call deletes our record
-  watcher.reset();                         // stops and joins the watcher's thread
+  cv_.notify_all();  // hc-members deletes our record and ends; the destructor joins it
 }
 
 void NatsMemberSource::restartWatch() {

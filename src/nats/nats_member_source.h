@@ -74,9 +74,10 @@ class NatsMemberSource final : public mesh::MemberSource {
   // the record (a node publishes under one name: a record under an earlier name is left to
   // expire). Never blocks the caller. A failed put is retried after min(refresh, 1 s).
   void publish(const mesh::MemberRecord& self) override;
-  // Stops the refresh, deletes our record if we published one (waits for that write: at most
-  // about one request timeout), stops the watcher and the poll. No event is delivered afterwards,
-  // even one already queued. Idempotent; safe from the scheduler's thread.
+  // Stops the refresh and the poll and has hc-members delete our record if we published one; no
+  // event is delivered afterwards, even one already queued. Never blocks (the mesh calls it on its
+  // strand, which hc-io shares): the destructor waits for the delete (at most about one request
+  // timeout) and stops the watcher. Idempotent.
   void stop() override;
 
   // Asks the watcher for a liveness check soon (NatsKvWatcher::checkSoon): call it from the

@@ -176,6 +176,25 @@ TEST_F(MeshDaemonTest, ThreeDaemonsSeeEachOtherInStatusMetricsAndPeersAndADepart
   ASSERT_TRUE(echoed.isOk()) << echoed.status().toString();
   EXPECT_EQ(*echoed, "hello n3");
 
+  // The election's epoch rides on the mesh's frames: a handler sees the caller's.
+  ASSERT_TRUE(managers_["n3"]
+                  ->mesh()
+                  ->handle("test.epoch", [](const mesh::CallContext& ctx, std::string,
+                                            mesh::Reply reply) { reply(std::to_string(ctx.senderEpoch())); })
+                  .isOk());
+  ASSERT_TRUE(test::eventually([&] { return managers_["n1"]->status().epoch > 0; }, 15000ms))
+      << managers_["n1"]->status().toJson();
+  std::string seen;
+  const bool carried = test::eventually(
+      [&] {
+        auto r = managers_["n1"]->mesh()->callSync("n3", "test.epoch", "", within2s);
+        seen = r.isOk() ? *r : r.status().toString();
+        return seen == std::to_string(managers_["n1"]->status().epoch);
+      },
+      5000ms);
+  EXPECT_TRUE(carried) << "n3's handler saw epoch " << seen << " from n1, whose status says "
+                       << managers_["n1"]->status().toJson();
+
   // `hacoord peers` asks n1 over NATS.
   const std::string n1_config = dir_ + "/n1.json";
   const test::RunResult peers = hacoordCli({"peers", "--config", n1_config});
@@ -329,6 +348,31 @@ TEST_F(MeshDaemonTest, TheMeshRpcExampleGreetsAcrossTwoProcesses) {
   p2.signal(SIGTERM);  // leaves cleanly: n1 sees it depart
   EXPECT_TRUE(p1.waitForLine([](const std::string& l) { return l == "peer n2 is dead"; }, 5000ms))
       << p1.stdoutText();
+}
+
+// SIGHUP's reload reads the mesh certificate again: a key that does not match is an error naming
+// the file (the running certificate stays), a matching pair is taken and the mesh carries on.
+TEST_F(MeshDaemonTest, AReloadRotatesTheMeshCertificate) {
+  Manager& n1 = start("n1");
+  start("n2");
+  ASSERT_TRUE(test::eventually([&] { return alivePeers(managers_["n2"]->status()) == 1; }, 15000ms));
+  auto config = loadConfigFile(dir_ + "/n1.json");
+  ASSERT_TRUE(config.isOk()) << config.status().toString();
+  mesh::IssueOptions io;
+  io.cluster = clusterId();
+  io.node = "n1";
+  ASSERT_TRUE(mesh::issueCert(dir_ + "/ca", dir_ + "/n1-rotated", io).isOk());
+  std::filesystem::rename(dir_ + "/n1-rotated/n1.crt", config->mesh.cert);
+  const Status mismatched = n1.reload(*config);
+  EXPECT_EQ(mismatched.code(), StatusCode::kInvalidArgument) << mismatched.toString();
+  EXPECT_NE(mismatched.message().find(config->mesh.key), std::string::npos) << mismatched.toString();
+  std::filesystem::rename(dir_ + "/n1-rotated/n1.key", config->mesh.key);
+  const Status rotated = n1.reload(*config);
+  EXPECT_TRUE(rotated.isOk()) << rotated.toString();
+  mesh::CallOptions within2s;
+  within2s.timeout = 2s;
+  auto echoed = n1.mesh()->callSync("n2", "sys.ping", "after rotation", within2s);
+  ASSERT_TRUE(echoed.isOk()) << echoed.status().toString();
 }
 
 TEST_F(MeshDaemonTest, WithoutAMeshSectionThereIsNoMeshAndPeersSaysSo) {

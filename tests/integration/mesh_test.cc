@@ -211,5 +211,58 @@ TEST_F(MeshTest, ALargeMessageCrossesFragmentedAndAnOversizeOneIsRefusedNamingBo
   EXPECT_NE(over.status().message().find("16777216"), std::string::npos) << over.status().message();
 }
 
+// Certificate rotation (SIGHUP in the daemon): n1's files are replaced in place and reloaded. A
+// key that does not match is refused and changes nothing; the open link survives the first
+// rotation (the record lists the new certificate and the one it replaced); after a second one,
+// which drops the original from the record, a restarted n2 still connects to n1: n1 presents a
+// new certificate, not the one it started with.
+TEST_F(MeshTest, ACertificateRotatedInPlaceIsUsedForNewConnectionsAndKeepsOpenOnes) {
+  Mesh& n1 = start("n1");
+  start("n2");
+  ASSERT_TRUE(allAlive());
+  const std::string cert = dir_ + "/n1/n1.crt";
+  const std::string key = dir_ + "/n1/n1.key";
+  int issued = 0;
+  auto reissue = [&](bool with_key) {
+    const std::string out = dir_ + "/n1-new" + std::to_string(++issued);
+    mesh::IssueOptions io;
+    io.cluster = "meshtest";
+    io.node = "n1";
+    auto fp = mesh::issueCert(dir_ + "/ca", out, io);
+    ASSERT_TRUE(fp.isOk()) << fp.status().toString();
+    std::filesystem::rename(out + "/n1.crt", cert);
+    if (with_key) std::filesystem::rename(out + "/n1.key", key);
+  };
+  std::atomic<int> n1_lost{0};
+  meshes_["n2"]->onPeerEvent([&](const mesh::PeerInfo& p) {
+    if (p.id == "n1" && p.state != mesh::PeerState::kAlive) ++n1_lost;
+  });
+
+  // A new certificate without its key: refused, nothing changes.
+  const auto original = mesh::fingerprintOfPemFile(cert);
+  ASSERT_TRUE(original.isOk());
+  reissue(false);
+  const Status mismatched = n1.reloadCredentials();
+  EXPECT_EQ(mismatched.code(), StatusCode::kInvalidArgument) << mismatched.toString();
+  EXPECT_NE(mismatched.message().find(key), std::string::npos) << mismatched.toString();
+
+  reissue(true);
+  const Status first = n1.reloadCredentials();
+  ASSERT_TRUE(first.isOk()) << first.toString();
+  EXPECT_FALSE(test::eventually([&] { return n1_lost.load() > 0; }, 2500ms))
+      << "n2 dropped the link n1 made with its previous certificate";
+  auto r = n1.callSync("n2", "echo", "after rotation", within(2s));
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+
+  reissue(true);
+  ASSERT_TRUE(n1.reloadCredentials().isOk());
+  meshes_.erase("n2");
+  start("n2");
+  ASSERT_TRUE(allAlive()) << "n2 refused n1's rotated certificate";
+  r = meshes_["n2"]->callSync("n1", "echo", "new link", within(2s));
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_NE(*mesh::fingerprintOfPemFile(cert), *original);
+}
+
 }  // namespace
 }  // namespace hacoord

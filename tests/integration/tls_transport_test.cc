@@ -7,7 +7,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -90,7 +93,7 @@ Message smallMessage(Lane lane, std::uint64_t id, std::string payload) {
   m.type = FrameType::kRpcReq;
   m.lane = lane;
   m.id = id;
-  m.timeout_ms = 1000;
+  m.timeout_ms = 0;  // a transport ages a request's timeout: 0 stays 0, so messages compare equal
   m.name = "test.echo";
   m.payload = std::move(payload);
   return m;
@@ -107,8 +110,19 @@ std::string patterned(std::size_t n, unsigned seed) {
 int portOf(const std::string& addr) { return std::stoi(addr.substr(addr.rfind(':') + 1)); }
 
 // A blocking TCP connection to 127.0.0.1:port with a 5 s receive timeout (reads never hang).
-int connectTcp(const std::string& addr) {
+// A plain TCP connection to `addr` (on 127.0.0.1), from `source` (another loopback address: the
+// whole 127/8 is local on Linux) when given.
+int connectTcp(const std::string& addr, const char* source = nullptr) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (source != nullptr) {
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    ::inet_pton(AF_INET, source, &from.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0) {
+      ::close(fd);
+      return -1;
+    }
+  }
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(static_cast<std::uint16_t>(portOf(addr)));
@@ -304,6 +318,25 @@ class TlsTransportTest : public ::testing::Test {
     EXPECT_TRUE(s.isOk()) << s.toString();
     EXPECT_NE(portOf(t.listenAddress()), 0) << t.listenAddress();
     return acc;
+  }
+
+  // b dials a (which listens with `a_options`): b's side of the link (null if the dial failed) and
+  // what a accepted, once a has it.
+  struct Linked {
+    TlsTransport* a = nullptr;
+    std::shared_ptr<Accepted> acc;
+    std::shared_ptr<Link> link;
+  };
+  Linked linkBToA(TlsTransport::Options a_options = {}) {
+    Linked out;
+    out.a = &transport("a", std::move(a_options));
+    out.acc = listen(*out.a);
+    auto dialed = dial(transport("b"), "a", out.a->listenAddress());
+    EXPECT_TRUE(dialed.isOk()) << dialed.status().toString();
+    if (!dialed.isOk()) return out;
+    EXPECT_TRUE(eventually([&] { return out.acc->count() == 1; }, kWait)) << "a accepted no link";
+    out.link = std::move(dialed).value();
+    return out;
   }
 
   Result<std::shared_ptr<Link>> dial(TlsTransport& t, const std::string& node, const std::string& addr,
@@ -524,6 +557,34 @@ TEST_F(RefusalTest, HandshakesAboveTheCapAreClosedAtOnce) {
   }
 }
 
+// Review of the mesh: silent connections from one host took every handshake slot, so peers could
+// not connect (an unauthenticated denial of service). One address gets a few slots; the rest of
+// its connections are closed unread, and a peer from another address still gets through.
+TEST_F(RefusalTest, SilentConnectionsFromOneAddressDoNotLockPeersOut) {
+  TlsTransport::Options o;
+  o.max_concurrent_handshakes = 16;
+  o.max_handshakes_per_address = 4;
+  o.handshake_timeout = 30s;
+  TlsTransport& a = transport("a", o);
+  TlsTransport& b = transport("b");
+  auto acc = listen(a);
+  std::vector<int> silent;
+  for (int i = 0; i < 20; ++i) {  // more than the global cap
+    silent.push_back(connectTcp(a.listenAddress(), "127.0.0.2"));
+    ASSERT_GE(silent.back(), 0) << "cannot bind 127.0.0.2: " << std::strerror(errno);
+  }
+  ASSERT_TRUE(eventually([&] { return a.counters().handshakes_over_cap == 16; }, kWait))
+      << a.counters().handshakes_over_cap;
+  // The attacker's connections above its quota were closed unread.
+  EXPECT_TRUE(readUntilClosed(silent.back())) << "a connection above the address's quota was kept";
+  auto dialed = dial(b, "a", a.listenAddress());  // from 127.0.0.1
+  ASSERT_TRUE(dialed.isOk()) << dialed.status().toString();
+  EXPECT_TRUE(eventually([&] { return acc->count() == 1; }, kWait)) << "a accepted no link";
+  for (int fd : silent) {
+    ::close(fd);
+  }
+}
+
 class FrameLimitTest : public TlsTransportTest {
  protected:
   // a listens; b links to it with a transport (the connection that must survive); then a raw
@@ -579,16 +640,15 @@ TEST_F(FrameLimitTest, UnknownTypeBelow0x80ClosesThatConnection) {
 TEST_F(TlsTransportTest, MessageAboveTheReceiversLimitClosesWithGoAway) {
   TlsTransport::Options small;
   small.max_message_bytes = 1024 * 1024;
-  TlsTransport& a = transport("a", small);
-  auto acc = listen(a);
-  TlsTransport& b = transport("b");
-  auto link = dial(b, "a", a.listenAddress());
-  ASSERT_TRUE(link.isOk()) << link.status().toString();
-  ASSERT_TRUE(eventually([&] { return acc->count() == 1; }, kWait));
+  const Linked linked = linkBToA(small);
+  ASSERT_NE(linked.link, nullptr);
+  TlsTransport& a = *linked.a;
+  const auto& acc = linked.acc;
+  const auto& link = linked.link;
   auto at_b = std::make_shared<Recorder>();
-  strand_->runSync([&] { link.value()->start(recordTo(at_b)); });
+  strand_->runSync([&] { link->start(recordTo(at_b)); });
 
-  send(link.value(), smallMessage(Lane::kStream, 1, patterned(2 * 1024 * 1024, 5)));
+  send(link, smallMessage(Lane::kStream, 1, patterned(2 * 1024 * 1024, 5)));
   ASSERT_TRUE(eventually([&] { return at_b->closeCount() == 1; }, kWait)) << "the sender's link stayed open";
   ASSERT_TRUE(eventually([&] { return acc->recorder(0)->closeCount() == 1; }, kWait));
   EXPECT_EQ(acc->recorder(0)->messageCount(), 0u) << "part of the oversize message was delivered";
@@ -612,21 +672,19 @@ TEST_F(TlsTransportTest, MessageAboveTheReceiversLimitClosesWithGoAway) {
 TEST_F(TlsTransportTest, SmallRpcOvertakesQueuedBulkStream) {
   TlsTransport::Options big;
   big.max_message_bytes = 64 * 1024 * 1024;
-  TlsTransport& a = transport("a", big);
-  auto acc = listen(a);
-  TlsTransport& b = transport("b");
-  auto link = dial(b, "a", a.listenAddress());
-  ASSERT_TRUE(link.isOk()) << link.status().toString();
-  ASSERT_TRUE(eventually([&] { return acc->count() == 1; }, kWait));
+  const Linked linked = linkBToA(big);
+  ASSERT_NE(linked.link, nullptr);
+  const auto& acc = linked.acc;
+  const auto& link = linked.link;
   auto rec = acc->recorder(0);
 
   Message bulk = smallMessage(Lane::kStream, 1, patterned(50 * 1024 * 1024, 3));
   bulk.type = FrameType::kStreamData;
   const Message rpc = smallMessage(Lane::kRpc, 2, "urgent");
   strand_->runSync([&] {
-    EXPECT_TRUE(link.value()->send(bulk));
-    EXPECT_GT(link.value()->queuedBytes(), 50u * 1024 * 1024);
-    EXPECT_TRUE(link.value()->send(rpc));
+    EXPECT_TRUE(link->send(bulk));
+    EXPECT_GT(link->queuedBytes(), 50u * 1024 * 1024);
+    EXPECT_TRUE(link->send(rpc));
   });
   ASSERT_TRUE(eventually([&] { return rec->messageCount() == 2; }, 30s)) << "got " << rec->messageCount();
   std::lock_guard lock(rec->mu);
@@ -637,21 +695,103 @@ TEST_F(TlsTransportTest, SmallRpcOvertakesQueuedBulkStream) {
   EXPECT_TRUE(rec->messages[1] == bulk) << "the bulk message arrived damaged";
 }
 
-TEST_F(TlsTransportTest, CloseSendsGoAwayAndClosesOnce) {
-  TlsTransport& a = transport("a");
+// A request's timeout_ms leaves with what remains of it: the time it waited in its lane behind
+// 60 MiB is taken off, so the receiver never gets more time than the caller has left.
+TEST_F(TlsTransportTest, ARequestsTimeoutIsAgedByItsWaitInTheLane) {
+  TlsTransport::Options big;
+  big.max_message_bytes = 64 * 1024 * 1024;
+  const Linked linked = linkBToA(big);
+  ASSERT_NE(linked.link, nullptr);
+  const auto& acc = linked.acc;
+  const auto& link = linked.link;
+  auto rec = acc->recorder(0);
+  Message ahead = smallMessage(Lane::kRpc, 1, patterned(60 * 1024 * 1024, 5));
+  Message waiting = smallMessage(Lane::kRpc, 2, "behind");
+  waiting.timeout_ms = 5;  // 60 MiB through TLS takes far longer than 5 ms
+  Message fresh = smallMessage(Lane::kRpc, 3, "later");
+  fresh.timeout_ms = 60000;
+  strand_->runSync([&] {
+    EXPECT_TRUE(link->send(ahead));
+    EXPECT_TRUE(link->send(waiting));
+  });
+  ASSERT_TRUE(eventually([&] { return rec->messageCount() == 2; }, 30s)) << "got " << rec->messageCount();
+  strand_->runSync([&] { EXPECT_TRUE(link->send(fresh)); });
+  ASSERT_TRUE(eventually([&] { return rec->messageCount() == 3; }, kWait));
+  std::lock_guard lock(rec->mu);
+  EXPECT_EQ(rec->messages[1].id, 2u);
+  EXPECT_EQ(rec->messages[1].timeout_ms, 0u) << "the request kept the time it spent queued";
+  EXPECT_EQ(rec->messages[1].payload, "behind");
+  EXPECT_GT(rec->messages[2].timeout_ms, 50000u);
+  EXPECT_LE(rec->messages[2].timeout_ms, 60000u);
+}
+
+// Rotation: the files are replaced in place and reloaded. A key that does not match the new
+// certificate is refused and changes nothing; after a good reload a new connection sees the new
+// certificate while the one opened before keeps working.
+TEST_F(TlsTransportTest, ReloadedCredentialsAreUsedForNewConnectionsAndOpenOnesStay) {
+  const std::string d = dir_ + "/rotate";
+  std::filesystem::create_directories(d);
+  std::filesystem::copy_file(node("a").cert(), d + "/a.crt");
+  std::filesystem::copy_file(node("a").key(), d + "/a.key");
+  TlsTransport::Options o;
+  o.cluster = kCluster;
+  o.node = "a";
+  o.ca_file = dir_ + "/ca/ca.crt";
+  o.cert_file = d + "/a.crt";
+  o.key_file = d + "/a.key";
+  auto created = TlsTransport::create(runtime_.io(), *strand_, o);
+  ASSERT_TRUE(created.isOk()) << created.status().toString();
+  transports_.push_back(std::move(created).value());
+  TlsTransport& a = *transports_.back();
   auto acc = listen(a);
   TlsTransport& b = transport("b");
-  auto link = dial(b, "a", a.listenAddress());
-  ASSERT_TRUE(link.isOk()) << link.status().toString();
-  ASSERT_TRUE(eventually([&] { return acc->count() == 1; }, kWait));
+  auto before = dial(b, "a", a.listenAddress());
+  ASSERT_TRUE(before.isOk()) << before.status().toString();
+  const auto old_fp = fingerprintOfPemFile(d + "/a.crt");
+
+  IssueOptions io;
+  io.cluster = kCluster;
+  io.node = "a";
+  auto new_fp = issueCert(dir_ + "/ca", d + "/new", io);
+  ASSERT_TRUE(new_fp.isOk()) << new_fp.status().toString();
+  std::filesystem::rename(d + "/new/a.crt", d + "/a.crt");
+  auto refused = a.reloadCredentials();  // the old key with the new certificate
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << refused.status().toString();
+  auto still_old = dial(b, "a", a.listenAddress());
+  ASSERT_TRUE(still_old.isOk()) << still_old.status().toString();
+  EXPECT_EQ(still_old.value()->fingerprint(), *old_fp);
+
+  std::filesystem::rename(d + "/new/a.key", d + "/a.key");
+  auto reloaded = a.reloadCredentials();
+  ASSERT_TRUE(reloaded.isOk()) << reloaded.status().toString();
+  EXPECT_EQ(*reloaded, *new_fp);
+  auto after = dial(b, "a", a.listenAddress());
+  ASSERT_TRUE(after.isOk()) << after.status().toString();
+  EXPECT_EQ(after.value()->fingerprint(), *new_fp);
+  // The link opened before the rotation still carries messages.
+  ASSERT_TRUE(eventually([&] { return acc->count() == 3; }, kWait));
+  auto at_a = acc->recorder(0);
+  auto at_b = std::make_shared<Recorder>();
+  strand_->runSync([&] {
+    before.value()->start(recordTo(at_b));
+    EXPECT_TRUE(before.value()->send(smallMessage(Lane::kRpc, 9, "still here")));
+  });
+  EXPECT_TRUE(eventually([&] { return at_a->messageCount() == 1; }, kWait));
+}
+
+TEST_F(TlsTransportTest, CloseSendsGoAwayAndClosesOnce) {
+  const Linked linked = linkBToA();
+  ASSERT_NE(linked.link, nullptr);
+  const auto& acc = linked.acc;
+  const auto& link = linked.link;
   auto at_a = acc->recorder(0);
   auto at_b = std::make_shared<Recorder>();
   const Message last = smallMessage(Lane::kStream, 9, "queued before close");
   strand_->runSync([&] {
-    link.value()->start(recordTo(at_b));
-    EXPECT_TRUE(link.value()->send(last));
-    link.value()->close(GoAwayReason::kShutdown, "bye");
-    EXPECT_FALSE(link.value()->send(last)) << "send() accepted a message after close()";
+    link->start(recordTo(at_b));
+    EXPECT_TRUE(link->send(last));
+    link->close(GoAwayReason::kShutdown, "bye");
+    EXPECT_FALSE(link->send(last)) << "send() accepted a message after close()";
   });
 
   ASSERT_TRUE(eventually([&] { return at_a->closeCount() >= 1 && at_b->closeCount() >= 1; }, kWait))

@@ -3,7 +3,8 @@
 // Five MeshCores run on their own FakeSchedulers over one SimLoop and one FakeMeshNetwork. A
 // seeded chaos schedule partitions pairs (one way and both), heals, resets connections, changes
 // delays, duplicates messages, crashes nodes (kill -9) and restarts them with a new incarnation,
-// stops them cleanly, cuts nodes from the members bucket, and meanwhile every node makes calls
+// stops them cleanly, cuts nodes from the members bucket, stalls their worker pools (handlers
+// wait there for seconds, as behind blocking handlers), and meanwhile every node makes calls
 // (echo, slow, hanging, failing handlers), broadcasts, `all` and `any`. After every event:
 //   (c) every call completes at most once, and no call is still open after its deadline;
 //       `all` completes once, by its deadline, with one reply per peer it started with;
@@ -64,6 +65,7 @@ class MeshSim {
     for (const auto& id : ids_) {
       sim_.net().cutFromMembers(id, false);
       if (!sim_.running(id)) startNode(id);
+      sim_.setWorkerStall(id, 0ms);
     }
     const TimePoint healed = sim_.loop().now();
     const bool settled =
@@ -126,19 +128,26 @@ class MeshSim {
           auto ok = [](Status s) {
             if (!s.isOk()) std::abort();
           };
-          ok(core.handle("echo",
-                         [](const CallContext&, std::string r, Reply reply) { reply(std::move(r)); }));
-          ok(core.handle("fail", [](const CallContext&, std::string, Reply reply) {
+          // (h), checked by every handler as it starts.
+          auto fresh = [this, id](const CallContext& ctx) {
+            if (sim_.loop().now() >= ctx.deadline()) fail("(h) " + id + " ran an expired request");
+          };
+          ok(core.handle("echo", [fresh](const CallContext& ctx, std::string r, Reply reply) {
+            fresh(ctx);
+            reply(std::move(r));
+          }));
+          ok(core.handle("fail", [fresh](const CallContext& ctx, std::string, Reply reply) {
+            fresh(ctx);
             reply(Status(StatusCode::kAborted, "stale epoch"));
           }));
-          ok(core.handle("hang", [](const CallContext&, std::string, Reply) {}));
+          ok(core.handle("hang", [fresh](const CallContext& ctx, std::string, Reply) { fresh(ctx); }));
           HandlerOptions few;
           few.max_concurrency = 2;
           few.max_queue = 4;
           ok(core.handle(
               "slow",
-              [this, id](const CallContext& ctx, std::string r, Reply reply) {
-                if (sim_.loop().now() >= ctx.deadline()) fail("(h) " + id + " ran an expired request");
+              [this, id, fresh](const CallContext& ctx, std::string r, Reply reply) {
+                fresh(ctx);
                 std::uniform_int_distribution<int> d(1, 800);
                 sim_.scheduler(id).runAfter(std::chrono::milliseconds(d(rng_)),
                                             [reply, r = std::move(r)]() mutable { reply(std::move(r)); });
@@ -209,8 +218,13 @@ class MeshSim {
       if (sim_.running(a)) makeAll(a);
     } else if (w < 97) {
       if (sim_.running(a)) makeAny(a);
-    } else {
+    } else if (w < 98) {
       if (sim_.running(a)) sim_.core(a).broadcast("echo", "b");
+    } else if (sim_.running(a)) {
+      // Its workers are busy (blocking handlers): requests wait there, some past their deadline.
+      const auto stall = what(rng_) < 40 ? 0ms : std::chrono::milliseconds(200 + 30 * what(rng_));
+      note("worker stall " + a + " " + std::to_string(stall.count()) + "ms");
+      sim_.setWorkerStall(a, stall);
     }
   }
 

@@ -20,6 +20,8 @@ class SimMesh {
     std::unique_ptr<FakeMemberSource> members;
     std::unique_ptr<mesh::MeshCore> core;
     std::uint64_t incarnation = 0;
+    // How long a handler waits for a free worker (a pool busy with blocking handlers).
+    std::shared_ptr<Duration> worker_stall = std::make_shared<Duration>(0);
   };
 
   explicit SimMesh(std::uint64_t seed = 1, FakeMeshNetwork::Options net_options = {})
@@ -44,9 +46,14 @@ class SimMesh {
     o.seed = seed_ * 1000 + o.incarnation * 31 + std::hash<std::string>{}(id) % 1000;
     if (tune) tune(o);
     FakeScheduler* sched = n.scheduler.get();
-    n.core =
-        std::make_unique<mesh::MeshCore>(o, loop_, *n.scheduler, *n.transport, *n.members,
-                                         [sched](std::function<void()> f) { sched->post(std::move(f)); });
+    n.core = std::make_unique<mesh::MeshCore>(o, loop_, *n.scheduler, *n.transport, *n.members,
+                                              [sched, stall = n.worker_stall](std::function<void()> f) {
+                                                if (stall->count() > 0) {
+                                                  sched->runAfter(*stall, std::move(f));
+                                                } else {
+                                                  sched->post(std::move(f));
+                                                }
+                                              });
     if (setup) setup(*n.core);
     Status s = n.core->start();
     if (!s.isOk()) std::abort();
@@ -68,6 +75,9 @@ class SimMesh {
     n.core->stop();
     loop_.advance(std::chrono::milliseconds(1));
   }
+
+  // From now on, handlers of `id` start `stall` after they were handed to its workers (0: at once).
+  void setWorkerStall(const std::string& id, Duration stall) { *nodes_.at(id).worker_stall = stall; }
 
   bool running(const std::string& id) const {
     auto it = nodes_.find(id);

@@ -43,6 +43,17 @@ CallOptions within(Duration d) {
   return o;
 }
 
+// Runs until `who` sees `peer` alive with `incarnation` (false if not by `until`).
+bool seesAliveAgain(SimMesh& sim, const std::string& who, const std::string& peer, std::uint64_t incarnation,
+                    TimePoint until) {
+  return sim.loop().runUntilCondition(
+      [&] {
+        auto p = sim.core(who).peer(peer);
+        return p && p->state == PeerState::kAlive && p->incarnation == incarnation;
+      },
+      until);
+}
+
 bool settle(SimMesh& sim, Duration bound = 3s) {
   return sim.loop().runUntilCondition([&] { return sim.allAlive(); }, sim.loop().now() + bound);
 }
@@ -160,6 +171,201 @@ TEST(MeshCore, ARequestThatExpiresInTheQueueIsNeverRun) {
   EXPECT_EQ(runs, 1);
   EXPECT_EQ(sim.core("b").counters().requests_expired, 1u);
   ASSERT_TRUE(first.result && first.result->isOk());
+}
+
+// B1 of the mesh review: the workers are busy (blocking handlers), so a request handed to them
+// waits there. One that waited past its deadline is never run, frees its slot, and is counted as
+// expired, not served; one still in time runs.
+TEST(MeshCore, ARequestThatExpiresWaitingForAWorkerIsNeverRun) {
+  SimMesh sim;
+  int runs = 0;
+  sim.start("a");
+  sim.start("b", {}, [&](MeshCore& c) {
+    HandlerOptions one;
+    one.max_concurrency = 1;
+    ASSERT_TRUE(c.handle(
+                     "count",
+                     [&](const CallContext&, std::string r, Reply reply) {
+                       ++runs;
+                       reply(std::move(r));
+                     },
+                     one)
+                    .isOk());
+  });
+  ASSERT_TRUE(settle(sim));
+  sim.setWorkerStall("b", 500ms);
+  Outcome late, in_time;
+  sim.core("a").call("b", "count", "late", within(200ms), record(sim, late));
+  sim.loop().advance(1s);
+  ASSERT_EQ(late.times, 1);
+  EXPECT_EQ(late.result->status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(runs, 0) << "a request whose deadline passed while it waited for a worker ran";
+  EXPECT_EQ(sim.core("b").counters().requests_expired, 1u);
+  EXPECT_EQ(sim.core("b").counters().requests_served, 0u);
+  // Its slot (max_concurrency 1) was freed: a call with time to spare is served.
+  sim.core("a").call("b", "count", "in time", within(2s), record(sim, in_time));
+  sim.loop().advance(1s);
+  ASSERT_EQ(in_time.times, 1);
+  ASSERT_TRUE(in_time.result->isOk()) << in_time.result->status().toString();
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(sim.core("b").counters().requests_served, 1u);
+}
+
+// A wait_for_ready call made while its peer is suspect (link still up, nothing heard for a while)
+// is sent as soon as the peer is heard again, not left to time out.
+TEST(MeshCore, AWaitForReadyCallToASuspectPeerGoesOutWhenItIsHeardAgain) {
+  SimMesh sim;
+  sim.start("a", {}, echo);
+  sim.start("b", {}, echo);
+  ASSERT_TRUE(settle(sim));
+  sim.net().partitionOneWay("b", "a");  // a hears nothing from b; the link stays
+  ASSERT_TRUE(sim.loop().runUntilCondition(
+      [&] { return sim.core("a").peer("b")->state == PeerState::kSuspect; }, sim.loop().now() + 10s));
+  Outcome o;
+  CallOptions wait = within(3s);
+  wait.wait_for_ready = true;
+  sim.core("a").call("b", "echo", "ready?", wait, record(sim, o));
+  sim.loop().advance(200ms);
+  EXPECT_EQ(o.times, 0);
+  const TimePoint healed = sim.loop().now();
+  sim.net().heal("a", "b");
+  ASSERT_TRUE(sim.loop().runUntilCondition([&] { return o.times > 0; }, healed + 3s));
+  ASSERT_TRUE(o.result->isOk()) << o.result->status().toString();
+  EXPECT_EQ(o.result->value(), "ready?");
+}
+
+// Nodes may have different maxMessageBytes. Each says its own in HELLO and the other keeps to it:
+// an oversize request or reply fails alone (ResourceExhausted naming the limit) instead of
+// reaching a receiver that would close the connection with every call on it.
+TEST(MeshCore, RequestsAndRepliesKeepToThePeersMessageLimit) {
+  SimMesh sim;
+  auto small = [](MeshOptions& o) { o.max_message_bytes = 1000; };
+  sim.start("a", {}, [](MeshCore& c) {
+    echo(c);
+    ASSERT_TRUE(c.handle("big", [](const CallContext&, std::string, Reply reply) {
+                   reply(std::string(2000, 'r'));
+                 }).isOk());
+  });
+  sim.start("b", small, [](MeshCore& c) {
+    echo(c);
+    ASSERT_TRUE(c.handle("big", [](const CallContext&, std::string, Reply reply) {
+                   reply(std::string(2000, 'r'));
+                 }).isOk());
+  });
+  ASSERT_TRUE(settle(sim));
+  Outcome request_too_big, reply_too_big, fine;
+  sim.core("a").call("b", "echo", std::string(2000, 'q'), within(1s), record(sim, request_too_big));
+  sim.core("b").call("a", "big", "", within(1s), record(sim, reply_too_big));
+  sim.loop().advance(200ms);
+  ASSERT_EQ(request_too_big.times, 1);
+  EXPECT_EQ(request_too_big.result->status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(request_too_big.result->status().message().find("peer b's maxMessageBytes 1000"),
+            std::string::npos)
+      << request_too_big.result->status().toString();
+  ASSERT_EQ(reply_too_big.times, 1);
+  EXPECT_EQ(reply_too_big.result->status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(reply_too_big.result->status().message().find("reply of 2000 bytes"), std::string::npos)
+      << reply_too_big.result->status().toString();
+  // The link carries on.
+  sim.core("a").call("b", "echo", std::string(900, 'q'), within(1s), record(sim, fine));
+  sim.loop().advance(200ms);
+  ASSERT_EQ(fine.times, 1);
+  EXPECT_TRUE(fine.result->isOk()) << fine.result->status().toString();
+  EXPECT_EQ(sim.net().openLinks("a", "b"), 1u);
+  EXPECT_EQ(sim.core("a").counters().protocol_errors + sim.core("b").counters().protocol_errors, 0u);
+}
+
+// Queued requests are bounded in bytes too, not only in number (1024 x 16 MiB would be 16 GiB).
+TEST(MeshCore, QueuedRequestBytesAreBounded) {
+  SimMesh sim;
+  std::vector<Reply> held;
+  sim.start("a");
+  sim.start(
+      "b", [](MeshOptions& o) { o.max_queued_request_bytes = 1500; },
+      [&](MeshCore& c) {
+        HandlerOptions one;
+        one.max_concurrency = 1;
+        ASSERT_TRUE(
+            c.handle(
+                 "hold",
+                 [&](const CallContext&, std::string, Reply reply) { held.push_back(std::move(reply)); }, one)
+                .isOk());
+      });
+  ASSERT_TRUE(settle(sim));
+  Outcome running, queued, refused;
+  sim.core("a").call("b", "hold", std::string(1000, 'x'), within(5s), record(sim, running));
+  sim.core("a").call("b", "hold", std::string(1000, 'x'), within(5s), record(sim, queued));
+  sim.core("a").call("b", "hold", std::string(1000, 'x'), within(5s), record(sim, refused));
+  sim.loop().advance(100ms);
+  ASSERT_EQ(refused.times, 1);
+  EXPECT_EQ(refused.result->status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.result->status().message().find("1000 bytes of requests queued"), std::string::npos)
+      << refused.result->status().toString();
+  EXPECT_EQ(queued.times, 0);
+  ASSERT_EQ(held.size(), 1u);
+  held[0](std::string("one"));  // the queued one runs; its bytes leave the queue
+  sim.loop().advance(100ms);
+  ASSERT_EQ(held.size(), 2u);
+  Outcome again;
+  sim.core("a").call("b", "hold", std::string(1000, 'x'), within(5s), record(sim, again));
+  sim.loop().advance(100ms);
+  EXPECT_EQ(again.times, 0) << "queued, not refused: " << again.result->status().toString();
+}
+
+// stop(): running handlers see cancellation, queued requests never run.
+TEST(MeshCore, StopCancelsRunningHandlersAndDropsQueuedRequests) {
+  SimMesh sim;
+  std::vector<std::pair<CallContext, Reply>> held;
+  sim.start("a");
+  sim.start("b", {}, [&](MeshCore& c) {
+    HandlerOptions one;
+    one.max_concurrency = 1;
+    ASSERT_TRUE(c.handle(
+                     "hold",
+                     [&](const CallContext& ctx, std::string, Reply reply) {
+                       held.emplace_back(ctx, std::move(reply));
+                     },
+                     one)
+                    .isOk());
+  });
+  ASSERT_TRUE(settle(sim));
+  Outcome first, second;
+  sim.core("a").call("b", "hold", "1", within(5s), record(sim, first));
+  sim.core("a").call("b", "hold", "2", within(5s), record(sim, second));
+  sim.loop().advance(100ms);
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_FALSE(held[0].first.cancelled());
+  sim.core("b").stop();
+  EXPECT_TRUE(held[0].first.cancelled()) << "a running handler was not told the mesh stopped";
+  held[0].second(std::string("late"));
+  sim.loop().advance(1s);
+  EXPECT_EQ(held.size(), 1u) << "a queued request ran after stop()";
+  EXPECT_EQ(sim.core("b").counters().requests_expired, 1u);
+  EXPECT_EQ(first.times, 1);
+  EXPECT_EQ(second.times, 1);
+}
+
+// Peers with different timings (gRPC's keepalive mismatch): b pings every 200 ms and declares
+// silence of 1 s dead; a pings every second by its own config. Each side's liveness rests on its
+// own pings (answered by PONG), so an idle but healthy a never looks dead to b, and a never
+// refuses b's frequent pings.
+TEST(MeshCore, PeersWithDifferentTimingsStayAliveWhenIdle) {
+  SimMesh sim;
+  sim.start("a", {}, echo);
+  sim.start(
+      "b",
+      [](MeshOptions& o) {
+        o.ping_interval = 200ms;
+        o.suspect_after = 600ms;
+        o.dead_after = 1s;
+      },
+      echo);
+  ASSERT_TRUE(settle(sim));
+  for (int i = 0; i < 100; ++i) {  // 10 s, idle
+    sim.loop().advance(100ms);
+    ASSERT_EQ(sim.core("b").peer("a")->state, PeerState::kAlive) << "after " << (i + 1) * 100 << " ms idle";
+  }
+  EXPECT_EQ(sim.net().openLinks("a", "b"), 1u);
 }
 
 TEST(MeshCore, AFullQueueAnswersResourceExhausted) {
@@ -328,6 +534,7 @@ TEST(MeshCore, ADepartedPeerIsDeadAtOnceAndARestartReconnectsWithin200ms) {
   sim.loop().advance(50ms);
   EXPECT_EQ(sim.core("a").peer("b")->state, PeerState::kDead);
   EXPECT_EQ(sim.core("a").peer("b")->reason, DeadReason::kDeparted);
+  EXPECT_EQ(sim.core("a").peer("b")->incarnation, 1u) << "a departed peer keeps its last incarnation";
   // b crashes instead (record stays), then restarts with a new incarnation.
   sim.start("b", {}, echo);
   ASSERT_TRUE(settle(sim));
@@ -335,12 +542,26 @@ TEST(MeshCore, ADepartedPeerIsDeadAtOnceAndARestartReconnectsWithin200ms) {
   sim.loop().advance(10ms);
   const TimePoint restart = sim.loop().now();
   sim.start("b", {}, echo);
-  ASSERT_TRUE(sim.loop().runUntilCondition(
-      [&] {
-        auto p = sim.core("a").peer("b");
-        return p && p->state == PeerState::kAlive && p->incarnation == 3;
-      },
-      restart + 2s));
+  ASSERT_TRUE(seesAliveAgain(sim, "a", "b", 3, restart + 2s));
+  EXPECT_LE(sim.loop().now() - restart, 200ms);
+}
+
+// The restart comes while a dial to the old process hangs (a blackholed address, up to the 3 s
+// dial timeout): the changed record starts a new dial at once instead of waiting for that one.
+TEST(MeshCore, ARestartReconnectsWithin200msEvenWhileADialHangs) {
+  SimMesh sim;
+  sim.start("a", {}, echo);
+  sim.start("b", {}, echo);
+  ASSERT_TRUE(settle(sim));
+  sim.net().partition("a", "b");
+  ASSERT_TRUE(sim.loop().runUntilCondition([&] { return sim.core("a").peer("b")->state == PeerState::kDead; },
+                                           sim.loop().now() + 10s));
+  sim.loop().advance(300ms);  // a redials b into the blackhole
+  sim.crash("b");
+  sim.net().heal("a", "b");
+  const TimePoint restart = sim.loop().now();
+  sim.start("b", {}, echo);
+  ASSERT_TRUE(seesAliveAgain(sim, "a", "b", 2, restart + 5s));
   EXPECT_LE(sim.loop().now() - restart, 200ms);
 }
 

@@ -466,6 +466,33 @@ TEST(MeshFrameTest, MessageAboveMaxMessageBytesIsResourceExhaustedNamingBothSize
   }
 }
 
+// 64 open messages just under the limit each would hold 64 x 16 MiB: the partial messages
+// together are capped at kLaneCount x max_message_bytes (a sender has one message per lane open).
+TEST(MeshFrameTest, PartialMessagesTogetherStayWithinLaneCountTimesTheLimit) {
+  FrameDecoder decoder(1000);
+  std::string wire;
+  for (std::uint64_t id = 1; id <= static_cast<std::uint64_t>(kLaneCount); ++id) {
+    RawFrame f;
+    f.flags = 0;
+    f.id = id;
+    f.name = "";
+    f.payload = std::string(990, 'x');
+    wire += f.bytes();
+  }
+  EXPECT_TRUE(decodeAll(decoder, wire).empty());  // 4 x 990 bytes: within 4 x 1000
+  RawFrame one_more;
+  one_more.flags = 0;
+  one_more.id = 99;
+  one_more.name = "";
+  one_more.payload = std::string(100, 'x');
+  const Status s = firstError(decoder, one_more.bytes());
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(s.message(),
+            "RPC_REQ message id 99: partial messages would hold 4060 bytes, above 4000 (4 x "
+            "max_message_bytes)");
+  EXPECT_EQ(decoder.bufferedBytes(), 0U) << "a failed decoder keeps nothing";
+}
+
 TEST(MeshFrameTest, TooManyOpenPartialMessagesIsResourceExhausted) {
   FrameDecoder decoder;
   std::string wire;
@@ -537,10 +564,11 @@ TEST(MeshFrameTest, ControlPayloadsRoundTrip) {
   h.ping_interval_ms = 250;
   h.features = 0x8000000000000001;
   h.meta_version = 12;
+  h.max_message_bytes = 16u << 20;
   auto hello = decodeHello(encodeHello(h));
   ASSERT_TRUE(hello.isOk()) << hello.status().toString();
   EXPECT_EQ(*hello, h);
-  EXPECT_EQ(encodeHello(Hello{}).size(), 2 + 2 + 2 + 8 + 8 + 4 + 8 + 8U);
+  EXPECT_EQ(encodeHello(Hello{}).size(), 2 + 2 + 2 + 8 + 8 + 4 + 8 + 8 + 4U);
 
   for (std::int64_t ns : {std::int64_t{0}, std::int64_t{-1}, INT64_MIN, INT64_MAX}) {
     auto ping = decodePing(encodePing(Ping{ns}));
@@ -620,7 +648,7 @@ TEST(MeshFrameTest, PayloadsRefuseTruncationAndTrailingBytes) {
   meta.version = 2;
   meta.entries = {{"k", "value"}, {"k2", "v2"}};
   const std::vector<Codec> codecs = {
-      {"HELLO", encodeHello(Hello{1, 2, "n1", 3, 4, 5, 6, 7}),
+      {"HELLO", encodeHello(Hello{1, 2, "n1", 3, 4, 5, 6, 7, 8}),
        [&](std::string_view b) { return statusOf(decodeHello(b)); }},
       {"PING", encodePing(Ping{9}), [&](std::string_view b) { return statusOf(decodePing(b)); }},
       {"PONG", encodePong(Pong{1, 2, 3, 4}), [&](std::string_view b) { return statusOf(decodePong(b)); }},
