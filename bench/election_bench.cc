@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,12 +17,10 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <fstream>
 #include <functional>
 #include <future>
@@ -31,7 +28,6 @@
 #include <mutex>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -41,6 +37,7 @@
 #include <json/json.h>
 #include <nats/nats.h>
 
+#include "bench_report.h"
 #include "support/runtime_scheduler.h"
 #include "core/logging.h"
 #include "hacoord/config.h"
@@ -196,125 +193,6 @@ Config nodeConfig(const Options& o, const std::string& url, const std::string& c
   // The same default the config file gives (TTL / 10), so the bench runs what a daemon would.
   c.election.safety_margin = std::max(milliseconds(1), milliseconds(o.ttl_ms / 10));
   return c;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Results
-
-struct Metric {
-  std::string name;
-  std::vector<double> ms;
-};
-
-// Nearest-rank percentile: the smallest sample with at least p% of the samples at or below it.
-// With 20 samples p99 is the max; the table shows n so nobody over-reads the tail.
-double percentile(const std::vector<double>& sorted, double p) {
-  const auto n = sorted.size();
-  auto rank = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(n)));
-  rank = std::clamp<std::size_t>(rank, 1, n);
-  return sorted[rank - 1];
-}
-
-class Report {
- public:
-  // A deque: sections keep references to their metrics while later sections add more.
-  Metric& add(std::string name) {
-    metrics_.push_back({std::move(name), {}});
-    return metrics_.back();
-  }
-  const Metric* find(const std::string& name) const {
-    for (const auto& m : metrics_) {
-      if (m.name == name) return &m;
-    }
-    return nullptr;
-  }
-  void printTable() const {
-    std::printf("| metric | n | p50 ms | p90 ms | p99 ms | max ms |\n");
-    std::printf("|---|--:|--:|--:|--:|--:|\n");
-    for (const auto& m : metrics_) {
-      if (m.ms.empty()) {
-        std::printf("| %s | 0 | - | - | - | - |\n", m.name.c_str());
-        continue;
-      }
-      std::vector<double> s = m.ms;
-      std::sort(s.begin(), s.end());
-      std::printf("| %s | %zu | %.2f | %.2f | %.2f | %.2f |\n", m.name.c_str(), s.size(), percentile(s, 50),
-                  percentile(s, 90), percentile(s, 99), s.back());
-    }
-  }
-  // A line printed under the table: what a reader needs to read the numbers right.
-  void note(std::string text) { notes_.push_back(std::move(text)); }
-  const std::vector<std::string>& notes() const { return notes_; }
-  std::optional<double> pct(const std::string& name, double p) const {
-    const Metric* m = find(name);
-    if (m == nullptr || m->ms.empty()) return std::nullopt;
-    std::vector<double> s = m->ms;
-    std::sort(s.begin(), s.end());
-    return percentile(s, p);
-  }
-
- private:
-  std::deque<Metric> metrics_;
-  std::vector<std::string> notes_;
-};
-
-// Outright failures: printed as they happen (the run goes on where it can) and counted for the exit.
-class Failures {
- public:
-  void add(const std::string& what) {
-    std::fprintf(stderr, "election_bench: FAILED: %s\n", what.c_str());
-    list_.push_back(what);
-  }
-  bool any() const { return !list_.empty(); }
-  const std::vector<std::string>& list() const { return list_; }
-
- private:
-  std::vector<std::string> list_;
-};
-
-// ---------------------------------------------------------------------------------------------
-// Machine description for the header line
-
-std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string cpuModel() {
-  std::istringstream in(readFile("/proc/cpuinfo"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) != 0) continue;
-    auto colon = line.find(':');
-    if (colon == std::string::npos) break;
-    auto start = line.find_first_not_of(" \t", colon + 1);
-    return start == std::string::npos ? "unknown CPU" : line.substr(start);
-  }
-  return "unknown CPU";
-}
-
-std::string kernelText() {
-  utsname u{};
-  if (::uname(&u) != 0) return "unknown kernel";
-  return std::string(u.sysname) + " " + u.release + " " + u.machine;
-}
-
-// The version the server reports on its monitor port (so it is the server that ran, not whatever
-// `nats-server` is first on PATH now).
-std::string natsServerVersion(const test::NatsServer& server) {
-  auto reply = test::httpGet(server.monitorPort(), "/varz");
-  if (!reply || reply->status != 200) return "unknown";
-  Json::Value v;
-  Json::CharReaderBuilder b;
-  std::string errors;
-  std::unique_ptr<Json::CharReader> r(b.newCharReader());
-  if (!r->parse(reply->body.data(), reply->body.data() + reply->body.size(), &v, &errors) || !v.isObject() ||
-      !v["version"].isString()) {
-    return "unknown";
-  }
-  return "v" + v["version"].asString();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1072,7 +950,7 @@ int run(const Options& o) {
   test::RuntimeScheduler scheduler;
   std::mt19937_64 rng(o.seed);
   Report report;
-  Failures failures;
+  Failures failures("election_bench");
   const std::string run_id = std::to_string(::getpid());
   const std::vector<std::string> cluster_ids = {"bench_ops_" + run_id, "bench_handover_" + run_id,
                                                 "bench_crash_" + run_id};
@@ -1083,8 +961,7 @@ int run(const Options& o) {
   const double total_s = msBetween(started, now()) / 1000.0;
 
   std::printf("## hacoord election benchmark\n\n");
-  std::printf("- machine: %ld CPUs, %s, %s\n", ::sysconf(_SC_NPROCESSORS_ONLN), cpuModel().c_str(),
-              kernelText().c_str());
+  std::printf("%s\n", machineLine().c_str());
   if (server) {
     std::printf(
         "- nats-server %s started by the bench on 127.0.0.1 (JetStream file store in a temp "
@@ -1128,23 +1005,7 @@ int run(const Options& o) {
 }  // namespace hacoord::bench
 
 int main(int argc, char** argv) {
-  hacoord::bench::Options options;
-  std::string error;
-  if (!hacoord::bench::parseOptions(argc, argv, options, error)) {
-    if (error.empty()) {
-      std::fputs(hacoord::bench::kUsage, stdout);
-      return 0;
-    }
-    std::fprintf(stderr, "election_bench: %s\n\n%s", error.c_str(), hacoord::bench::kUsage);
-    return 2;
-  }
-  int code;
-  try {
-    code = hacoord::bench::run(options);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "election_bench: FAILED: %s\n", e.what());
-    code = 1;
-  }
-  nats_CloseAndWait(1000);
-  return code;
+  return hacoord::bench::benchMain<hacoord::bench::Options>("election_bench", hacoord::bench::kUsage, argc,
+                                                            argv, hacoord::bench::parseOptions,
+                                                            hacoord::bench::run);
 }

@@ -534,6 +534,13 @@ void MeshCore::onHello(Peer& p, const Message& m) {
   sendWaiting(p);
 }
 
+// DESIGN §6.2: a small RPC never waits behind bulk data. A request or reply that needs more than
+// one fragment goes on the stream lane, so the RPC lane's small messages (weighted 2:1 above it)
+// overtake it between its fragments instead of queueing behind all of them.
+Lane MeshCore::laneFor(std::size_t payload_bytes) {
+  return payload_bytes > kMaxFragmentPayload ? Lane::kStream : Lane::kRpc;
+}
+
 // OK when a message of `bytes` fits both our maxMessageBytes and the one `p` said in its HELLO.
 Status MeshCore::checkSize(const Peer& p, std::string_view what, std::size_t bytes) const {
   if (bytes > options_.max_message_bytes) {
@@ -698,7 +705,6 @@ void MeshCore::finishRequest(std::shared_ptr<Incoming> in, Result<std::string> r
     if (wanted) {
       Message r;
       r.type = FrameType::kRpcResp;
-      r.lane = Lane::kRpc;
       r.id = in->id;
       if (result.isOk()) {
         r.payload = std::move(result.value());
@@ -710,6 +716,7 @@ void MeshCore::finishRequest(std::shared_ptr<Incoming> in, Result<std::string> r
         r.flags = kFlagError;
         r.payload = encodeError(result.status());
       }
+      r.lane = laneFor(r.payload.size());
       sendTo(p, std::move(r));
     }
   }
@@ -834,7 +841,7 @@ void MeshCore::trySend(std::uint64_t call_id) {
   }
   Message m;
   m.type = FrameType::kRpcReq;
-  m.lane = Lane::kRpc;
+  m.lane = laneFor(c.request.size());
   m.id = call_id;
   m.name = c.method;
   const Duration remaining = c.deadline - clock_.now();
@@ -901,7 +908,7 @@ std::size_t MeshCore::broadcast(std::string_view method, std::string request, co
     }
     Message m;
     m.type = FrameType::kRpcReq;
-    m.lane = Lane::kRpc;
+    m.lane = laneFor(request.size());
     m.flags = kFlagNoReply;
     m.id = next_call_id_++;
     m.name = std::string(method);

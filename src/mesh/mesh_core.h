@@ -171,6 +171,7 @@ class MeshCore {
   }
   void heardEpoch(std::uint64_t epoch);
   Status checkSize(const Peer& p, std::string_view what, std::size_t bytes) const;
+  static Lane laneFor(std::size_t payload_bytes);
   void abandonIncoming(Peer& p);
   void complete(std::uint64_t call_id, Result<std::string> result);
   void failCallsOf(Peer& p, const Status& why);

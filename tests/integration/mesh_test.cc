@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -209,6 +210,42 @@ TEST_F(MeshTest, ALargeMessageCrossesFragmentedAndAnOversizeOneIsRefusedNamingBo
   auto over = a.callSync("n2", "echo", std::string(17 * 1024 * 1024, 'q'), within(5s));
   EXPECT_EQ(over.status().code(), StatusCode::kResourceExhausted);
   EXPECT_NE(over.status().message().find("16777216"), std::string::npos) << over.status().message();
+}
+
+// DESIGN §6.2: a small RPC never waits behind bulk data. A 4 MiB request and then a 64 B one on the
+// same connection: the small one overtakes the big one's fragments (large messages go on the
+// stream lane) and reaches n2 first. n2 serves one at a time, in arrival order, so the order its
+// handler sees is the order they arrived; on one lane the small one would wait for all 64
+// fragments of the big one.
+TEST_F(MeshTest, ASmallRequestOvertakesALargeOneOnTheSameConnection) {
+  Mesh& n1 = start("n1");
+  Mesh& n2 = start("n2");
+  ASSERT_TRUE(allAlive());
+  std::mutex mu;
+  std::vector<std::size_t> arrived;
+  mesh::HandlerOptions one_at_a_time;
+  one_at_a_time.max_concurrency = 1;
+  ASSERT_TRUE(n2.handle(
+                    "mark",
+                    [&](const mesh::CallContext&, std::string request, mesh::Reply reply) {
+                      {
+                        std::lock_guard lock(mu);
+                        arrived.push_back(request.size());
+                      }
+                      reply(std::string());
+                    },
+                    one_at_a_time)
+                  .isOk());
+  std::atomic<int> done{0};
+  auto count = [&](Result<std::string> r) {
+    EXPECT_TRUE(r.isOk()) << r.status().toString();
+    ++done;
+  };
+  n1.call("n2", "mark", std::string(4 * 1024 * 1024, 'b'), within(10s), count);
+  n1.call("n2", "mark", std::string(64, 's'), within(10s), count);
+  ASSERT_TRUE(test::eventually([&] { return done.load() == 2; }, 15000ms));
+  std::lock_guard lock(mu);
+  EXPECT_EQ(arrived, (std::vector<std::size_t>{64, 4 * 1024 * 1024}));
 }
 
 // Certificate rotation (SIGHUP in the daemon): n1's files are replaced in place and reloaded. A
