@@ -69,4 +69,10 @@ Result<std::string> fingerprintOfPemFile(const std::string& path);
 // The same for a certificate in memory.
 Result<std::string> fingerprintOf(x509_st* cert);
 
+// The node a leaf names: exactly one URI SAN hacoord://<cluster>/<node> with a valid node id, and
+// `expected` when it is not empty (InvalidArgument saying what is wrong otherwise).
+Result<std::string> identityOf(x509_st* cert, const std::string& cluster, const std::string& expected);
+// The same for the first certificate of a PEM file (`expected` empty).
+Result<std::string> identityOfPemFile(const std::string& path, const std::string& cluster);
+
 }  // namespace hacoord::mesh

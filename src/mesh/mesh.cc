@@ -41,6 +41,18 @@ constexpr Duration kViewRefresh = std::chrono::milliseconds(100);
 
 std::string refusedKey(mesh::RefusedReason r) { return std::string(mesh::refusedReasonName(r)); }
 
+// The certificate the config names must be this node's: peers would refuse any other.
+Status checkOwnCertificate(const Config& config) {
+  const std::string& path = config.mesh.cert;
+  auto id = mesh::identityOfPemFile(path, config.cluster_id);
+  if (!id.isOk()) return invalidArgument("mesh.cert " + path + ": " + id.status().message());
+  if (*id != config.node_id) {
+    return invalidArgument("mesh.cert " + path + " is node '" + *id + "''s certificate, not this node's ('" +
+                           config.node_id + "')");
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 struct Mesh::Impl {
@@ -161,6 +173,7 @@ Result<std::unique_ptr<Mesh>> Mesh::create(const Config& config, std::shared_ptr
   impl->runtime = std::move(runtime);
   impl->strand = impl->runtime->makeStrand();
   const MeshConfig& m = config.mesh;
+  if (Status s = checkOwnCertificate(config); !s.isOk()) return s;
   auto fingerprint = mesh::fingerprintOfPemFile(m.cert);
   if (!fingerprint.isOk()) return invalidArgument("mesh.cert: " + fingerprint.status().message());
   mesh::TlsTransport::Options t;
@@ -408,6 +421,7 @@ Status Mesh::reloadCredentials() {
     std::lock_guard<std::mutex> lock(impl_->mutex);
     if (!impl_->started || impl_->stopped) return failedPrecondition("the mesh is not running");
   }
+  if (Status s = checkOwnCertificate(impl_->config); !s.isOk()) return s;
   auto fingerprint = impl_->transport->reloadCredentials();
   if (!fingerprint.isOk()) return fingerprint.status();
   return impl_->onStrand(

@@ -174,51 +174,6 @@ RefusedReason classifyVerifyError(int err) {
   }
 }
 
-// The node a leaf names: exactly one URI SAN hacoord://<cluster>/<node> with a valid node id, and
-// `expected` when it is not empty.
-Result<std::string> identityOf(X509* cert, const std::string& cluster, const std::string& expected) {
-  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
-  std::vector<std::string> uris;
-  if (names != nullptr) {
-    for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
-      const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
-      if (name->type == GEN_URI) {
-        const ASN1_STRING* s = name->d.uniformResourceIdentifier;
-        uris.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
-                          static_cast<std::size_t>(ASN1_STRING_length(s)));
-      }
-    }
-    GENERAL_NAMES_free(names);
-  }
-  if (uris.size() != 1) {
-    return invalidArgument("the certificate has " + std::to_string(uris.size()) +
-                           " URI SANs; it needs exactly one, hacoord://<cluster>/<node>");
-  }
-  const std::string& uri = uris.front();
-  constexpr std::string_view kScheme = "hacoord://";
-  if (uri.rfind(kScheme, 0) != 0) {
-    return invalidArgument("the certificate's URI SAN '" + uri + "' is not hacoord://<cluster>/<node>");
-  }
-  const std::string rest = uri.substr(kScheme.size());
-  const auto slash = rest.find('/');
-  if (slash == std::string::npos) {
-    return invalidArgument("the certificate's URI SAN '" + uri + "' has no node");
-  }
-  const std::string peer_cluster = rest.substr(0, slash);
-  const std::string node = rest.substr(slash + 1);
-  if (peer_cluster != cluster) {
-    return invalidArgument("the certificate's URI SAN '" + uri + "' names cluster '" + peer_cluster +
-                           "', not '" + cluster + "'");
-  }
-  if (Status s = checkId("node id", node); !s.isOk()) {
-    return invalidArgument("the certificate's URI SAN '" + uri + "': " + s.message());
-  }
-  if (!expected.empty() && node != expected) {
-    return invalidArgument("dialed node '" + expected + "' but the certificate names '" + node + "'");
-  }
-  return node;
-}
-
 void setSocketOptions(tcp::socket& socket, Duration user_timeout) {
   error_code ec;
   socket.set_option(tcp::no_delay(true), ec);

@@ -248,6 +248,31 @@ TEST_F(MeshTest, ASmallRequestOvertakesALargeOneOnTheSameConnection) {
   EXPECT_EQ(arrived, (std::vector<std::size_t>{64, 4 * 1024 * 1024}));
 }
 
+// A node's own certificate must name it: another node's (or another cluster's) is refused at
+// create and at reload, saying whose it is, instead of every peer refusing the node later.
+TEST_F(MeshTest, AnotherNodesCertificateIsRefusedAtCreateAndAtReload) {
+  Config n1 = configFor("n1");
+  configFor("n2");  // issues n2's certificate
+  Config wrong = n1;
+  wrong.mesh.cert = dir_ + "/n2/n2.crt";
+  wrong.mesh.key = dir_ + "/n2/n2.key";
+  auto refused = Mesh::create(wrong);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("is node 'n2''s certificate, not this node's ('n1')"),
+            std::string::npos)
+      << refused.status().toString();
+
+  Mesh& mesh = start("n1");
+  std::filesystem::copy_file(dir_ + "/n2/n2.crt", n1.mesh.cert,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(dir_ + "/n2/n2.key", n1.mesh.key,
+                             std::filesystem::copy_options::overwrite_existing);
+  const Status reload = mesh.reloadCredentials();
+  EXPECT_EQ(reload.code(), StatusCode::kInvalidArgument) << reload.toString();
+  EXPECT_NE(reload.message().find("not this node's"), std::string::npos) << reload.toString();
+}
+
 // Certificate rotation (SIGHUP in the daemon): n1's files are replaced in place and reloaded. A
 // key that does not match is refused and changes nothing; the open link survives the first
 // rotation (the record lists the new certificate and the one it replaced); after a second one,
